@@ -1,0 +1,1 @@
+"""The book's human-interaction controls ("Learning Chaos Engineering", ch. 11)."""

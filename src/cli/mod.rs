@@ -1,0 +1,88 @@
+//! Command-line interface: clap types, settings precedence, one file per subcommand.
+//!
+//! Precedence for strategies: flag > experiment `runtime` > settings `runtime` >
+//! faultline's default. Exit codes come from [`faultline::exit::ExitCode`] only.
+
+mod console;
+mod run;
+mod validate;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use faultline::exit::ExitCode;
+use std::path::PathBuf;
+
+/// An observability-first chaos engineering runner for Chaos Toolkit experiments.
+#[derive(Parser, Debug)]
+#[command(name = "faultline", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Console format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human lines, like the Chaos Toolkit's.
+    String,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run an experiment (file path or http(s) URL).
+    Run(run::RunArgs),
+    /// Report every problem in an experiment at once.
+    Validate(validate::ValidateArgs),
+}
+
+/// Options shared by the subcommands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// Settings file (default: $XDG_CONFIG_HOME/faultline/settings.yaml or ~/.config/faultline/settings.yaml).
+    #[arg(long, global = true, env = "FAULTLINE_SETTINGS")]
+    pub settings: Option<PathBuf>,
+    /// Console format.
+    #[arg(long, value_enum, default_value = "string", global = true)]
+    pub log_format: LogFormat,
+    /// Show debug lines (outputs, tolerance details).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    /// Never colour the console (also NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+/// Parse arguments and run; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::Success.code()
+                }
+                _ => ExitCode::InvalidInput.code(),
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultline: cannot start the async runtime: {e}");
+            return ExitCode::Failed.code();
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => runtime.block_on(run::run(args)),
+        Command::Validate(args) => runtime.block_on(validate::validate(args)),
+    };
+    // Background tasks (a stuck pipe writer, say) must not delay the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code.code()
+}

@@ -1,0 +1,324 @@
+//! `faultline run`: load, validate, resolve, run, write the journal, exit.
+
+use super::console::Console;
+use super::Common;
+use faultline::event::Level;
+use faultline::exit::ExitCode;
+use faultline::experiment::config::{parse_var, resolve, Overrides};
+use faultline::experiment::{load, locate::locate_all, parse, Problem};
+use faultline::run::{Dry, HypothesisStrategy, Interrupt, RollbackStrategy, RunOptions, Runner};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `faultline run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The experiment: a JSON or YAML file, or an http(s) URL.
+    pub experiment: String,
+    /// Where the journal is written (atomically).
+    #[arg(long, default_value = "./journal.json")]
+    pub journal_path: PathBuf,
+    /// Do not execute these activities (or skip pauses).
+    #[arg(long, value_parser = parse_enum::<Dry>)]
+    pub dry: Option<Dry>,
+    /// Accepted for compatibility: faultline always checks the experiment's structure.
+    #[arg(long)]
+    pub no_validation: bool,
+    /// When rollbacks are played [default: always].
+    #[arg(long, value_parser = parse_enum::<RollbackStrategy>)]
+    pub rollback_strategy: Option<RollbackStrategy>,
+    /// When the steady-state hypothesis is checked [default: default].
+    #[arg(long, value_parser = parse_enum::<HypothesisStrategy>)]
+    pub hypothesis_strategy: Option<HypothesisStrategy>,
+    /// Seconds between two checks of a continuous hypothesis [default: 1.0].
+    #[arg(long)]
+    pub hypothesis_frequency: Option<f64>,
+    /// Stop the method as soon as a continuous check deviates.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Override a configuration key: KEY=VALUE or KEY:TYPE=VALUE (str, int, float, bool, json).
+    #[arg(long = "var", value_name = "KEY[:TYPE]=VALUE")]
+    pub vars: Vec<String>,
+    /// A .json/.yaml file with `configuration`/`secrets`, or a .env file.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    /// Timeout in seconds of activities that declare none [default: 300].
+    #[arg(long)]
+    pub activity_timeout: Option<f64>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+    s.parse()
+}
+
+/// A random run id (UUID v4 layout).
+pub fn new_run_id() -> String {
+    let mut b = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok();
+    if !ok {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let mixed = t ^ (u128::from(std::process::id()) << 64);
+        b = mixed.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn report(console: &Console, problems: &[Problem]) {
+    for p in problems {
+        console.line(Level::Error, "input.invalid", &p.to_string());
+    }
+}
+
+/// Run the command; returns the exit code.
+pub async fn run(args: RunArgs) -> ExitCode {
+    let run_id = new_run_id();
+    let c = &args.common;
+    let console = Arc::new(Console::new(
+        c.log_format,
+        c.verbose,
+        c.no_color,
+        run_id.clone(),
+    ));
+
+    let settings = match faultline::settings::load(c.settings.as_deref()) {
+        Ok(s) => s,
+        Err(p) => {
+            report(&console, &p);
+            return ExitCode::InvalidInput;
+        }
+    };
+    let mut overrides = Overrides::default();
+    for f in &args.var_files {
+        if let Err(p) = overrides.add_file(f) {
+            report(&console, &[p]);
+            return ExitCode::InvalidInput;
+        }
+    }
+    for v in &args.vars {
+        match parse_var(v) {
+            Ok((k, v)) => {
+                overrides.configuration.insert(k, v);
+            }
+            Err(e) => {
+                console.line(Level::Error, "input.invalid", &e);
+                return ExitCode::InvalidInput;
+            }
+        }
+    }
+
+    let doc = match load(&args.experiment).await {
+        Ok(d) => d,
+        Err(e) => {
+            console.line(Level::Error, "input.invalid", &e.to_string());
+            return ExitCode::InvalidInput;
+        }
+    };
+    console.line(
+        Level::Info,
+        "experiment.validating",
+        "Validating the experiment's syntax",
+    );
+    let experiment = match parse(&doc.value) {
+        Ok(e) => e,
+        Err(mut problems) => {
+            locate_all(&mut problems, &doc.text, doc.format);
+            console.line(
+                Level::Critical,
+                "input.invalid",
+                &format!(
+                    "{}: the experiment is invalid ({} problem(s)):",
+                    doc.source,
+                    problems.len()
+                ),
+            );
+            report(&console, &problems);
+            return ExitCode::InvalidInput;
+        }
+    };
+    console.line(Level::Info, "experiment.valid", "Experiment looks valid");
+    for ctl in &experiment.controls {
+        console.line(
+            Level::Warning,
+            "control.unsupported",
+            &format!(
+                "control '{}' ({}) at {} is not supported yet: the run goes on without it",
+                ctl.name,
+                ctl.module.as_deref().unwrap_or("no module"),
+                ctl.path
+            ),
+        );
+    }
+    for (name, _) in &settings.controls {
+        console.line(
+            Level::Warning,
+            "control.unsupported",
+            &format!("global control '{name}' from the settings file is not supported yet: the run goes on without it"),
+        );
+    }
+
+    let env_overlay = overrides.env.clone();
+    let env = move |k: &str| {
+        env_overlay
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(k).ok())
+    };
+    let resolved = match resolve(&experiment, &overrides, &env) {
+        Ok(r) => r,
+        Err(mut problems) => {
+            locate_all(&mut problems, &doc.text, doc.format);
+            report(&console, &problems);
+            return ExitCode::InvalidInput;
+        }
+    };
+
+    let rt = &experiment.runtime;
+    let srt = &settings.runtime;
+    let defaults = RunOptions::default();
+    let frequency = args
+        .hypothesis_frequency
+        .or(rt.hypothesis_frequency)
+        .or(srt.hypothesis_frequency)
+        .unwrap_or(defaults.hypothesis_frequency);
+    let activity_timeout = args
+        .activity_timeout
+        .or(settings.activity_timeout)
+        .unwrap_or(defaults.activity_timeout.as_secs_f64());
+    for (what, v) in [
+        ("--hypothesis-frequency", frequency),
+        ("--activity-timeout", activity_timeout),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            console.line(
+                Level::Error,
+                "input.invalid",
+                &format!("{what} must be a positive number of seconds, got {v}"),
+            );
+            return ExitCode::InvalidInput;
+        }
+    }
+    let options = RunOptions {
+        hypothesis_strategy: args
+            .hypothesis_strategy
+            .or(rt.hypothesis_strategy)
+            .or(srt.hypothesis_strategy)
+            .unwrap_or(defaults.hypothesis_strategy),
+        hypothesis_frequency: frequency,
+        fail_fast: args.fail_fast || rt.fail_fast.or(srt.fail_fast).unwrap_or(false),
+        rollback_strategy: args
+            .rollback_strategy
+            .or(rt.rollback_strategy)
+            .or(srt.rollback_strategy)
+            .unwrap_or(defaults.rollback_strategy),
+        dry: args.dry,
+        activity_timeout: Duration::from_secs_f64(activity_timeout),
+    };
+
+    let interrupt = Interrupt::new();
+    let signals = spawn_signal_handler(interrupt.clone(), console.clone());
+    console.line(
+        Level::Info,
+        "experiment.run_id",
+        &format!("Run id: {run_id}"),
+    );
+    let runner = Runner {
+        experiment,
+        options,
+        resolved,
+        observer: console.clone(),
+        interrupt,
+        run_id: run_id.clone(),
+        env: overrides.env,
+    };
+    let outcome = runner.run().await;
+    let code = ExitCode::for_run(outcome.status, outcome.deviated);
+    match faultline::run::journal::write_atomic(&args.journal_path, &outcome.journal) {
+        Ok(()) => console.line(
+            Level::Info,
+            "journal.written",
+            &format!("Journal written to {}", args.journal_path.display()),
+        ),
+        Err(e) => {
+            console.line(
+                Level::Critical,
+                "journal.failed",
+                &format!(
+                    "cannot write the journal to {}: {e}",
+                    args.journal_path.display()
+                ),
+            );
+            signals.abort();
+            return ExitCode::Failed;
+        }
+    }
+    if outcome.deviated {
+        console.line(
+            Level::Info,
+            "experiment.deviated",
+            "The steady-state has deviated, a weakness may have been discovered",
+        );
+    }
+    signals.abort();
+    code
+}
+
+/// First SIGINT/SIGTERM: interrupt the run (rollbacks still play, the journal is
+/// written). Second: kill every child process group and exit at once.
+fn spawn_signal_handler(
+    interrupt: Interrupt,
+    console: Arc<Console>,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut count = 0;
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            count += 1;
+            if count == 1 {
+                console.line(
+                    Level::Warning,
+                    "experiment.signal",
+                    &format!("Received {name}: stopping the running activity, then rollbacks and the journal (send it again to exit at once)"),
+                );
+                interrupt.trigger(format!("received {name}"));
+            } else {
+                faultline::provider::process::kill_all_children();
+                console.line(
+                    Level::Critical,
+                    "experiment.signal",
+                    &format!("Received {name} again: exiting now, without rollbacks or journal"),
+                );
+                std::process::exit(ExitCode::Failed.code());
+            }
+        }
+    })
+}

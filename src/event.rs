@@ -1,0 +1,318 @@
+//! Typed lifecycle events: the one stream the runner emits and observers consume.
+//!
+//! The runner never formats a line; it emits an [`Event`]. Each event knows its name
+//! (stable, documented in `docs/telemetry.md`), its level and its human message (the
+//! Chaos Toolkit's wording where it has one), so the console, the JSON log format and
+//! later sinks and controls all say the same thing.
+
+use crate::run::{Phase, Status};
+use serde_json::{json, Value};
+
+/// Severity, as the console shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Details shown with `--verbose`.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something the user should look at.
+    Warning,
+    /// An activity failed.
+    Error,
+    /// The experiment cannot go on as planned.
+    Critical,
+}
+
+impl Level {
+    /// Upper-case name, as in `[2026-11-21 10:00:00 INFO]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+            Level::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// One lifecycle event.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The experiment is about to run.
+    RunStarted { title: String, run_id: String },
+    /// The strategies in force.
+    Strategies {
+        hypothesis: String,
+        rollbacks: String,
+    },
+    /// A dry mode is active.
+    DryRun { mode: String },
+    /// The hypothesis starts being checked.
+    HypothesisStarted { title: String, phase: Phase },
+    /// The hypothesis was checked.
+    HypothesisEnded {
+        phase: Phase,
+        met: bool,
+        failing_probe: Option<String>,
+    },
+    /// A continuous hypothesis starts.
+    ContinuousStarted { frequency: f64 },
+    /// A continuous hypothesis ended.
+    ContinuousEnded {
+        iterations: usize,
+        deviations: usize,
+    },
+    /// No hypothesis is declared.
+    NoHypothesis,
+    /// The method starts.
+    MethodStarted,
+    /// The method is empty.
+    NoActivities,
+    /// The method ended.
+    MethodEnded,
+    /// An activity starts.
+    ActivityStarted {
+        kind: &'static str,
+        name: String,
+        background: bool,
+        phase: Phase,
+    },
+    /// An activity ended.
+    ActivityEnded {
+        name: String,
+        phase: Phase,
+        succeeded: bool,
+        error: Option<String>,
+        output: Value,
+    },
+    /// A tolerance was checked.
+    ToleranceChecked {
+        name: String,
+        met: bool,
+        reason: String,
+    },
+    /// A pause starts.
+    Pause {
+        seconds: f64,
+        before: bool,
+        skipped: bool,
+    },
+    /// Rollbacks start.
+    RollbacksStarted,
+    /// There are no rollbacks.
+    NoRollbacks,
+    /// Rollbacks are not played, and why.
+    RollbacksSkipped { strategy: String, reason: String },
+    /// The run was interrupted.
+    Interrupted { reason: String },
+    /// Fail-fast stopped the method.
+    FailFast { ratio: f64 },
+    /// Something worth a warning.
+    Warning { message: String },
+    /// The run ended.
+    RunEnded { status: Status, deviated: bool },
+}
+
+impl Event {
+    /// The stable event name (documented in `docs/telemetry.md`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::RunStarted { .. } => "experiment.started",
+            Event::Strategies { .. } => "experiment.strategies",
+            Event::DryRun { .. } => "experiment.dry",
+            Event::HypothesisStarted { .. } => "hypothesis.started",
+            Event::HypothesisEnded { met: true, .. } => "hypothesis.met",
+            Event::HypothesisEnded { met: false, .. } => "hypothesis.not_met",
+            Event::ContinuousStarted { .. } => "hypothesis.continuous.started",
+            Event::ContinuousEnded { .. } => "hypothesis.continuous.ended",
+            Event::NoHypothesis => "hypothesis.none",
+            Event::MethodStarted => "method.started",
+            Event::NoActivities => "method.empty",
+            Event::MethodEnded => "method.ended",
+            Event::ActivityStarted { .. } => "activity.started",
+            Event::ActivityEnded {
+                succeeded: true, ..
+            } => "activity.succeeded",
+            Event::ActivityEnded {
+                succeeded: false, ..
+            } => "activity.failed",
+            Event::ToleranceChecked { .. } => "tolerance.checked",
+            Event::Pause { .. } => "activity.pause",
+            Event::RollbacksStarted => "rollbacks.started",
+            Event::NoRollbacks => "rollbacks.none",
+            Event::RollbacksSkipped { .. } => "rollbacks.skipped",
+            Event::Interrupted { .. } => "experiment.interrupted",
+            Event::FailFast { .. } => "hypothesis.fail_fast",
+            Event::Warning { .. } => "warning",
+            Event::RunEnded { .. } => "experiment.ended",
+        }
+    }
+
+    /// Severity.
+    pub fn level(&self) -> Level {
+        match self {
+            Event::ActivityEnded {
+                succeeded: false, ..
+            } => Level::Error,
+            Event::ActivityEnded { .. } | Event::ToleranceChecked { met: true, .. } => Level::Debug,
+            Event::ToleranceChecked { met: false, .. } => Level::Warning,
+            Event::HypothesisEnded {
+                met: false,
+                phase: Phase::During(_),
+                ..
+            } => Level::Warning,
+            Event::HypothesisEnded { met: false, .. }
+            | Event::Interrupted { .. }
+            | Event::FailFast { .. } => Level::Critical,
+            Event::Warning { .. } | Event::DryRun { .. } | Event::RollbacksSkipped { .. } => {
+                Level::Warning
+            }
+            Event::ContinuousEnded { .. } => Level::Info,
+            _ => Level::Info,
+        }
+    }
+
+    /// The human message (the Chaos Toolkit's words where it has them).
+    pub fn message(&self) -> String {
+        match self {
+            Event::RunStarted { title, .. } => format!("Running experiment: {title}"),
+            Event::Strategies { hypothesis, rollbacks } => {
+                format!("Steady-state strategy: {hypothesis}, rollbacks strategy: {rollbacks}")
+            }
+            Event::DryRun { mode } => format!("Running experiment with dry {mode}"),
+            Event::HypothesisStarted { title, .. } => format!("Steady state hypothesis: {title}"),
+            Event::HypothesisEnded { met: true, phase: Phase::Before, .. } => {
+                "Steady state hypothesis is met, we can carry on!".into()
+            }
+            Event::HypothesisEnded { met: true, .. } => "Steady state hypothesis is met!".into(),
+            Event::HypothesisEnded { met: false, phase: Phase::During(_), failing_probe, .. } => format!(
+                "Continuous steady state probe '{}' is not in the given tolerance",
+                failing_probe.as_deref().unwrap_or("?")
+            ),
+            Event::HypothesisEnded { met: false, failing_probe, .. } => format!(
+                "Steady state probe '{}' is not in the given tolerance so failing this experiment",
+                failing_probe.as_deref().unwrap_or("?")
+            ),
+            Event::ContinuousStarted { frequency } => {
+                format!("Executing the steady-state hypothesis continuously every {frequency} seconds")
+            }
+            Event::ContinuousEnded { iterations, deviations } => format!(
+                "Continuous steady state hypothesis terminated ({iterations} checks, {deviations} not met)"
+            ),
+            Event::NoHypothesis => "No steady state hypothesis defined. That's ok, just exploring.".into(),
+            Event::MethodStarted => "Playing your experiment's method now...".into(),
+            Event::NoActivities => "No declared activities, let's move on.".into(),
+            Event::MethodEnded => "Method completed".into(),
+            Event::ActivityStarted { kind, name, background, .. } => {
+                format!("{kind}: {name}{}", if *background { " [in background]" } else { "" })
+            }
+            Event::ActivityEnded { succeeded: false, error, .. } => {
+                format!("  => failed: {}", error.as_deref().unwrap_or("unknown error"))
+            }
+            Event::ActivityEnded { output, .. } => {
+                if output.is_null() {
+                    "  => succeeded without any result value".into()
+                } else {
+                    format!("  => succeeded with '{}'", crate::experiment::tolerance::brief(output))
+                }
+            }
+            Event::ToleranceChecked { name, met, reason } => {
+                format!("  => tolerance of '{name}' {}: {reason}", if *met { "met" } else { "not met" })
+            }
+            Event::Pause { seconds, before, skipped } => format!(
+                "Pausing {} for {seconds}s...{}",
+                if *before { "before next activity" } else { "after activity" },
+                if *skipped { " (skipped: dry run)" } else { "" }
+            ),
+            Event::RollbacksStarted => "Let's rollback...".into(),
+            Event::NoRollbacks => "No declared rollbacks, let's move on.".into(),
+            Event::RollbacksSkipped { strategy, reason } => {
+                format!("Rollbacks not played (strategy '{strategy}'): {reason}")
+            }
+            Event::Interrupted { reason } => format!("Experiment interrupted: {reason}"),
+            Event::FailFast { ratio } => {
+                format!("Terminating immediately the experiment after {ratio:.1}% hypothesis deviated")
+            }
+            Event::Warning { message } => message.clone(),
+            Event::RunEnded { status, deviated } => format!(
+                "Experiment ended with status: {}",
+                if *deviated { "deviated" } else { status.as_str() }
+            ),
+        }
+    }
+
+    /// Structured fields for machine formats.
+    pub fn fields(&self) -> Value {
+        match self {
+            Event::RunStarted { title, run_id } => json!({"title": title, "run_id": run_id}),
+            Event::HypothesisStarted { phase, .. } => json!({"phase": phase.as_str()}),
+            Event::HypothesisEnded {
+                phase,
+                met,
+                failing_probe,
+            } => {
+                json!({"phase": phase.as_str(), "met": met, "probe": failing_probe})
+            }
+            Event::ActivityStarted {
+                kind,
+                name,
+                background,
+                phase,
+            } => {
+                json!({"activity": name, "type": kind.to_ascii_lowercase(), "background": background, "phase": phase.as_str()})
+            }
+            Event::ActivityEnded {
+                name,
+                phase,
+                succeeded,
+                error,
+                ..
+            } => {
+                json!({"activity": name, "phase": phase.as_str(), "status": if *succeeded {"succeeded"} else {"failed"}, "error": error})
+            }
+            Event::ToleranceChecked { name, met, reason } => {
+                json!({"activity": name, "met": met, "reason": reason})
+            }
+            Event::RunEnded { status, deviated } => {
+                json!({"status": status.as_str(), "deviated": deviated})
+            }
+            Event::Interrupted { reason } => json!({"reason": reason}),
+            _ => json!({}),
+        }
+    }
+}
+
+/// Anything that wants to see the run's events. Implementations must be cheap: they
+/// are called inline by the runner.
+pub trait Observer: Send + Sync {
+    /// Called for each event, in order (background activities interleave).
+    fn on_event(&self, event: &Event);
+}
+
+impl<T: Observer + ?Sized> Observer for Box<T> {
+    fn on_event(&self, e: &Event) {
+        (**self).on_event(e)
+    }
+}
+
+impl<T: Observer> Observer for Vec<T> {
+    fn on_event(&self, e: &Event) {
+        self.iter().for_each(|o| o.on_event(e))
+    }
+}
+
+impl<T: Observer> Observer for Option<T> {
+    fn on_event(&self, e: &Event) {
+        if let Some(o) = self {
+            o.on_event(e)
+        }
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn on_event(&self, _: &Event) {}
+}

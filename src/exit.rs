@@ -1,0 +1,51 @@
+//! The one place where outcomes become process exit codes.
+//!
+//! Documented in the README's "Exit codes" table; the Chaos Toolkit uses 1 for every
+//! unsuccessful outcome, faultline tells them apart (see `docs/compatibility.md`).
+
+use crate::run::Status;
+
+/// A process exit code, with its meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// The run completed and the steady state did not deviate; or the experiment is valid.
+    Success = 0,
+    /// The run completed but the steady state deviated.
+    Deviated = 1,
+    /// The run failed, was aborted or was interrupted.
+    Failed = 2,
+    /// The experiment, a flag, a var file or the settings file is wrong.
+    InvalidInput = 3,
+}
+
+impl ExitCode {
+    /// The exit code of a finished run.
+    pub fn for_run(status: Status, deviated: bool) -> ExitCode {
+        match status {
+            Status::Completed if deviated => ExitCode::Deviated,
+            Status::Completed => ExitCode::Success,
+            Status::Failed | Status::Aborted | Status::Interrupted => ExitCode::Failed,
+        }
+    }
+
+    /// The numeric code.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_maps_to_its_documented_code() {
+        assert_eq!(ExitCode::for_run(Status::Completed, false).code(), 0);
+        assert_eq!(ExitCode::for_run(Status::Completed, true).code(), 1);
+        assert_eq!(ExitCode::for_run(Status::Failed, true).code(), 2);
+        assert_eq!(ExitCode::for_run(Status::Aborted, false).code(), 2);
+        assert_eq!(ExitCode::for_run(Status::Interrupted, false).code(), 2);
+        assert_eq!(ExitCode::InvalidInput.code(), 3);
+    }
+}

@@ -1,0 +1,225 @@
+//! Reading an experiment (or a var file) from a file or an http(s) URL, as JSON or YAML.
+
+use super::Problem;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+/// The syntax a document was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// A loaded document: its text and its value.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Where it came from, for messages.
+    pub source: String,
+    /// The text as read.
+    pub text: String,
+    /// Its syntax.
+    pub format: Format,
+    /// The parsed value.
+    pub value: Value,
+}
+
+/// Why a document could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The URL could not be fetched.
+    #[error("cannot fetch {url}: {reason}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// The cause.
+        reason: String,
+    },
+    /// The text is not valid JSON/YAML.
+    #[error("{source_name}: {problem}")]
+    Syntax {
+        /// Where the text came from.
+        source_name: String,
+        /// What and where.
+        problem: Problem,
+    },
+}
+
+impl LoadError {
+    /// The problem this error amounts to, for `validate`'s report.
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            LoadError::Syntax { problem, .. } => problem.clone(),
+            other => Problem::new("$", other.to_string()),
+        }
+    }
+}
+
+/// True for `http://` and `https://` locations.
+pub fn is_url(location: &str) -> bool {
+    location.starts_with("http://") || location.starts_with("https://")
+}
+
+fn format_for(name: &str, content_type: Option<&str>) -> Option<Format> {
+    let lower = name.to_ascii_lowercase();
+    let lower = lower.split(['?', '#']).next().unwrap_or_default();
+    if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        return Some(Format::Yaml);
+    }
+    if lower.ends_with(".json") {
+        return Some(Format::Json);
+    }
+    match content_type {
+        Some(ct) if ct.contains("json") => Some(Format::Json),
+        Some(ct) if ct.contains("yaml") => Some(Format::Yaml),
+        _ => None,
+    }
+}
+
+/// Load an experiment from a path or an http(s) URL.
+pub async fn load(location: &str) -> Result<Document, LoadError> {
+    if is_url(location) {
+        let fetch_err = |reason: String| LoadError::Fetch {
+            url: location.to_string(),
+            reason,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| fetch_err(e.to_string()))?;
+        let resp = client
+            .get(location)
+            .header(
+                "accept",
+                "application/json, application/yaml;q=0.9, */*;q=0.1",
+            )
+            .send()
+            .await
+            .map_err(|e| fetch_err(crate::provider::http::describe_error(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(fetch_err(format!("the server answered {status}")));
+        }
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp.text().await.map_err(|e| fetch_err(e.to_string()))?;
+        let format = format_for(location, ct.as_deref());
+        from_text(location, text, format)
+    } else {
+        let text = std::fs::read_to_string(location).map_err(|source| LoadError::Read {
+            path: location.to_string(),
+            source,
+        })?;
+        let format = format_for(location, None);
+        from_text(location, text, format)
+    }
+}
+
+/// Load a local file (var files, settings) synchronously.
+pub fn load_file(path: &Path) -> Result<Document, LoadError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    let format = format_for(&name, None);
+    from_text(&name, text, format)
+}
+
+/// Parse text whose format may be unknown (then JSON is tried first, then YAML).
+pub fn from_text(
+    source: &str,
+    text: String,
+    format: Option<Format>,
+) -> Result<Document, LoadError> {
+    let format = format.unwrap_or_else(|| {
+        if text.trim_start().starts_with(['{', '[']) {
+            Format::Json
+        } else {
+            Format::Yaml
+        }
+    });
+    let value = match format {
+        Format::Json => serde_json::from_str::<Value>(&text).map_err(|e| {
+            let mut p = Problem::new("$", format!("invalid JSON: {e}"))
+                .hint("check for a missing comma, quote or bracket just before this point");
+            if e.line() > 0 {
+                p.line = Some(e.line());
+                p.column = Some(e.column());
+            }
+            p
+        }),
+        Format::Yaml => serde_saphyr::from_str::<Value>(&text).map_err(|e| {
+            let msg = e.to_string();
+            let mut p = Problem::new("$", format!("invalid YAML: {msg}"))
+                .hint("check the indentation and quoting around this point");
+            if let Some((l, c)) = yaml_location(&msg) {
+                p.line = Some(l);
+                p.column = Some(c);
+            }
+            p
+        }),
+    }
+    .map_err(|problem| LoadError::Syntax {
+        source_name: source.to_string(),
+        problem,
+    })?;
+    Ok(Document {
+        source: source.to_string(),
+        text,
+        format,
+        value,
+    })
+}
+
+/// serde-saphyr prints locations as "line L column C"; pick them up when present.
+fn yaml_location(msg: &str) -> Option<(usize, usize)> {
+    let re = regex::Regex::new(r"line (\d+),? col(?:umn)? (\d+)").ok()?;
+    let c = re.captures(msg)?;
+    Some((c[1].parse().ok()?, c[2].parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_syntax_errors_carry_line_and_column() {
+        let e = from_text(
+            "x.json",
+            "{\n \"title\": \"t\",\n \"method\": [}\n".into(),
+            Some(Format::Json),
+        )
+        .unwrap_err();
+        let p = e.to_problem();
+        assert_eq!(p.line, Some(3));
+        assert!(p.message.contains("invalid JSON"));
+    }
+
+    #[test]
+    fn yaml_is_detected_and_parsed() {
+        let d = from_text("x", "title: t\nmethod: []\n".into(), None).unwrap();
+        assert_eq!(d.format, Format::Yaml);
+        assert_eq!(d.value["title"], "t");
+    }
+
+    #[test]
+    fn malformed_yaml_is_an_error_not_a_panic() {
+        let e = from_text("x.yaml", "title: [unclosed\n  - a: b\n".into(), None).unwrap_err();
+        assert!(e.to_string().contains("invalid YAML"), "{e}");
+    }
+}

@@ -1,0 +1,24 @@
+//! faultline: an observability-first chaos engineering runner.
+//!
+//! faultline runs [Chaos Toolkit](https://chaostoolkit.org) experiments (JSON or YAML:
+//! steady-state hypothesis, method, rollbacks) compatibly with `chaos run`, without its
+//! known defects: it never crashes mid-run, always writes the journal, always plays
+//! rollbacks according to the strategy, and never writes a secret value anywhere.
+//!
+//! The flow (see `docs/architecture.md`):
+//! load ([`experiment::load`]) → parse and validate, all problems at once
+//! ([`experiment::parse`]) → resolve configuration and secrets ([`experiment::config`])
+//! → run ([`run::Runner`]) → journal ([`run::journal`]).
+//!
+//! The library never prints and never exits: it reports through [`event::Observer`]s
+//! and returns values; the binary decides what to print and the exit code
+//! ([`exit::ExitCode`]).
+
+pub mod event;
+pub mod exit;
+pub mod experiment;
+pub mod provider;
+pub mod redact;
+pub mod run;
+pub mod settings;
+pub mod timefmt;

@@ -1,0 +1,119 @@
+//! Providers: what an activity runs. One file per provider behind one enum.
+//!
+//! A provider definition is typed here, after `${}` substitution, so a template that
+//! produced the wrong type is reported as the activity's failure, with the key named.
+
+pub mod http;
+pub mod process;
+pub mod python;
+
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// Why an activity failed. Its message becomes the journal's `exception`.
+#[derive(Debug, Clone)]
+pub struct ActivityError {
+    /// What happened, in words.
+    pub message: String,
+    /// The output, when there is one despite the failure (e.g. unexpected status).
+    pub output: Option<Value>,
+}
+
+impl ActivityError {
+    /// A failure without output.
+    pub fn new(message: impl Into<String>) -> ActivityError {
+        ActivityError {
+            message: message.into(),
+            output: None,
+        }
+    }
+}
+
+/// A typed provider.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// An HTTP request.
+    Http(http::HttpProvider),
+    /// A local process.
+    Process(process::ProcessProvider),
+    /// A Python function, through the bridge.
+    Python(python::PythonProvider),
+}
+
+/// What a provider gets from the run besides its definition.
+pub struct Ctx<'a> {
+    /// Resolved configuration.
+    pub configuration: &'a Map<String, Value>,
+    /// The secrets of the scopes this provider lists (scope -> {key -> value}).
+    pub secrets: Map<String, Value>,
+    /// Shared HTTP clients.
+    pub http: &'a http::Clients,
+    /// Extra headers for HTTP requests (trace context).
+    pub headers: Vec<(String, String)>,
+    /// Extra environment for child processes (trace context).
+    pub env: Vec<(String, String)>,
+}
+
+pub(crate) fn field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    m.get(key).filter(|v| !v.is_null())
+}
+
+/// Seconds from a number or numeric string.
+pub(crate) fn seconds(v: &Value, what: &str) -> Result<Duration, String> {
+    let f = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match f {
+        Some(f) if f.is_finite() && f >= 0.0 => Ok(Duration::from_secs_f64(f)),
+        _ => Err(format!(
+            "{what} must be a non-negative number of seconds, got {v}"
+        )),
+    }
+}
+
+impl Provider {
+    /// Type a substituted provider definition.
+    pub fn from_value(v: &Value) -> Result<Provider, String> {
+        let m = v.as_object().ok_or("the provider must be an object")?;
+        match m.get("type").and_then(Value::as_str) {
+            Some("http") => http::HttpProvider::from_map(m).map(Provider::Http),
+            Some("process") => process::ProcessProvider::from_map(m).map(Provider::Process),
+            Some("python") => python::PythonProvider::from_map(m).map(Provider::Python),
+            Some(t) => Err(format!("unknown provider type '{t}'")),
+            None => Err("the provider has no type".into()),
+        }
+    }
+
+    /// The secret scopes this provider may see.
+    pub fn secret_scopes(v: &Value) -> Vec<String> {
+        match v.get("secrets") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The provider's own timeout, if it declares one.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            Provider::Http(h) => h.timeout.map(|(c, r)| c.unwrap_or_default() + r),
+            Provider::Process(p) => p.timeout,
+            Provider::Python(_) => None,
+        }
+    }
+
+    /// Run it. Dropping the future stops it (child processes are killed).
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
+        match self {
+            Provider::Http(h) => h.run(ctx).await,
+            Provider::Process(p) => p.run(ctx).await,
+            Provider::Python(p) => p.run(ctx).await,
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The `process` provider: run a program, output `{status, stdout, stderr}`.
+//!
+//! Every child runs in its own process group, so stopping an activity (timeout,
+//! interrupt, a second signal) kills the whole tree it started, not only the direct
+//! child. A list of arguments is passed as is; a string goes through `sh -c` as
+//! `path + " " + arguments`, like the Chaos Toolkit. A non-zero exit is not a failure.
+
+use super::{field, seconds, ActivityError, Ctx};
+use crate::experiment::substitute::python_str;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A typed `process` provider.
+#[derive(Debug, Clone)]
+pub struct ProcessProvider {
+    /// The program, as written.
+    pub path: String,
+    /// Its arguments.
+    pub arguments: Arguments,
+    /// Its own timeout.
+    pub timeout: Option<Duration>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: Option<String>,
+}
+
+/// Arguments as a list (exec) or a string (shell).
+#[derive(Debug, Clone)]
+pub enum Arguments {
+    /// Passed as argv.
+    List(Vec<String>),
+    /// Appended to the path and run by `sh -c`.
+    Shell(String),
+}
+
+impl ProcessProvider {
+    pub(super) fn from_map(m: &Map<String, Value>) -> Result<ProcessProvider, String> {
+        let path = match field(m, "path") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(v) => return Err(format!("path must be a string, got {v}")),
+            None => return Err("missing path".into()),
+        };
+        let keep = |v: &Value| !v.is_null() && v.as_str() != Some("");
+        let arguments = match field(m, "arguments") {
+            None => Arguments::List(Vec::new()),
+            Some(Value::String(s)) => Arguments::Shell(s.clone()),
+            Some(Value::Array(items)) => {
+                Arguments::List(items.iter().filter(|v| keep(v)).map(python_str).collect())
+            }
+            Some(Value::Object(o)) => Arguments::List(
+                o.iter()
+                    .flat_map(|(k, v)| [Value::String(k.clone()), v.clone()])
+                    .filter(keep)
+                    .map(|v| python_str(&v))
+                    .collect(),
+            ),
+            Some(v) => Arguments::List(vec![python_str(v)]),
+        };
+        let timeout = field(m, "timeout")
+            .map(|t| seconds(t, "timeout"))
+            .transpose()?;
+        let env = match field(m, "env") {
+            Some(Value::Object(e)) => e.iter().map(|(k, v)| (k.clone(), python_str(v))).collect(),
+            Some(v) => return Err(format!("env must be an object, got {v}")),
+            None => Vec::new(),
+        };
+        let cwd = match field(m, "cwd") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(v) => return Err(format!("cwd must be a string, got {v}")),
+            None => None,
+        };
+        Ok(ProcessProvider {
+            path,
+            arguments,
+            timeout,
+            env,
+            cwd,
+        })
+    }
+
+    pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
+        let exe = which(&self.path).ok_or_else(|| {
+            ActivityError::new(format!(
+                "executable '{}' not found{}",
+                self.path,
+                if self.path.contains('/') {
+                    ""
+                } else {
+                    " on PATH"
+                }
+            ))
+        })?;
+        let mut cmd = match &self.arguments {
+            Arguments::List(args) => {
+                let mut c = tokio::process::Command::new(&exe);
+                c.args(args);
+                c
+            }
+            Arguments::Shell(s) => {
+                let mut c = tokio::process::Command::new("/bin/sh");
+                c.arg("-c").arg(format!("{} {s}", exe.display()));
+                c
+            }
+        };
+        cmd.envs(ctx.env.iter().cloned())
+            .envs(self.env.iter().cloned());
+        if let Some(d) = &self.cwd {
+            cmd.current_dir(d);
+        }
+        let out = run_captured(cmd, None)
+            .await
+            .map_err(|e| ActivityError::new(format!("cannot start '{}': {e}", exe.display())))?;
+        Ok(serde_json::json!({"status": out.status, "stdout": out.stdout, "stderr": out.stderr}))
+    }
+}
+
+/// Find an executable like `shutil.which`, expanding a leading `~`.
+pub fn which(path: &str) -> Option<PathBuf> {
+    let expanded = match path.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME").map(|h| Path::new(&h).join(rest))?,
+        None => PathBuf::from(path),
+    };
+    let is_exec = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if expanded.components().count() > 1 || path.contains('/') {
+        return is_exec(&expanded).then_some(expanded);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(&expanded))
+            .find(|p| is_exec(p))
+    })
+}
+
+/// A finished child.
+pub struct Captured {
+    /// Exit code (or -signal, as Python reports it).
+    pub status: i32,
+    /// Standard output, UTF-8 (lossy).
+    pub stdout: String,
+    /// Standard error, UTF-8 (lossy).
+    pub stderr: String,
+}
+
+/// Process groups of children still running, so a second signal can kill them all.
+static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+fn groups() -> std::sync::MutexGuard<'static, Option<HashSet<i32>>> {
+    LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[allow(unsafe_code)]
+fn kill_group(pgid: i32) {
+    // SAFETY: killpg has no memory-safety preconditions; a stale group id only makes
+    // it fail with ESRCH, which is ignored.
+    unsafe {
+        libc::killpg(pgid, libc::SIGKILL);
+    }
+}
+
+/// Kill every child process group still running (used on a second signal).
+pub fn kill_all_children() {
+    if let Some(set) = groups().as_ref() {
+        for g in set {
+            kill_group(*g);
+        }
+    }
+}
+
+/// Kills the child's whole process group when the activity is dropped unfinished.
+struct GroupGuard {
+    pgid: Option<i32>,
+}
+
+impl GroupGuard {
+    fn done(&mut self) {
+        if let Some(g) = self.pgid.take() {
+            if let Some(set) = groups().as_mut() {
+                set.remove(&g);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(g) = self.pgid.take() {
+            kill_group(g);
+            if let Some(set) = groups().as_mut() {
+                set.remove(&g);
+            }
+        }
+    }
+}
+
+/// Spawn in a new process group, feed `stdin`, capture both outputs. Dropping the
+/// returned future kills the process group.
+pub async fn run_captured(
+    mut cmd: tokio::process::Command,
+    stdin: Option<Vec<u8>>,
+) -> std::io::Result<Captured> {
+    use tokio::io::AsyncWriteExt;
+    cmd.process_group(0)
+        .kill_on_drop(true)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+    let mut guard = GroupGuard { pgid };
+    if let Some(g) = pgid {
+        groups().get_or_insert_with(HashSet::new).insert(g);
+    }
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A child that does not read its input must not block us.
+        tokio::spawn(async move {
+            let _ = pipe.write_all(&data).await;
+            let _ = pipe.shutdown().await;
+        });
+    }
+    let out = child.wait_with_output().await?;
+    guard.done();
+    let status = match out.status.code() {
+        Some(c) => c,
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            -out.status.signal().unwrap_or(0)
+        }
+    };
+    Ok(Captured {
+        status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn which_finds_programs_on_path() {
+        assert!(which("sh").is_some());
+        assert!(which("/bin/sh").is_some());
+        assert!(which("surely-not-a-program-xyz").is_none());
+    }
+
+    #[test]
+    fn arguments_drop_empty_values_and_flatten_objects() {
+        let p = ProcessProvider::from_map(
+            json!({"type": "process", "path": "echo", "arguments": ["a", "", null, 1, true]})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        let Arguments::List(a) = p.arguments else {
+            panic!()
+        };
+        assert_eq!(a, vec!["a", "1", "True"]);
+        let p = ProcessProvider::from_map(
+            json!({"type": "process", "path": "echo", "arguments": {"-n": "3"}})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        let Arguments::List(a) = p.arguments else {
+            panic!()
+        };
+        assert_eq!(a, vec!["-n", "3"]);
+    }
+}

@@ -1,0 +1,123 @@
+//! The settings file: the Chaos Toolkit's `settings.yaml` shape (`runtime`,
+//! `controls`, `notifications`), read from `--settings` or the user's config dir.
+//!
+//! faultline's own configuration is strict: an unknown top-level key is an error
+//! naming the key, so a typo never silently changes how chaos is run.
+
+use crate::experiment::load::load_file;
+use crate::experiment::parse::runtime;
+use crate::experiment::{Problem, Runtime};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// What the settings file says.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Where it was read from, if anywhere.
+    pub path: Option<PathBuf>,
+    /// Default strategies.
+    pub runtime: Runtime,
+    /// Global controls, by name (served by the controls issue).
+    pub controls: Vec<(String, Value)>,
+    /// Run-wide activity timeout in seconds.
+    pub activity_timeout: Option<f64>,
+}
+
+/// `$XDG_CONFIG_HOME/faultline/settings.yaml`, else `~/.config/faultline/settings.yaml`.
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))?;
+    Some(base.join("faultline").join("settings.yaml"))
+}
+
+/// Read the settings. An explicit path must exist; the default path may not.
+pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => match default_path() {
+            Some(p) => (p, false),
+            None => return Ok(Settings::default()),
+        },
+    };
+    if !explicit && !path.exists() {
+        return Ok(Settings::default());
+    }
+    let name = path.display().to_string();
+    let doc = load_file(&path).map_err(|e| {
+        let mut p = e.to_problem();
+        p.message = format!("settings {name}: {}", p.message);
+        vec![p]
+    })?;
+    let mut s = Settings {
+        path: Some(path),
+        ..Settings::default()
+    };
+    let obj = match &doc.value {
+        Value::Null => return Ok(s),
+        Value::Object(o) => o,
+        other => {
+            return Err(vec![Problem::new(
+                "$",
+                format!("settings {name}: expected an object, found {other}"),
+            )])
+        }
+    };
+    let mut problems = Vec::new();
+    for (k, v) in obj {
+        match k.as_str() {
+            "runtime" => match runtime(v, "$.runtime") {
+                Ok(rt) => s.runtime = rt,
+                Err(p) => problems.extend(p),
+            },
+            "controls" => match v {
+                Value::Object(m) => s.controls = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                Value::Null => {}
+                other => problems.push(Problem::new("$.controls", format!("expected an object of controls, found {other}"))),
+            },
+            "activity_timeout" => match v.as_f64() {
+                Some(f) if f > 0.0 => s.activity_timeout = Some(f),
+                _ => problems.push(Problem::new("$.activity_timeout", "expected a positive number of seconds")),
+            },
+            // Read by the Chaos Toolkit; accepted so users can share one file.
+            "notifications" | "auths" | "vaults" => {}
+            other => problems.push(
+                Problem::new(format!("$.{other}"), format!("unknown settings key '{other}'"))
+                    .hint("settings keys are runtime, controls, activity_timeout (and the Chaos Toolkit's notifications)"),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(s)
+    } else {
+        for p in &mut problems {
+            p.message = format!("settings {name}: {}", p.message);
+        }
+        crate::experiment::locate::locate_all(&mut problems, &doc.text, doc.format);
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_runtime_and_rejects_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("fl-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("s.yaml");
+        std::fs::write(&p, "runtime:\n  rollbacks:\n    strategy: never\n").unwrap();
+        let s = load(Some(&p)).unwrap();
+        assert_eq!(
+            s.runtime.rollback_strategy,
+            Some(crate::run::RollbackStrategy::Never)
+        );
+        std::fs::write(&p, "runtme: {}\n").unwrap();
+        let e = load(Some(&p)).unwrap_err();
+        assert!(e[0].message.contains("unknown settings key 'runtme'"));
+        assert!(load(Some(&dir.join("missing.yaml"))).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
