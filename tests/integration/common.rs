@@ -1,0 +1,394 @@
+//! Shared test plumbing: temp dirs, running the real `faultline` binary with a hard
+//! timeout, a real HTTP server on 127.0.0.1 that records what it receives.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_faultline")
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("faultline-it-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    /// Write a file and return its path.
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+    /// Write an experiment as JSON and return its path.
+    pub fn experiment(&self, v: &Value) -> PathBuf {
+        self.write("experiment.json", &serde_json::to_string_pretty(v).unwrap())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a run of the binary produced.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub journal: Option<Value>,
+}
+
+impl Output {
+    pub fn journal(&self) -> &Value {
+        self.journal
+            .as_ref()
+            .unwrap_or_else(|| panic!("no journal; stderr:\n{}", self.stderr))
+    }
+    pub fn status(&self) -> &str {
+        self.journal()["status"].as_str().unwrap()
+    }
+    pub fn deviated(&self) -> bool {
+        self.journal()["deviated"].as_bool().unwrap()
+    }
+    /// Names of method entries, in journal order.
+    pub fn run_names(&self) -> Vec<String> {
+        names(&self.journal()["run"])
+    }
+    /// Names of rollback entries.
+    pub fn rollback_names(&self) -> Vec<String> {
+        names(&self.journal()["rollbacks"])
+    }
+    /// Names of probes in steady_states.<phase> ("before" / "after").
+    pub fn hypothesis_names(&self, phase: &str) -> Vec<String> {
+        names(&self.journal()["steady_states"][phase]["probes"])
+    }
+    /// Everything printed.
+    pub fn all_text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    e["activity"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Kill-on-drop wrapper for children started by tests.
+pub struct ChildGuard(pub Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Wait for a child with a hard limit; kill it when the limit passes.
+pub fn wait_with_limit(child: &mut Child, limit: Duration) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("faultline did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Start `faultline` with these args in `dir` (stdout/stderr to files there).
+pub fn spawn(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let out = std::fs::File::create(dir.join("stdout.txt")).unwrap();
+    let err = std::fs::File::create(dir.join("stderr.txt")).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Collect the output of a finished child started by [`spawn`].
+pub fn collect(dir: &TempDir, code: i32, journal: &Path) -> Output {
+    Output {
+        code,
+        stdout: std::fs::read_to_string(dir.join("stdout.txt")).unwrap_or_default(),
+        stderr: std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default(),
+        journal: std::fs::read_to_string(journal)
+            .ok()
+            .map(|t| serde_json::from_str(&t).expect("journal is valid JSON")),
+    }
+}
+
+/// Run `faultline` to completion (120 s limit) in `dir`.
+pub fn faultline(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let journal = dir.join("journal.json");
+    let _ = std::fs::remove_file(&journal);
+    let mut child = spawn(dir, args, env);
+    let code = wait_with_limit(&mut child, Duration::from_secs(120));
+    collect(dir, code, &journal)
+}
+
+/// `faultline run <experiment> --journal-path <dir>/journal.json <extra...>`.
+pub fn run_experiment(dir: &TempDir, exp: &Value, extra: &[&str]) -> Output {
+    let path = dir.experiment(exp);
+    let journal = dir.join("journal.json");
+    let mut args = vec![
+        "run",
+        path.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    faultline(dir, &args, &[])
+}
+
+/// A process activity.
+pub fn process(kind: &str, name: &str, path: &str, args: &[&str]) -> Value {
+    serde_json::json!({"type": kind, "name": name, "provider": {"type": "process", "path": path, "arguments": args}})
+}
+
+/// A shell activity (`sh -c script`).
+pub fn sh(kind: &str, name: &str, script: &str) -> Value {
+    process(kind, name, "sh", &["-c", script])
+}
+
+/// A request received by [`HttpServer`].
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+/// A response for [`HttpServer`].
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+    /// Delay before answering (for timeouts); bounded by the server's shutdown.
+    pub delay: Duration,
+}
+
+impl Response {
+    pub fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain".into(),
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn json(status: u16, body: &Value) -> Response {
+        Response {
+            status,
+            content_type: "application/json".into(),
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn content_type(mut self, ct: &str) -> Response {
+        self.content_type = ct.into();
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Response {
+        self.delay = d;
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+/// A real HTTP/1.1 server on 127.0.0.1 (free port), one thread per connection,
+/// recording every request. Stops on drop.
+pub struct HttpServer {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HttpServer {
+    pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Handler = Arc::new(handler);
+        let (reqs, st) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (h, r, s) = (handler.clone(), reqs.clone(), st.clone());
+                        std::thread::spawn(move || serve(stream, h, r, s));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        HttpServer {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    handler: Handler,
+    reqs: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+) {
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (target.clone(), String::new()),
+        };
+        let req = Request {
+            method,
+            path,
+            query,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        reqs.lock().unwrap().push(req.clone());
+        let resp = handler(&req);
+        let deadline = Instant::now() + resp.delay;
+        while Instant::now() < deadline {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let reason = match resp.status {
+            200 => "OK",
+            404 => "Not Found",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let head = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\r\n",
+            resp.status,
+            resp.content_type,
+            resp.body.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err()
+            || writer.write_all(resp.body.as_bytes()).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Wait until `cond` holds (polling), or panic after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

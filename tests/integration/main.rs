@@ -1,0 +1,4 @@
+//! Integration tests: the real `faultline` binary against real processes and real HTTP
+//! servers on 127.0.0.1. One binary, one module per area.
+
+mod common;
