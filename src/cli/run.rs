@@ -259,13 +259,24 @@ pub async fn run(args: RunArgs) -> ExitCode {
             &format!("Journal written to {}", args.journal_path.display()),
         ),
         Err(e) => {
+            // Nothing recorded may be lost: fall back to the temporary directory.
+            let fallback = std::env::temp_dir().join(format!("faultline-journal-{run_id}.json"));
+            let saved = faultline::run::journal::write_atomic(&fallback, &outcome.journal);
             console.line(
                 Level::Critical,
                 "journal.failed",
-                &format!(
-                    "cannot write the journal to {}: {e}",
-                    args.journal_path.display()
-                ),
+                &match saved {
+                    Ok(()) => format!(
+                        "cannot write the journal to {}: {e}; it was written to {} instead",
+                        args.journal_path.display(),
+                        fallback.display()
+                    ),
+                    Err(e2) => format!(
+                        "cannot write the journal to {} ({e}) nor to {} ({e2})",
+                        args.journal_path.display(),
+                        fallback.display()
+                    ),
+                },
             );
             signals.abort();
             return ExitCode::Failed;

@@ -83,7 +83,7 @@ macro_rules! string_enum {
         impl FromStr for $name {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
-                match s { $($text => Ok($name::$variant),)+ _ => Err(format!("unknown {} '{s}'", stringify!($name).to_ascii_lowercase())) }
+                match s { $($text => Ok($name::$variant),)+ _ => Err(format!("unknown value '{s}': {}", $hint)) }
             }
         }
         impl fmt::Display for $name {

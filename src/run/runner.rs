@@ -259,9 +259,27 @@ impl Shared {
 
     /// Execute one activity: pauses, dry mode, provider, entry, events.
     async fn execute(&self, a: &Activity, phase: Phase, cancel: &Interrupt) -> (RunEntry, Flag) {
+        self.execute_notify(a, phase, cancel, None).await
+    }
+
+    /// [`Self::execute`], telling `started` once the activity has announced itself (or
+    /// begins its pause), so background activities keep their console order.
+    async fn execute_notify(
+        &self,
+        a: &Activity,
+        phase: Phase,
+        cancel: &Interrupt,
+        mut started: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> (RunEntry, Flag) {
+        let mut notify = || {
+            if let Some(s) = started.take() {
+                let _ = s.send(());
+            }
+        };
         let is_dry = self.is_dry(a.kind);
         let skip_pauses = is_dry || self.opts.dry == Some(Dry::Pause);
         if let Some(p) = &a.pause_before {
+            notify();
             self.pause(p, true, skip_pauses, cancel).await;
         }
         self.emit(Event::ActivityStarted {
@@ -270,6 +288,7 @@ impl Shared {
             background: a.background,
             phase,
         });
+        notify();
         let start = Utc::now();
         let clock = Instant::now();
         let (result, flag) = if cancel.is_set() {
@@ -470,14 +489,16 @@ async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt) {
         if a.background {
             let sh = shared.clone();
             let c = cancel.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
             background.push(tokio::spawn(async move {
-                let (entry, flag) = sh.execute(&a, phase, &c).await;
+                let (entry, flag) = sh.execute_notify(&a, phase, &c, Some(tx)).await;
                 let mut st = sh.state();
                 fill(&mut st, idx, entry);
                 if flag == Flag::Invalid && matches!(list, List::Method) {
                     st.status = Some(Status::Aborted);
                 }
             }));
+            let _ = rx.await;
         } else {
             let (entry, flag) = shared.execute(&a, phase, &cancel).await;
             fill(&mut shared.state(), idx, entry);
