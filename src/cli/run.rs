@@ -174,6 +174,15 @@ pub async fn run(args: RunArgs) -> ExitCode {
         );
     }
 
+    for key in overrides.configuration.keys() {
+        if !experiment.declares_config(key) {
+            console.line(
+                Level::Warning,
+                "input.ignored",
+                &format!("configuration '{key}' is not declared by the experiment: the value given with --var/--var-file is ignored"),
+            );
+        }
+    }
     let env_overlay = overrides.env.clone();
     let env = move |k: &str| {
         env_overlay

@@ -52,7 +52,7 @@ pub enum LoadError {
         /// Where the text came from.
         source_name: String,
         /// What and where.
-        problem: Problem,
+        problem: Box<Problem>,
     },
 }
 
@@ -60,7 +60,7 @@ impl LoadError {
     /// The problem this error amounts to, for `validate`'s report.
     pub fn to_problem(&self) -> Problem {
         match self {
-            LoadError::Syntax { problem, .. } => problem.clone(),
+            LoadError::Syntax { problem, .. } => (**problem).clone(),
             other => Problem::new("$", other.to_string()),
         }
     }
@@ -176,7 +176,7 @@ pub fn from_text(
     }
     .map_err(|problem| LoadError::Syntax {
         source_name: source.to_string(),
-        problem,
+        problem: Box::new(problem),
     })?;
     Ok(Document {
         source: source.to_string(),

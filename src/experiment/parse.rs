@@ -51,7 +51,7 @@ fn type_name(v: &Value) -> &'static str {
 
 /// An activity slot before refs are resolved.
 enum Slot {
-    Defined(Activity),
+    Defined(Box<Activity>),
     Ref { name: String, path: String },
     Broken,
 }
@@ -263,14 +263,16 @@ impl Checker {
             .chain(&rollback_slots)
         {
             if let Slot::Defined(a) = slot {
-                by_name.entry(a.name.clone()).or_insert_with(|| a.clone());
+                by_name
+                    .entry(a.name.clone())
+                    .or_insert_with(|| (**a).clone());
             }
         }
         let resolve = |slots: Vec<Slot>, c: &mut Checker| -> Vec<Activity> {
             slots
                 .into_iter()
                 .filter_map(|s| match s {
-                    Slot::Defined(a) => Some(a),
+                    Slot::Defined(a) => Some(*a),
                     Slot::Broken => None,
                     Slot::Ref { name, path } => match by_name.get(&name) {
                         Some(a) => Some(a.clone()),
@@ -438,7 +440,7 @@ impl Checker {
                         Some("probe") => {
                             let mut ignored = Vec::new();
                             match self.activity(v, &p, false, &mut ignored) {
-                                Slot::Defined(a) => Some(ConfigEntry::Probe(Box::new(a))),
+                                Slot::Defined(a) => Some(ConfigEntry::Probe(a)),
                                 _ => None,
                             }
                         }
@@ -672,7 +674,7 @@ impl Checker {
             return Slot::Broken;
         }
         match (kind, name, provider) {
-            (Some(kind), Some(name), Some(provider)) => Slot::Defined(Activity {
+            (Some(kind), Some(name), Some(provider)) => Slot::Defined(Box::new(Activity {
                 kind,
                 name,
                 provider,
@@ -682,7 +684,7 @@ impl Checker {
                 pause_after,
                 timeout,
                 raw: v.clone(),
-            }),
+            })),
             _ => Slot::Broken,
         }
     }
