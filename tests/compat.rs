@@ -75,6 +75,11 @@ enum Difference {
     /// An invalid experiment: the Chaos Toolkit exits 1 without a journal,
     /// faultline exits 3 (invalid input).
     InvalidExperiment,
+    /// `--no-validation` skips validation, but faultline still refuses an
+    /// experiment it cannot run (README, `run` options), such as a ref to an
+    /// activity that does not exist: exit 3 and no journal, where the Chaos
+    /// Toolkit starts the run and aborts it when it reaches the ref.
+    RefusesUnrunnable { ctk: Outcome },
 }
 
 /// Which rollback strategy faultline is given.
@@ -148,7 +153,19 @@ compat_cases! {
     before_probe_connection_refused: Case { dead_url: true, ..BASE };
     method_activity_timeout: BASE;
     method_http_connection_refused: Case { dead_url: true, ..BASE };
-    method_unknown_ref_aborted: Case { args: &["--no-validation"], ..BASE };
+    method_invalid_timeout_aborted: BASE;
+    method_unknown_ref_aborted: Case {
+        args: &["--no-validation"],
+        difference: Some(Difference::RefusesUnrunnable {
+            ctk: Outcome {
+                status: "aborted",
+                deviated: false,
+                activities: &["before:echo-ok", "run:say-hello", "rollback:rollback-echo"],
+                exit: 1,
+            },
+        }),
+        ..BASE
+    };
     method_python_import_error: Case { args: &["--no-validation"], ..BASE };
     python_activity_raises: BASE;
     sigterm_interrupted: Case {
@@ -415,6 +432,21 @@ fn compare(case: &Case, ctk: &ToolRun, fl: &ToolRun, problems: &mut Vec<String>)
                 ));
             }
         }
+        Some(Difference::RefusesUnrunnable { ctk: c }) => {
+            expect_outcome(
+                "CTK (documented difference RefusesUnrunnable)",
+                ctk,
+                &c,
+                problems,
+            );
+            if fl.exit != Some(3) || fl.journal.is_some() {
+                problems.push(format!(
+                    "faultline must refuse this experiment even with --no-validation (exit 3, no journal), got exit {:?}, journal written: {}",
+                    fl.exit,
+                    fl.journal.is_some()
+                ));
+            }
+        }
         Some(Difference::CtkCrashes { faultline }) => {
             if ctk.exit != Some(1) || ctk.journal.is_some() {
                 problems.push(format!(
@@ -560,6 +592,9 @@ fn check_default_rollbacks(
     fl_default: &ToolRun,
     problems: &mut Vec<String>,
 ) {
+    if let Some(e) = &fl_default.error {
+        problems.push(format!("{}: {e}", fl_default.label));
+    }
     if let Some(c) = &ctk.journal {
         if c.entries.iter().any(|e| e.phase == "rollback") {
             problems.push(

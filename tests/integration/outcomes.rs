@@ -1,0 +1,549 @@
+//! Run outcomes: every row of the Chaos Toolkit's outcome table (status, deviated,
+//! rollbacks, exit code), with faultline's documented differences (rollbacks `always`
+//! by default, exit codes 0/1/2), and the journal's shape.
+//!
+//! Activities append to a `trace` file in the run's directory, so what ran (and in
+//! which order) is proven by the processes themselves, not only by the journal.
+
+use crate::common::*;
+use serde_json::{json, Value};
+
+/// The hypothesis probe of most cases: met while the file `broken` does not exist.
+fn healthy_probe() -> Value {
+    with(
+        sh("probe", "healthy", "echo probe >> trace; test ! -e broken"),
+        "tolerance",
+        json!(0),
+    )
+}
+
+fn break_it() -> Value {
+    sh("action", "break-it", "echo method >> trace; touch broken")
+}
+
+fn rollback() -> Value {
+    tracer("action", "repair", "rollback")
+}
+
+/// A method action that breaks the system, then waits (bounded) until faultline
+/// printed its fail-fast line, so a continuous check has deviated (and fail-fast
+/// stopped the method) before the next activity is considered.
+fn break_and_wait_for_fail_fast() -> Value {
+    sh(
+        "action",
+        "break-and-wait",
+        "echo method >> trace; touch broken; for i in $(seq 400); do grep -q 'Terminating immediately' stderr.txt && break; sleep 0.05; done; sleep 0.2",
+    )
+}
+
+#[test]
+fn all_fine_completes_not_deviated_exits_0_and_runs_rollbacks() {
+    let dir = TempDir::new("out-fine");
+    let exp = experiment(
+        vec![healthy_probe()],
+        vec![tracer("action", "act", "method")],
+        vec![rollback()],
+    );
+    let out = run_experiment(&dir, &exp, &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    assert!(!out.deviated());
+    let j = out.journal();
+    assert_eq!(
+        j["steady_states"]["before"]["steady_state_met"],
+        json!(true)
+    );
+    assert_eq!(j["steady_states"]["after"]["steady_state_met"], json!(true));
+    assert_eq!(out.run_names(), ["act"]);
+    assert_eq!(out.rollback_names(), ["repair"]);
+    assert_eq!(
+        lines(&dir, "trace"),
+        ["probe", "method", "probe", "rollback"]
+    );
+}
+
+#[test]
+fn after_hypothesis_tolerance_missed_is_completed_deviated_exit_1_and_rollbacks_run() {
+    let dir = TempDir::new("out-after-missed");
+    let exp = experiment(vec![healthy_probe()], vec![break_it()], vec![rollback()]);
+    // Rollbacks run under the Chaos Toolkit's `default` strategy too.
+    let out = run_experiment(&dir, &exp, &["--rollback-strategy", "default"]);
+    assert_eq!(out.code, 1, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    assert!(out.deviated());
+    let after = &out.journal()["steady_states"]["after"];
+    assert_eq!(after["steady_state_met"], json!(false));
+    assert_eq!(after["probes"][0]["status"], json!("succeeded"));
+    assert_eq!(after["probes"][0]["tolerance_met"], json!(false));
+    assert_eq!(
+        lines(&dir, "trace"),
+        ["probe", "method", "probe", "rollback"]
+    );
+}
+
+fn before_missed(strategy: &[&str]) {
+    let dir = TempDir::new("out-before-missed");
+    std::fs::write(dir.join("broken"), "").unwrap();
+    let exp = experiment(
+        vec![healthy_probe()],
+        vec![tracer("action", "act", "method")],
+        vec![rollback()],
+    );
+    let out = run_experiment(&dir, &exp, strategy);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    assert!(
+        !out.deviated(),
+        "a missed before-hypothesis is not a deviation"
+    );
+    let j = out.journal();
+    assert_eq!(
+        j["steady_states"]["before"]["steady_state_met"],
+        json!(false)
+    );
+    assert_eq!(
+        j["steady_states"]["before"]["probes"][0]["tolerance_met"],
+        json!(false)
+    );
+    assert!(j["steady_states"]["after"].is_null());
+    assert!(out.run_names().is_empty(), "the method is skipped");
+    assert_eq!(out.rollback_names(), ["repair"]);
+    assert_eq!(lines(&dir, "trace"), ["probe", "rollback"]);
+}
+
+#[test]
+fn before_hypothesis_missed_skips_method_not_deviated_exit_0_rollbacks_run_by_default() {
+    before_missed(&[]);
+}
+
+#[test]
+fn before_hypothesis_missed_rollbacks_run_under_ctk_default_strategy() {
+    before_missed(&["--rollback-strategy", "default"]);
+}
+
+/// A before-hypothesis whose probe errors: returns the output.
+fn before_probe_errors(probe: Value, strategy: &[&str]) -> (TempDir, Output) {
+    let dir = TempDir::new("out-before-error");
+    let exp = experiment(
+        vec![probe],
+        vec![tracer("action", "act", "method")],
+        vec![rollback()],
+    );
+    let out = run_experiment(&dir, &exp, strategy);
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_eq!(out.status(), "failed");
+    assert!(!out.deviated());
+    let j = out.journal();
+    let entry = &j["steady_states"]["before"]["probes"][0];
+    assert_eq!(entry["status"], json!("failed"));
+    assert!(
+        entry["exception"].as_array().is_some_and(|e| !e.is_empty()),
+        "{entry}"
+    );
+    assert!(j["steady_states"]["after"].is_null());
+    assert!(out.run_names().is_empty(), "the method is skipped");
+    assert!(!lines(&dir, "trace").contains(&"method".to_string()));
+    (dir, out)
+}
+
+fn timing_out_probe() -> Value {
+    with(
+        with_provider(
+            process("probe", "slow", "sleep", &["30"]),
+            "timeout",
+            json!(0.2),
+        ),
+        "tolerance",
+        json!(0),
+    )
+}
+
+fn refused_probe() -> Value {
+    json!({"type": "probe", "name": "refused",
+        "provider": {"type": "http", "url": format!("http://127.0.0.1:{}/health", closed_port()), "timeout": 5},
+        "tolerance": 200})
+}
+
+#[test]
+fn before_probe_timeout_fails_run_exit_2_and_ctk_default_skips_rollbacks() {
+    let (dir, out) = before_probe_errors(timing_out_probe(), &["--rollback-strategy", "default"]);
+    assert!(out.rollback_names().is_empty());
+    assert!(lines(&dir, "trace").is_empty());
+}
+
+#[test]
+fn before_probe_timeout_fails_run_and_faultline_default_still_rolls_back() {
+    let (dir, out) = before_probe_errors(timing_out_probe(), &[]);
+    assert_eq!(out.rollback_names(), ["repair"]);
+    assert_eq!(lines(&dir, "trace"), ["rollback"]);
+}
+
+#[test]
+fn before_probe_connection_refused_fails_run_and_ctk_default_skips_rollbacks() {
+    let (dir, out) = before_probe_errors(refused_probe(), &["--rollback-strategy", "default"]);
+    assert!(out.rollback_names().is_empty());
+    assert!(lines(&dir, "trace").is_empty());
+}
+
+#[test]
+fn before_probe_connection_refused_fails_run_and_faultline_default_still_rolls_back() {
+    let (dir, out) = before_probe_errors(refused_probe(), &[]);
+    assert_eq!(out.rollback_names(), ["repair"]);
+    assert_eq!(lines(&dir, "trace"), ["rollback"]);
+}
+
+#[test]
+fn method_activity_timeout_fails_its_entry_but_method_continues_and_run_completes() {
+    let dir = TempDir::new("out-method-timeout");
+    let slow = with_provider(
+        process("action", "slow", "sleep", &["30"]),
+        "timeout",
+        json!(0.2),
+    );
+    let refused = json!({"type": "action", "name": "refused",
+        "provider": {"type": "http", "url": format!("http://127.0.0.1:{}/", closed_port())}});
+    let exp = experiment(
+        vec![healthy_probe()],
+        vec![slow, refused, tracer("action", "next", "method")],
+        vec![rollback()],
+    );
+    let out = run_experiment(&dir, &exp, &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    assert!(!out.deviated());
+    let run = out.journal()["run"].as_array().unwrap().clone();
+    assert_eq!(out.run_names(), ["slow", "refused", "next"]);
+    for failed in &run[..2] {
+        assert_eq!(failed["status"], json!("failed"), "{failed}");
+        let exc = failed["exception"].as_array().expect("exception list");
+        assert!(
+            !exc.is_empty() && exc.iter().all(Value::is_string),
+            "{failed}"
+        );
+    }
+    assert!(run[0]["exception"][0].as_str().unwrap().contains("timeout"));
+    assert_eq!(run[2]["status"], json!("succeeded"));
+    assert!(run[2].get("exception").is_none());
+    assert_eq!(
+        lines(&dir, "trace"),
+        ["probe", "method", "probe", "rollback"]
+    );
+}
+
+fn aborted(strategy: &[&str]) {
+    let dir = TempDir::new("out-aborted");
+    let mut exp = experiment(
+        vec![healthy_probe()],
+        vec![
+            with_provider(
+                tracer("action", "bad-timeout", "never"),
+                "timeout",
+                json!("${t}"),
+            ),
+            tracer("action", "after-bad", "never-either"),
+        ],
+        vec![rollback()],
+    );
+    exp["configuration"] = json!({"t": "abc"});
+    let out = run_experiment(&dir, &exp, strategy);
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_eq!(out.status(), "aborted");
+    assert!(!out.deviated());
+    let j = out.journal();
+    assert_eq!(out.run_names(), ["bad-timeout"], "the method stops");
+    assert_eq!(j["run"][0]["status"], json!("failed"));
+    assert!(j["steady_states"]["after"].is_null());
+    assert_eq!(out.rollback_names(), ["repair"]);
+    assert_eq!(lines(&dir, "trace"), ["probe", "rollback"]);
+}
+
+#[test]
+fn invalid_provider_after_substitution_aborts_exit_2_and_rollbacks_run() {
+    aborted(&[]);
+}
+
+#[test]
+fn aborted_run_rolls_back_under_ctk_default_strategy_too() {
+    aborted(&["--rollback-strategy", "default"]);
+}
+
+fn fail_fast_experiment() -> Value {
+    experiment(
+        vec![healthy_probe()],
+        vec![
+            break_and_wait_for_fail_fast(),
+            tracer("action", "skipped", "skipped"),
+        ],
+        vec![rollback()],
+    )
+}
+
+#[test]
+fn during_method_only_fail_fast_deviation_is_failed_not_deviated_exit_2() {
+    let dir = TempDir::new("out-during-ff");
+    let out = run_experiment(
+        &dir,
+        &fail_fast_experiment(),
+        &[
+            "--hypothesis-strategy",
+            "during-method-only",
+            "--hypothesis-frequency",
+            "0.05",
+            "--fail-fast",
+            "--rollback-strategy",
+            "default",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_eq!(out.status(), "failed");
+    assert!(!out.deviated());
+    let j = out.journal();
+    assert!(j["steady_states"]["before"].is_null());
+    assert!(j["steady_states"]["after"].is_null());
+    let during = j["steady_states"]["during"].as_array().unwrap();
+    assert_eq!(
+        during.last().unwrap()["steady_state_met"],
+        json!(false),
+        "{during:?}"
+    );
+    assert_eq!(out.run_names(), ["break-and-wait"]);
+    assert!(
+        out.rollback_names().is_empty(),
+        "ctk default skips on failed"
+    );
+    let trace = lines(&dir, "trace");
+    assert!(!trace.contains(&"skipped".to_string()), "{trace:?}");
+    assert!(!trace.contains(&"rollback".to_string()), "{trace:?}");
+}
+
+#[test]
+fn during_method_only_fail_fast_still_rolls_back_under_faultline_default() {
+    let dir = TempDir::new("out-during-ff-always");
+    let out = run_experiment(
+        &dir,
+        &fail_fast_experiment(),
+        &[
+            "--hypothesis-strategy",
+            "during-method-only",
+            "--hypothesis-frequency",
+            "0.05",
+            "--fail-fast",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_eq!(out.status(), "failed");
+    assert_eq!(out.rollback_names(), ["repair"]);
+    assert_eq!(
+        lines(&dir, "trace").last().map(String::as_str),
+        Some("rollback")
+    );
+}
+
+#[test]
+fn continuously_fail_fast_deviation_is_completed_deviated_exit_1_and_rollbacks_run() {
+    let dir = TempDir::new("out-cont-ff");
+    let out = run_experiment(
+        &dir,
+        &fail_fast_experiment(),
+        &[
+            "--hypothesis-strategy",
+            "continuously",
+            "--hypothesis-frequency",
+            "0.05",
+            "--fail-fast",
+            "--rollback-strategy",
+            "default",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    assert!(out.deviated());
+    let j = out.journal();
+    assert_eq!(
+        j["steady_states"]["before"]["steady_state_met"],
+        json!(true)
+    );
+    assert_eq!(
+        j["steady_states"]["after"]["steady_state_met"],
+        json!(false)
+    );
+    let during = j["steady_states"]["during"].as_array().unwrap();
+    assert!(during.iter().any(|d| d["steady_state_met"] == json!(false)));
+    assert_eq!(out.run_names(), ["break-and-wait"]);
+    assert_eq!(out.rollback_names(), ["repair"]);
+    let trace = lines(&dir, "trace");
+    assert!(!trace.contains(&"skipped".to_string()), "{trace:?}");
+    assert_eq!(trace.last().map(String::as_str), Some("rollback"));
+}
+
+#[test]
+fn after_hypothesis_probe_error_is_failed_and_deviated_exit_2() {
+    let dir = TempDir::new("out-after-error");
+    let probe = with(
+        with_provider(
+            sh(
+                "probe",
+                "hangs-when-broken",
+                "echo probe >> trace; if test -e broken; then exec sleep 30; fi",
+            ),
+            "timeout",
+            json!(1),
+        ),
+        "tolerance",
+        json!(0),
+    );
+    let exp = experiment(vec![probe], vec![break_it()], vec![rollback()]);
+    let out = run_experiment(&dir, &exp, &[]);
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_eq!(out.status(), "failed");
+    assert!(out.deviated());
+    let after = &out.journal()["steady_states"]["after"];
+    assert_eq!(after["steady_state_met"], json!(false));
+    assert_eq!(after["probes"][0]["status"], json!("failed"));
+    assert_eq!(
+        lines(&dir, "trace"),
+        ["probe", "method", "probe", "rollback"]
+    );
+}
+
+#[test]
+fn invalid_hypothesis_probe_after_substitution_aborts_with_a_journal_and_rolls_back() {
+    // The Chaos Toolkit crashes on an unexpected error in a hypothesis probe.
+    let dir = TempDir::new("out-hypo-invalid");
+    let probe = with(
+        with_provider(
+            tracer("probe", "bad-probe", "probe"),
+            "timeout",
+            json!("${t}"),
+        ),
+        "tolerance",
+        json!(0),
+    );
+    let mut exp = experiment(
+        vec![probe],
+        vec![tracer("action", "act", "method")],
+        vec![rollback()],
+    );
+    exp["configuration"] = json!({"t": "abc"});
+    let out = run_experiment(&dir, &exp, &[]);
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_eq!(out.status(), "aborted");
+    assert!(!out.deviated());
+    let before = &out.journal()["steady_states"]["before"];
+    assert_eq!(before["steady_state_met"], json!(false));
+    assert_eq!(before["probes"][0]["status"], json!("failed"));
+    assert!(out.run_names().is_empty());
+    assert_eq!(lines(&dir, "trace"), ["rollback"]);
+}
+
+#[test]
+fn hypothesis_stops_at_the_first_probe_out_of_tolerance() {
+    let dir = TempDir::new("out-first-miss");
+    let exp = experiment(
+        vec![
+            with(tracer("probe", "one", "one"), "tolerance", json!(0)),
+            with(tracer("probe", "two", "two"), "tolerance", json!(1)),
+            with(tracer("probe", "three", "three"), "tolerance", json!(0)),
+        ],
+        vec![tracer("action", "act", "method")],
+        vec![],
+    );
+    let out = run_experiment(&dir, &exp, &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(out.hypothesis_names("before"), ["one", "two"]);
+    let probes = &out.journal()["steady_states"]["before"]["probes"];
+    assert_eq!(probes[0]["tolerance_met"], json!(true));
+    assert_eq!(probes[1]["tolerance_met"], json!(false));
+    assert_eq!(lines(&dir, "trace"), ["one", "two"]);
+}
+
+/// Top-level keys of a pretty-printed JSON object, in file order.
+fn top_level_keys(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("  \""))
+        .filter_map(|l| l.split_once("\":").map(|(k, _)| k.to_string()))
+        .collect()
+}
+
+/// Keys of an object in order (serde_json keeps order in this crate's tests).
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+#[test]
+fn journal_keys_timestamps_durations_and_extension_follow_ctk() {
+    let dir = TempDir::new("out-journal");
+    let exp = experiment(
+        vec![healthy_probe()],
+        vec![tracer("action", "act", "method")],
+        vec![rollback()],
+    );
+    let out = run_experiment(&dir, &exp, &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let text = std::fs::read_to_string(dir.join("journal.json")).unwrap();
+    assert_eq!(
+        top_level_keys(&text),
+        [
+            "chaoslib-version",
+            "platform",
+            "node",
+            "experiment",
+            "start",
+            "status",
+            "deviated",
+            "steady_states",
+            "run",
+            "rollbacks",
+            "end",
+            "duration",
+            "extensions"
+        ]
+    );
+    let j = out.journal();
+    assert_eq!(keys(&j["steady_states"]), ["before", "after", "during"]);
+    assert_eq!(j["steady_states"]["during"], json!([]));
+    assert_eq!(
+        keys(&j["steady_states"]["before"]),
+        ["steady_state_met", "probes"]
+    );
+
+    let stamp = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$").unwrap();
+    let mut entries: Vec<&Value> = Vec::new();
+    for list in [
+        &j["run"],
+        &j["rollbacks"],
+        &j["steady_states"]["before"]["probes"],
+        &j["steady_states"]["after"]["probes"],
+    ] {
+        entries.extend(list.as_array().unwrap());
+    }
+    assert_eq!(entries.len(), 4);
+    for what in [&j["start"], &j["end"]] {
+        assert!(stamp.is_match(what.as_str().unwrap()), "{what}");
+    }
+    assert!(j["duration"].is_f64(), "{}", j["duration"]);
+    for e in entries {
+        assert!(stamp.is_match(e["start"].as_str().unwrap()), "{e}");
+        assert!(stamp.is_match(e["end"].as_str().unwrap()), "{e}");
+        assert!(e["duration"].is_f64(), "{e}");
+        let k = keys(e);
+        let ctk = ["activity", "output", "start", "status", "end", "duration"];
+        let in_order: Vec<&str> = k.iter().copied().filter(|k| ctk.contains(k)).collect();
+        assert_eq!(in_order, ctk, "{e}");
+    }
+    assert_eq!(
+        j["run"][0]["output"],
+        json!({"status": 0, "stdout": "", "stderr": ""})
+    );
+
+    let ext = &j["extensions"][0];
+    assert_eq!(ext["name"], json!("faultline"));
+    let uuid =
+        regex::Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+            .unwrap();
+    assert!(uuid.is_match(ext["run_id"].as_str().unwrap()), "{ext}");
+    assert!(
+        out.stderr.contains(ext["run_id"].as_str().unwrap()),
+        "the console shows the same run id"
+    );
+}
