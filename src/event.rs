@@ -86,6 +86,8 @@ pub enum Event {
         error: Option<String>,
         output: Value,
     },
+    /// A line a provider printed (a Python function's stderr).
+    ProviderOutput { name: String, line: String },
     /// A tolerance was checked.
     ToleranceChecked {
         name: String,
@@ -138,6 +140,7 @@ impl Event {
                 succeeded: false, ..
             } => "activity.failed",
             Event::ToleranceChecked { .. } => "tolerance.checked",
+            Event::ProviderOutput { .. } => "activity.output",
             Event::Pause { .. } => "activity.pause",
             Event::RollbacksStarted => "rollbacks.started",
             Event::NoRollbacks => "rollbacks.none",
@@ -217,6 +220,7 @@ impl Event {
                     format!("  => succeeded with '{}'", crate::experiment::tolerance::brief(output))
                 }
             }
+            Event::ProviderOutput { name, line } => format!("  [{name}] {line}"),
             Event::ToleranceChecked { name, met, reason } => {
                 format!("  => tolerance of '{name}' {}: {reason}", if *met { "met" } else { "not met" })
             }
@@ -235,10 +239,14 @@ impl Event {
                 format!("Terminating immediately the experiment after {ratio:.1}% hypothesis deviated")
             }
             Event::Warning { message } => message.clone(),
-            Event::RunEnded { status, deviated } => format!(
-                "Experiment ended with status: {}",
-                if *deviated { "deviated" } else { status.as_str() }
-            ),
+            Event::RunEnded { status, deviated } => match (status, deviated) {
+                (Status::Completed, true) => "Experiment ended with status: deviated".into(),
+                (s, true) => format!(
+                    "Experiment ended with status: {} (the steady state also deviated)",
+                    s.as_str()
+                ),
+                (s, false) => format!("Experiment ended with status: {}", s.as_str()),
+            },
         }
     }
 
@@ -278,6 +286,7 @@ impl Event {
                 json!({"status": status.as_str(), "deviated": deviated})
             }
             Event::Interrupted { reason } => json!({"reason": reason}),
+            Event::ProviderOutput { name, .. } => json!({"activity": name}),
             _ => json!({}),
         }
     }

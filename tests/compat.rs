@@ -279,11 +279,15 @@ compat_cases! {
     crash_hypothesis_import: Case {
         args: &["--no-validation"],
         difference: Some(Difference::CtkCrashes {
-            // a before-hypothesis probe that errored: failed, rollbacks skipped (`default`)
+            // the module cannot be imported: the experiment cannot run as written, an
+            // unexpected error like CTK's in the method: aborted
             faultline: Outcome {
-                status: "failed",
+                status: "aborted",
                 deviated: false,
-                activities: &["before:import-missing-module [failed] [missed]"],
+                activities: &[
+                    "before:import-missing-module [failed] [missed]",
+                    "rollback:rollback-echo",
+                ],
                 exit: 2,
             },
         }),

@@ -201,6 +201,38 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     };
 
+    if !args.no_validation {
+        let problems = faultline::run::preflight::check(
+            &experiment,
+            &resolved.configuration,
+            &resolved.secrets,
+        )
+        .await;
+        if !problems.is_empty() {
+            let redactor = faultline::redact::Redactor::new(
+                faultline::experiment::config::secret_values(&resolved.secrets),
+            );
+            let mut problems = problems;
+            locate_all(&mut problems, &doc.text, doc.format);
+            console.line(
+                Level::Critical,
+                "input.invalid",
+                &format!(
+                    "{}: this machine cannot run the experiment as written ({} problem(s)):",
+                    doc.source,
+                    problems.len()
+                ),
+            );
+            for p in &problems {
+                console.line(
+                    Level::Error,
+                    "input.invalid",
+                    &redactor.text(&p.to_string()),
+                );
+            }
+            return ExitCode::InvalidInput;
+        }
+    }
     let rt = &experiment.runtime;
     let srt = &settings.runtime;
     let defaults = RunOptions::default();

@@ -8,8 +8,7 @@ use super::{Common, LogFormat};
 use faultline::exit::ExitCode;
 use faultline::experiment::config::{resolve, Overrides};
 use faultline::experiment::{load, locate::locate_all, parse, Experiment, Problem};
-use faultline::provider::process::which;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Arguments of `faultline validate`.
 #[derive(clap::Args, Debug)]
@@ -20,36 +19,24 @@ pub struct ValidateArgs {
     pub common: Common,
 }
 
-fn warnings(exp: &Experiment) -> Vec<Problem> {
+async fn warnings(exp: &Experiment) -> Vec<Problem> {
     let mut out = Vec::new();
-    if let Err(problems) = resolve(exp, &Overrides::default(), &|k| std::env::var(k).ok()) {
-        out.extend(problems);
-    }
-    let all = exp
-        .hypothesis
-        .iter()
-        .flat_map(|h| {
-            h.probes
-                .iter()
-                .map(|p| ("$.steady-state-hypothesis.probes", p))
-        })
-        .chain(exp.method.iter().map(|a| ("$.method", a)))
-        .chain(exp.rollbacks.iter().map(|a| ("$.rollbacks", a)));
-    for (where_, a) in all {
-        if a.provider.get("type").and_then(Value::as_str) == Some("process") {
-            if let Some(path) = a.provider.get("path").and_then(Value::as_str) {
-                if !path.contains('$') && which(path).is_none() {
-                    out.push(
-                        Problem::new(
-                            format!("{where_}[name={}].provider.path", a.name),
-                            format!("executable '{path}' is not found on this machine"),
-                        )
-                        .hint("install it, or fix the path, before running here"),
-                    );
-                }
-            }
+    let resolved = match resolve(exp, &Overrides::default(), &|k| std::env::var(k).ok()) {
+        Ok(r) => r,
+        Err(problems) => {
+            out.extend(problems);
+            Default::default()
         }
-    }
+    };
+    let preflight =
+        faultline::run::preflight::check(exp, &resolved.configuration, &resolved.secrets).await;
+    let redactor = faultline::redact::Redactor::new(faultline::experiment::config::secret_values(
+        &resolved.secrets,
+    ));
+    out.extend(preflight.into_iter().map(|mut p| {
+        p.message = redactor.text(&p.message).into_owned();
+        p
+    }));
     for c in &exp.controls {
         out.push(Problem::new(
             c.path.clone(),
@@ -69,7 +56,7 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
         Err(e) => (vec![e.to_problem()], Vec::new()),
         Ok(doc) => match parse(&doc.value) {
             Ok(exp) => {
-                let mut w = warnings(&exp);
+                let mut w = warnings(&exp).await;
                 locate_all(&mut w, &doc.text, doc.format);
                 (Vec::new(), w)
             }

@@ -11,6 +11,7 @@ pub mod load;
 pub mod locate;
 pub mod model;
 pub mod parse;
+pub mod pyregex;
 pub mod substitute;
 pub mod tolerance;
 

@@ -907,7 +907,7 @@ impl Checker {
                     "regex" => {
                         if let Some(p) = self.req_str(m, "pattern", path, true) {
                             if !p.contains("${") {
-                                if let Err(e) = regex::Regex::new(&p) {
+                                if let Err(e) = super::pyregex::compile(&p) {
                                     self.err(&format!("{path}.pattern"), format!("invalid regular expression: {e}"));
                                 }
                             }

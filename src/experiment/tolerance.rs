@@ -244,18 +244,16 @@ fn object_check(tol: &serde_json::Map<String, Value>, output: &Value) -> Check {
                 .get("pattern")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let re = match regex::Regex::new(pattern) {
+            let re = match super::pyregex::compile(pattern) {
                 Ok(r) => r,
                 Err(e) => return not_met(format!("invalid regular expression {pattern:?}: {e}")),
             };
             match value {
-                Value::String(s) => {
-                    if re.is_match(s) {
-                        met(format!("{pattern:?} matches"))
-                    } else {
-                        not_met(format!("expected a match for {pattern:?} in {}", brief(value)))
-                    }
-                }
+                Value::String(s) => match super::pyregex::search(&re, s) {
+                    Ok(true) => met(format!("{pattern:?} matches")),
+                    Ok(false) => not_met(format!("expected a match for {pattern:?} in {}", brief(value))),
+                    Err(e) => not_met(format!("the regular expression {pattern:?} could not be evaluated: {e}")),
+                },
                 Value::Object(_) => not_met(format!(
                     "the output is an object ({}): set \"target\" to the key holding the text (stdout, body...)",
                     brief(value)

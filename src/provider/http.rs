@@ -201,6 +201,8 @@ impl HttpProvider {
                         "HTTP call failed with code {status} (expected {want}): {excerpt}"
                     ),
                     output: Some(output),
+                    invalid: false,
+                    details: Vec::new(),
                 });
             }
         }

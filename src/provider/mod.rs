@@ -17,6 +17,12 @@ pub struct ActivityError {
     pub message: String,
     /// The output, when there is one despite the failure (e.g. unexpected status).
     pub output: Option<Value>,
+    /// The activity cannot run as written on this machine (missing executable or
+    /// python module, wrong arguments): the Chaos Toolkit's validation would have
+    /// refused it, so the run treats it as an unexpected error (status aborted).
+    pub invalid: bool,
+    /// Extra lines for the journal's `exception` list (a Python traceback).
+    pub details: Vec<String>,
 }
 
 impl ActivityError {
@@ -25,6 +31,16 @@ impl ActivityError {
         ActivityError {
             message: message.into(),
             output: None,
+            invalid: false,
+            details: Vec::new(),
+        }
+    }
+
+    /// A failure meaning the activity cannot run as written.
+    pub fn invalid(message: impl Into<String>) -> ActivityError {
+        ActivityError {
+            invalid: true,
+            ..ActivityError::new(message)
         }
     }
 }
@@ -52,6 +68,18 @@ pub struct Ctx<'a> {
     pub headers: Vec<(String, String)>,
     /// Extra environment for child processes (trace context).
     pub env: Vec<(String, String)>,
+    /// Lines a provider wants shown on the console (a Python function's stderr).
+    pub logs: std::sync::Mutex<Vec<String>>,
+}
+
+impl Ctx<'_> {
+    /// Keep a line for the console.
+    pub fn log(&self, line: impl Into<String>) {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line.into());
+    }
 }
 
 pub(crate) fn field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {

@@ -85,7 +85,7 @@ impl ProcessProvider {
 
     pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
         let exe = which(&self.path).ok_or_else(|| {
-            ActivityError::new(format!(
+            ActivityError::invalid(format!(
                 "executable '{}' not found{}",
                 self.path,
                 if self.path.contains('/') {

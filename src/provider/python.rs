@@ -97,7 +97,7 @@ impl PythonProvider {
     pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
         let python = std::env::var("FAULTLINE_PYTHON").unwrap_or_else(|_| "python3".into());
         if super::process::which(&python).is_none() {
-            return Err(ActivityError::new(format!(
+            return Err(ActivityError::invalid(format!(
                 "the python provider needs a Python interpreter to run {}.{}, and '{python}' was not found on PATH (install python3, or set FAULTLINE_PYTHON)",
                 self.module, self.func
             )));
@@ -130,8 +130,26 @@ impl PythonProvider {
                 self.module, self.func, out.status, tail
             ))
         })?;
+        for line in out.stderr.lines().filter(|l| !l.trim().is_empty()) {
+            ctx.log(line);
+        }
         match reply.get("error").and_then(Value::as_str) {
-            Some(e) => Err(ActivityError::new(e.to_string())),
+            Some(e)
+                if matches!(
+                    reply.get("kind").and_then(Value::as_str),
+                    Some("import" | "arguments")
+                ) =>
+            {
+                Err(ActivityError::invalid(e.to_string()))
+            }
+            Some(e) => Err(ActivityError {
+                details: reply
+                    .get("traceback")
+                    .and_then(Value::as_str)
+                    .map(|t| vec![t.to_string()])
+                    .unwrap_or_default(),
+                ..ActivityError::new(e.to_string())
+            }),
             None => Ok(reply.get("ok").cloned().unwrap_or(Value::Null)),
         }
     }

@@ -46,8 +46,10 @@ impl RunEntry {
 }
 
 /// The exception list for a failure message, as chaoslib writes it.
-pub fn exception(message: &str) -> Vec<String> {
-    vec![format!("chaoslib.exceptions.ActivityFailed: {message}\n")]
+pub fn exception(message: &str, details: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = details.to_vec();
+    out.push(format!("chaoslib.exceptions.ActivityFailed: {message}\n"));
+    out
 }
 
 /// One hypothesis check.

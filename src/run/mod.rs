@@ -3,6 +3,7 @@
 
 pub mod interrupt;
 pub mod journal;
+pub mod preflight;
 mod runner;
 
 pub use interrupt::Interrupt;

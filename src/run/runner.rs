@@ -136,6 +136,10 @@ impl Shared {
                 Event::Warning { message } => Event::Warning {
                     message: t(message),
                 },
+                Event::ProviderOutput { name, line } => Event::ProviderOutput {
+                    name,
+                    line: t(line),
+                },
                 Event::Interrupted { reason } => Event::Interrupted { reason: t(reason) },
                 other => other,
             }
@@ -164,6 +168,7 @@ impl Shared {
             http: &self.http,
             headers: Vec::new(),
             env: self.env.clone(),
+            logs: Default::default(),
         }
     }
 
@@ -235,10 +240,13 @@ impl Shared {
             Err(e) => return (Err(provider::ActivityError::new(e)), Flag::Invalid),
         };
         let ctx = self.provider_ctx(&def);
-        tokio::select! {
+        let result = tokio::select! {
             r = tokio::time::timeout(limit, p.run(&ctx)) => match r {
                 Ok(Ok(v)) => (Ok(v), Flag::Ok),
-                Ok(Err(e)) => (Err(e), Flag::Failed),
+                Ok(Err(e)) => {
+                    let flag = if e.invalid { Flag::Invalid } else { Flag::Failed };
+                    (Err(e), flag)
+                }
                 Err(_) => (
                     Err(provider::ActivityError::new(format!(
                         "activity took too long to complete (timeout of {}s)",
@@ -254,7 +262,15 @@ impl Shared {
                 ))),
                 Flag::Interrupted,
             ),
+        };
+        let logs = std::mem::take(&mut *ctx.logs.lock().unwrap_or_else(|p| p.into_inner()));
+        for line in logs {
+            self.emit(Event::ProviderOutput {
+                name: a.name.clone(),
+                line,
+            });
         }
+        result
     }
 
     /// Execute one activity: pauses, dry mode, provider, entry, events.
@@ -311,7 +327,7 @@ impl Shared {
             Err(e) => (
                 e.output.unwrap_or(Value::Null),
                 "failed",
-                Some(exception(&e.message)),
+                Some(exception(&e.message, &e.details)),
                 Some(e.message),
             ),
         };
@@ -335,7 +351,11 @@ impl Shared {
         if a.tolerance.is_none() && !entry.failed() {
             if let Some(code) = entry.output.get("status").and_then(Value::as_i64) {
                 let http = entry.output.get("headers").is_some();
-                if http && code > 399 {
+                let expected = a
+                    .provider
+                    .get("expected_status")
+                    .is_some_and(|v| !v.is_null());
+                if http && code > 399 && !expected {
                     self.emit(Event::Warning {
                         message: format!("This HTTP call returned a response with a HTTP status code {code} (above 399). This may indicate some error and not what you expected."),
                     });
@@ -534,6 +554,10 @@ async fn continuous(shared: Arc<Shared>, stop: Interrupt) {
         let met = state.steady_state_met;
         shared.state().during.push(state);
         if flag == Flag::Interrupted {
+            break;
+        }
+        if flag == Flag::Invalid {
+            shared.set_status(Status::Aborted);
             break;
         }
         if !met {
