@@ -159,7 +159,7 @@ pub fn from_text(
                 .hint("check for a missing comma, quote or bracket just before this point");
             if e.line() > 0 {
                 p.line = Some(e.line());
-                p.column = Some(e.column());
+                p.column = Some(char_column(&text, e.line(), e.column()));
             }
             p
         }),
@@ -184,6 +184,17 @@ pub fn from_text(
         format,
         value,
     })
+}
+
+/// serde_json counts columns in bytes (0 at the very end); people count characters
+/// from 1.
+fn char_column(text: &str, line: usize, byte_col: usize) -> usize {
+    let l = text.lines().nth(line.saturating_sub(1)).unwrap_or_default();
+    let mut end = byte_col.saturating_sub(1).min(l.len());
+    while !l.is_char_boundary(end) {
+        end -= 1;
+    }
+    l[..end].chars().count() + 1
 }
 
 /// serde-saphyr prints locations as "line L column C"; pick them up when present.

@@ -33,6 +33,63 @@ pub fn runtime(v: &Value, path: &str) -> Result<Runtime, Vec<Problem>> {
     }
 }
 
+/// The last key of a JSON path (`$.method[1].provider.url` -> `url`).
+fn last_key(path: &str) -> &str {
+    let end = path.trim_end_matches(|c: char| c == ']' || c.is_ascii_digit() || c == '[');
+    end.rsplit('.').next().unwrap_or(end)
+}
+
+/// What a well-known key holds, for hints.
+fn key_hint(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "title" => "a short sentence saying what the experiment checks",
+        "description" => "a text explaining the experiment (it may be empty)",
+        "name" => "a unique name for the activity (refs use it)",
+        "type" => "the kind of thing declared (see the message for the accepted values)",
+        "url" => "the full http(s) URL to call, e.g. \"http://127.0.0.1:8080/health\"",
+        "path" => "the program to run, found on PATH (e.g. \"curl\") or an absolute path",
+        "module" => "a python module, e.g. \"os.path\"",
+        "func" => "a function of that module, e.g. \"exists\"",
+        "key" => "the name of an environment variable",
+        "provider" => {
+            "an object saying what to run: {\"type\": \"http\" | \"process\" | \"python\", ...}"
+        }
+        "probes" => "a list of probes, each with a tolerance",
+        "method" => "the list of activities to run",
+        "rollbacks" => "a list of activities that undo the method",
+        "tolerance" => "the value, list, range, regex, jsonpath or probe the output must match",
+        "pattern" => "a regular expression (Python syntax)",
+        "arguments" => "the provider's arguments",
+        "headers" => "an object of header names to values",
+        "timeout" => "a number of seconds",
+        "background" => "true or false",
+        "tags" => "a list of strings",
+        "controls" => {
+            "a list of {\"name\": ..., \"provider\": {\"type\": \"python\", \"module\": ...}}"
+        }
+        _ => return None,
+    })
+}
+
+/// A hint for a problem raised without one: say what the key should hold.
+fn default_hint(path: &str, msg: &str) -> String {
+    let key = last_key(path);
+    match key_hint(key) {
+        Some(h) if msg.starts_with("missing") => format!("add \"{key}\": {h}"),
+        Some(h) => format!("'{key}' is {h}"),
+        None => "see docs/compatibility.md and the Chaos Toolkit's experiment format".to_string(),
+    }
+}
+
+/// Error texts that span lines (regex errors draw a caret) on one line.
+fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// True when a string will be substituted at run time, so its final type is unknown.
 fn is_template(v: &Value) -> bool {
     matches!(v, Value::String(s) if s.contains('$'))
@@ -63,7 +120,9 @@ struct Checker {
 
 impl Checker {
     fn err(&mut self, path: &str, msg: impl Into<String>) {
-        self.problems.push(Problem::new(path, msg));
+        let msg = msg.into();
+        let hint = default_hint(path, &msg);
+        self.problems.push(Problem::new(path, msg).hint(hint));
     }
 
     fn err_hint(&mut self, path: &str, msg: impl Into<String>, hint: impl Into<String>) {
@@ -71,9 +130,18 @@ impl Checker {
     }
 
     fn wrong_type(&mut self, path: &str, expected: &str, got: &Value) {
-        self.err(
+        let key = last_key(path);
+        let hint = match key_hint(key) {
+            Some(h) => format!("'{key}' is {h}"),
+            None => format!(
+                "replace {} with {expected}",
+                crate::experiment::tolerance::brief(got)
+            ),
+        };
+        self.err_hint(
             path,
             format!("expected {expected}, found {}", type_name(got)),
+            hint,
         );
     }
 
@@ -908,7 +976,11 @@ impl Checker {
                         if let Some(p) = self.req_str(m, "pattern", path, true) {
                             if !p.contains("${") {
                                 if let Err(e) = super::pyregex::compile(&p) {
-                                    self.err(&format!("{path}.pattern"), format!("invalid regular expression: {e}"));
+                                    self.err_hint(
+                                        &format!("{path}.pattern"),
+                                        format!("invalid regular expression: {}", one_line(&e)),
+                                        "patterns use Python's syntax; escape special characters with \\",
+                                    );
                                 }
                             }
                         }
@@ -917,7 +989,7 @@ impl Checker {
                         if let Some(p) = self.req_str(m, "path", path, true) {
                             if !p.contains("${") {
                                 if let Err(e) = super::tolerance::compile_jsonpath(&p) {
-                                    self.err_hint(&format!("{path}.path"), format!("invalid JSONPath: {e}"), "for example $.items[*].status");
+                                    self.err_hint(&format!("{path}.path"), format!("invalid JSONPath: {}", one_line(&e)), "for example $.items[*].status");
                                 }
                             }
                         }

@@ -25,7 +25,10 @@ pub struct PythonProvider {
 
 const BRIDGE: &str = r#"
 import importlib, inspect, json, os, sys, traceback
-out = sys.stdout
+# The reply goes on a private copy of fd 1; fd 1 itself now points at stderr, so the
+# function's prints and its child processes' output cannot corrupt the reply.
+out = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
 sys.stdout = sys.stderr
 def enc(o):
     if isinstance(o, (bytes, bytearray)):
