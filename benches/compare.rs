@@ -275,20 +275,21 @@ fn chaos_bin() -> Result<PathBuf, String> {
         })
 }
 
-/// First line of `<bin> --version`, for the header (best effort, unmeasured).
-fn version_of(bin: &Path, pre: &[&str]) -> String {
-    Command::new(bin)
-        .args(pre)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .ok()
-        .and_then(|o| {
-            let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            (o.status.success() && !s.is_empty())
-                .then(|| s.lines().next().unwrap_or("").to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string())
+/// First line of `<bin> --version`, for the header (best effort, unmeasured, and
+/// bounded like every other child).
+fn version_of(bin: &Path, pre: &[&str], dir: &Path) -> String {
+    let mut argv = vec![os(bin)];
+    argv.extend(pre.iter().map(|p| os(*p)));
+    argv.push(os("--version"));
+    let (out, err) = (dir.join("version.out"), dir.join("version.err"));
+    match measure(&argv, dir, Output::Files(&out, &err)) {
+        Ok(s) if s.code == Some(0) => fs::read_to_string(&out)
+            .ok()
+            .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "version unknown".to_string()),
+        _ => "version unknown".to_string(),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -503,6 +504,8 @@ fn contenders(faultline: &Path, chaos: Option<&Path>, dir: &Path) -> Vec<Contend
             os(file),
         ]
     };
+    let me = env::current_exe().unwrap_or_else(|_| PathBuf::from("compare"));
+    let floor = |n: usize| vec![os(&me), os("--spawn-floor"), os(n.to_string())];
     let ctk = |c: &Path, rest: Vec<OsString>| {
         let mut v = vec![os(c), os("--no-version-check"), os("--no-log-file")];
         v.extend(rest);
@@ -531,6 +534,9 @@ fn contenders(faultline: &Path, chaos: Option<&Path>, dir: &Path) -> Vec<Contend
             expect3("chaos-3.json"),
         );
     }
+    // Not a goal, a reference: the same 4 spawns as (a) with no runner around them, the
+    // least any runner could take for (a) on this machine.
+    add(Scenario::Run3, Tool::Floor, floor(RUN3_SPAWNS), None);
     add(
         Scenario::Run100,
         Tool::Faultline,
@@ -553,13 +559,7 @@ fn contenders(faultline: &Path, chaos: Option<&Path>, dir: &Path) -> Vec<Contend
             expect100("chaos-100.json"),
         );
     }
-    let me = env::current_exe().unwrap_or_else(|_| PathBuf::from("compare"));
-    add(
-        Scenario::Run100,
-        Tool::Floor,
-        vec![os(me), os("--spawn-floor"), os(ECHO_PROBES.to_string())],
-        None,
-    );
+    add(Scenario::Run100, Tool::Floor, floor(ECHO_PROBES), None);
     add(
         Scenario::Validate3,
         Tool::Faultline,
@@ -653,7 +653,9 @@ fn sanity_run(c: &mut Contender, dir: &Path, idx: usize) {
     }
     match measure(&c.argv, dir, Output::Files(&out, &err)) {
         Err(e) => c.broken = Some(format!("cannot spawn: {e}")),
-        Ok(s) if s.timed_out => c.broken = Some("killed after 60 s".into()),
+        Ok(s) if s.timed_out => {
+            c.broken = Some(format!("killed after {} s", CHILD_TIMEOUT.as_secs()))
+        }
         Ok(s) if s.code != Some(0) => {
             c.broken = Some(format!(
                 "exited with {}; stderr tail:\n    {}\n    stdout tail:\n    {}",
@@ -772,13 +774,13 @@ fn bench() -> Result<ExitCode, String> {
     println!(
         "  faultline: {} ({})",
         faultline.display(),
-        version_of(&faultline, &[])
+        version_of(&faultline, &[], &tmp.0)
     );
     match &chaos {
         Ok(c) => println!(
             "  chaos:     {} ({})",
             c.display(),
-            version_of(c, &["--no-version-check"])
+            version_of(c, &["--no-version-check"], &tmp.0)
         ),
         Err(note) => println!("  chaos:     none: {note}"),
     }
@@ -880,8 +882,10 @@ fn print_table(list: &[Contender], runs: usize) {
         }
     }
     println!(
-        "(wall time and peak RSS of the whole measured process, stdout/stderr to /dev/null; \
-         medians of {runs}; CPU = user + system incl. waited-for children)"
+        "wall time and peak RSS of the whole measured process, stdout/stderr to /dev/null; \
+         medians of {runs} runs;\nCPU = user + system incl. waited-for children; floor = this \
+         bench spawning the same `echo` processes one by one, no runner ({RUN3_SPAWNS} for (a), \
+         {ECHO_PROBES} for (b))"
     );
 }
 
@@ -917,6 +921,12 @@ fn print_goals(list: &[Contender], have_chaos: bool) {
                 None => println!(),
             }
         }
+    }
+    if let (Some(fl), Some(c)) = (find(list, Run3, Floor), find(list, Run3, Chaos)) {
+        println!(
+            "(a) chaos / bare-spawn floor of (a) = {:.1}x: the most any runner could reach on (a) here",
+            c.median_ms / fl.median_ms
+        );
     }
     for scen in [Run100, Validate3] {
         if let (Some(f), Some(c)) = (find(list, scen, Faultline), find(list, scen, Chaos)) {

@@ -32,7 +32,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_enum::<HypothesisStrategy>)]
     pub hypothesis_strategy: Option<HypothesisStrategy>,
     /// Seconds between two checks of a continuous hypothesis [default: 1.0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub hypothesis_frequency: Option<f64>,
     /// Stop the method as soon as a continuous check deviates.
     #[arg(long)]
@@ -44,7 +44,7 @@ pub struct RunArgs {
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
     /// Timeout in seconds of activities that declare none [default: 300].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub activity_timeout: Option<f64>,
     #[command(flatten)]
     pub common: Common,
@@ -355,7 +355,14 @@ fn spawn_signal_handler(
                 _ = term.recv() => "SIGTERM",
             };
             count += 1;
-            if count == 1 {
+            if count == 1 && interrupt.in_rollbacks() {
+                console.line(
+                    Level::Warning,
+                    "experiment.signal",
+                    &format!("Received {name} during rollbacks: letting them finish (send it again to exit at once)"),
+                );
+                interrupt.trigger(format!("received {name} during rollbacks"));
+            } else if count == 1 {
                 console.line(
                     Level::Warning,
                     "experiment.signal",

@@ -146,6 +146,11 @@ pub fn from_text(
     text: String,
     format: Option<Format>,
 ) -> Result<Document, LoadError> {
+    // A UTF-8 byte order mark is invisible in editors; accept it rather than fail.
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(t) => t.to_string(),
+        None => text,
+    };
     let format = format.unwrap_or_else(|| {
         if text.trim_start().starts_with(['{', '[']) {
             Format::Json
@@ -155,7 +160,13 @@ pub fn from_text(
     });
     let value = match format {
         Format::Json => serde_json::from_str::<Value>(&text).map_err(|e| {
-            let mut p = Problem::new("$", format!("invalid JSON: {e}"))
+            // The position is reported in `line`/`column` (in characters, from 1).
+            let msg = e.to_string();
+            let msg = match msg.rfind(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            let mut p = Problem::new("$", format!("invalid JSON: {msg}"))
                 .hint("check for a missing comma, quote or bracket just before this point");
             if e.line() > 0 {
                 p.line = Some(e.line());

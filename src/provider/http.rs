@@ -110,6 +110,24 @@ impl HttpProvider {
     }
 
     pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
+        if let Err(e) = reqwest::Url::parse(&self.url) {
+            return Err(ActivityError::invalid(format!(
+                "invalid url '{}': {e}",
+                self.url
+            )));
+        }
+        for (k, v) in self.headers.iter().chain(&ctx.headers) {
+            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                return Err(ActivityError::invalid(format!(
+                    "invalid header name {k:?}: header names are letters, digits and -!#$%&'*+.^_`|~"
+                )));
+            }
+            if reqwest::header::HeaderValue::from_str(v).is_err() {
+                return Err(ActivityError::invalid(format!(
+                    "header '{k}' has an invalid value: line breaks and control characters are not allowed"
+                )));
+            }
+        }
         let client = ctx
             .http
             .get(self.verify_tls, self.timeout.and_then(|t| t.0))
@@ -150,6 +168,13 @@ impl HttpProvider {
                     return Err(ActivityError::new(format!(
                         "activity took too long to complete: no answer from {} in time",
                         self.url
+                    )))
+                }
+                Err(e) if e.is_builder() => {
+                    return Err(ActivityError::invalid(format!(
+                        "invalid request to {}: {}",
+                        self.url,
+                        describe_error(&e)
                     )))
                 }
                 Err(e) => {

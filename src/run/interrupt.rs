@@ -8,6 +8,7 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct Interrupt {
     tx: Arc<watch::Sender<Option<String>>>,
+    rollbacks: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Interrupt {
@@ -21,7 +22,19 @@ impl Interrupt {
     pub fn new() -> Interrupt {
         Interrupt {
             tx: Arc::new(watch::channel(None).0),
+            rollbacks: Arc::default(),
         }
+    }
+
+    /// Note that rollbacks are being played: they are not stopped by this interrupt.
+    pub fn mark_rollbacks(&self) {
+        self.rollbacks
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether rollbacks are being played.
+    pub fn in_rollbacks(&self) -> bool {
+        self.rollbacks.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Trigger it with a reason (later triggers keep the first reason).

@@ -1,7 +1,8 @@
 //! Pre-flight: can this machine run the experiment as written?
 //!
 //! Parsing is pure; this is the part of the Chaos Toolkit's validation that looks at
-//! the machine: every `process` executable must be found, every `python` module must
+//! the machine: every `process` executable must be found, every `http` URL must parse,
+//! every `python` module must
 //! import and have the named function. `faultline run` refuses to start when something
 //! is missing (exit 3), instead of aborting halfway through a fault injection;
 //! `--no-validation` skips it, as in the Chaos Toolkit. `faultline validate` reports the
@@ -32,6 +33,9 @@ fn activities(exp: &Experiment) -> Vec<(String, &Activity)> {
 
 const CHECK: &str = r#"
 import importlib, json, os, sys
+out_fd = os.dup(1)
+os.dup2(2, 1)
+sys.stdout = sys.stderr
 if os.getcwd() not in sys.path:
     sys.path.insert(0, os.getcwd())
 out = {}
@@ -44,7 +48,7 @@ for key in json.load(sys.stdin):
         continue
     if not callable(getattr(m, func, None)):
         out[key] = "module '%s' has no function '%s'" % (mod, func)
-print(json.dumps(out))
+os.write(out_fd, json.dumps(out).encode())
 "#;
 
 /// Check executables and python modules; every problem found, with its path.
@@ -69,6 +73,21 @@ pub async fn check(
                             Problem::new(format!("{path}.provider.path"), format!("activity '{}': executable '{exe}' is not found on this machine", a.name))
                                 .hint("install it or fix the path (or run with --no-validation to start anyway)"),
                         );
+                    }
+                }
+            }
+            Some("http") => {
+                if let Some(url) = p.get("url").and_then(Value::as_str) {
+                    if !url.contains('$') {
+                        if let Err(e) = reqwest::Url::parse(url) {
+                            problems.push(
+                                Problem::new(
+                                    format!("{path}.provider.url"),
+                                    format!("activity '{}': invalid url '{url}': {e}", a.name),
+                                )
+                                .hint("a full http(s) URL, e.g. http://127.0.0.1:8080/health"),
+                            );
+                        }
                     }
                 }
             }

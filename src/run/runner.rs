@@ -739,6 +739,7 @@ impl Runner {
             }
             // Rollbacks are not stopped by the first interrupt: that is the point of
             // playing them. A second signal ends the process (see the CLI).
+            cancel.mark_rollbacks();
             run_list(shared.clone(), List::Rollbacks, Interrupt::new()).await;
         } else {
             let reason = match strategy {

@@ -392,3 +392,179 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+// ---- Helpers for the providers / validate / secrets / signals modules ----
+
+/// True when process `pid` is gone: no `/proc` entry, or a zombie nobody reaped yet
+/// (a container's PID 1 may never reap orphans; a zombie runs nothing).
+pub fn pid_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                == Some("Z")
+        }
+    }
+}
+
+/// Poll until process `pid` is gone; false if it is still there after `limit`.
+pub fn wait_pid_gone(pid: u32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while !pid_gone(pid) {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// A pid that a test process wrote to `path` (`echo $! > path`).
+pub fn read_pid(path: &Path) -> u32 {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read pid file {}: {e}", path.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("pid file {} holds {text:?}", path.display()))
+}
+
+/// Kills, on drop, the test's own `sleep` processes whose pids were written to these
+/// files, if they are still alive (so a failed assertion leaves nothing running).
+/// Only a live process whose command line starts with `sleep` is touched.
+pub struct SleepGuard(pub Vec<PathBuf>);
+
+impl Drop for SleepGuard {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let Some(pid) = std::fs::read_to_string(f)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if !pid_gone(pid) && cmdline.starts_with(b"sleep") {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+/// Send a signal (`TERM`, `INT`, ...) to a process with `kill`.
+pub fn send_signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// The journal entry named `name` in a list of entries (`run`, `rollbacks`, probes).
+pub fn entry<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|a| a.iter().find(|e| e["activity"]["name"] == name))
+        .unwrap_or_else(|| panic!("no entry named {name} in {list:#}"))
+}
+
+/// An entry's failure message (its `exception` lines joined), empty when none.
+pub fn exception_text(entry: &Value) -> String {
+    entry["exception"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("")
+        })
+        .unwrap_or_default()
+}
+
+/// Bad input must be an error, never a Rust panic.
+pub fn assert_no_panic(out: &Output) {
+    let all = out.all_text();
+    assert!(
+        !all.contains("panicked") && !all.contains("RUST_BACKTRACE"),
+        "faultline panicked:\n{all}"
+    );
+    assert!(out.code != 101, "exit code 101 (a panic):\n{all}");
+}
+
+// ---------------------------------------------------------------------------
+// Run-semantics helpers (outcomes, strategies, tolerances, method).
+// ---------------------------------------------------------------------------
+
+/// [`run_experiment`] with extra environment variables for the `faultline` process.
+pub fn run_experiment_env(
+    dir: &TempDir,
+    exp: &Value,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let path = dir.experiment(exp);
+    let journal = dir.join("journal.json");
+    let mut args = vec![
+        "run",
+        path.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    faultline(dir, &args, env)
+}
+
+/// An experiment: a hypothesis made of `probes` (none: no hypothesis), a method and
+/// rollbacks.
+pub fn experiment(probes: Vec<Value>, method: Vec<Value>, rollbacks: Vec<Value>) -> Value {
+    let mut e = serde_json::json!({
+        "title": "run semantics",
+        "description": "integration test",
+        "method": method,
+        "rollbacks": rollbacks,
+    });
+    if !probes.is_empty() {
+        e["steady-state-hypothesis"] = serde_json::json!({"title": "steady", "probes": probes});
+    }
+    e
+}
+
+/// A shell activity that appends `tag` to the file `trace` in the run's directory,
+/// proving it ran and in which order.
+pub fn tracer(kind: &str, name: &str, tag: &str) -> Value {
+    sh(kind, name, &format!("echo {tag} >> trace"))
+}
+
+/// A python activity (`module.func(**arguments)`).
+pub fn python(kind: &str, name: &str, module: &str, func: &str, arguments: Value) -> Value {
+    serde_json::json!({"type": kind, "name": name,
+        "provider": {"type": "python", "module": module, "func": func, "arguments": arguments}})
+}
+
+/// The activity with `key` set to `value` (a tolerance, pauses, background...).
+pub fn with(mut activity: Value, key: &str, value: Value) -> Value {
+    activity[key] = value;
+    activity
+}
+
+/// The activity with `provider.<key>` set to `value` (a timeout...).
+pub fn with_provider(mut activity: Value, key: &str, value: Value) -> Value {
+    activity["provider"][key] = value;
+    activity
+}
+
+/// Lines of a file in `dir` (none when it does not exist).
+pub fn lines(dir: &TempDir, name: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join(name))
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound then released).
+pub fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}

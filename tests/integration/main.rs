@@ -2,3 +2,11 @@
 //! servers on 127.0.0.1. One binary, one module per area.
 
 mod common;
+mod method;
+mod outcomes;
+mod providers;
+mod secrets;
+mod signals;
+mod strategies;
+mod tolerances;
+mod validate;

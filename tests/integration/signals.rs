@@ -1,0 +1,386 @@
+//! Safety: signals and timeouts. A first SIGINT/SIGTERM stops the running activity
+//! (its whole process group), still plays the rollbacks (strategy `always`), writes the
+//! journal with status `interrupted` and exits 2; a second one exits at once. A
+//! run-wide `--activity-timeout` stops activities that declare no timeout.
+
+use crate::common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// How long a signalled faultline may take to exit (the activity sleeps 300 s).
+const PROMPT: Duration = Duration::from_secs(10);
+
+/// A shell activity that starts `sleep 300` in the background, records both pids,
+/// then touches `<tag>.ready` and waits: killing only the shell would leave the sleep.
+/// (`$$$$` because `$$` is a literal `$` in the Chaos Toolkit's substitution.)
+fn long_sleeper(kind: &str, name: &str, tag: &str) -> Value {
+    sh(
+        kind,
+        name,
+        &format!("sleep 300 & echo $! > {tag}.sleep.pid; echo $$$$ > {tag}.sh.pid; touch {tag}.ready; wait"),
+    )
+}
+
+fn guard_for(dir: &TempDir, tags: &[&str]) -> SleepGuard {
+    SleepGuard(
+        tags.iter()
+            .map(|t| dir.join(&format!("{t}.sleep.pid")))
+            .collect(),
+    )
+}
+
+/// Both processes of a [`long_sleeper`] are gone (polling, bounded).
+fn assert_sleeper_gone(dir: &TempDir, tag: &str) {
+    for which in ["sleep", "sh"] {
+        let pid = read_pid(&dir.join(&format!("{tag}.{which}.pid")));
+        assert!(
+            wait_pid_gone(pid, Duration::from_secs(5)),
+            "{tag}: the {which} process {pid} is still running"
+        );
+    }
+}
+
+/// Start `faultline run` on `e`; wait for `<ready>.ready`; send `sig`; return the
+/// output and the time from the signal to the exit.
+fn run_and_signal(
+    dir: &TempDir,
+    e: &Value,
+    extra: &[&str],
+    ready: &str,
+    sig: &str,
+) -> (Output, Duration) {
+    let p = dir.experiment(e);
+    let journal = dir.join("journal.json");
+    let mut args = vec![
+        "run",
+        p.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let mut guard = ChildGuard(Some(spawn(dir, &args, &[])));
+    let child = guard.0.as_mut().unwrap();
+    let marker = dir.join(&format!("{ready}.ready"));
+    wait_until(Duration::from_secs(30), "the activity to start", || {
+        marker.exists()
+    });
+    let signalled = Instant::now();
+    send_signal(child.id(), sig);
+    let code = wait_with_limit(child, Duration::from_secs(60));
+    let took = signalled.elapsed();
+    let out = collect(dir, code, &journal);
+    assert_no_panic(&out);
+    (out, took)
+}
+
+fn interrupted_experiment() -> Value {
+    json!({"title": "interrupt me", "description": "a long method",
+        "method": [
+            tracer("action", "first", "first"),
+            long_sleeper("action", "long", "long"),
+            tracer("action", "never", "never")
+        ],
+        "rollbacks": [tracer("action", "undo", "undo")]})
+}
+
+/// The common checks of an interrupted run with rollbacks played.
+fn check_interrupted(dir: &TempDir, out: &Output, took: Duration, sig: &str) {
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert!(took < PROMPT, "exit took {took:?} after {sig}");
+    assert_eq!(out.status(), "interrupted");
+    assert!(!out.deviated());
+    assert_eq!(out.run_names(), ["first", "long"]);
+    let long = entry(&out.journal()["run"], "long");
+    assert_eq!(long["status"], "failed");
+    let exc = exception_text(long);
+    assert!(exc.contains(sig), "{exc}");
+    assert_sleeper_gone(dir, "long");
+    // The method stopped: the activity after the interrupted one never ran.
+    let trace = lines(dir, "trace");
+    assert!(!trace.contains(&"never".to_string()), "{trace:?}");
+    assert!(out.stderr.contains(sig), "{}", out.stderr);
+}
+
+#[test]
+fn sigterm_stops_the_activity_rolls_back_and_exits_2() {
+    let dir = TempDir::new("sig-term");
+    let _g = guard_for(&dir, &["long"]);
+    let (out, took) = run_and_signal(&dir, &interrupted_experiment(), &[], "long", "TERM");
+    check_interrupted(&dir, &out, took, "SIGTERM");
+    assert_eq!(out.rollback_names(), ["undo"]);
+    assert_eq!(
+        entry(&out.journal()["rollbacks"], "undo")["status"],
+        "succeeded"
+    );
+}
+
+#[test]
+fn sigint_stops_the_activity_rolls_back_and_exits_2() {
+    let dir = TempDir::new("sig-int");
+    let _g = guard_for(&dir, &["long"]);
+    let (out, took) = run_and_signal(&dir, &interrupted_experiment(), &[], "long", "INT");
+    check_interrupted(&dir, &out, took, "SIGINT");
+    assert_eq!(out.rollback_names(), ["undo"]);
+}
+
+#[test]
+fn interrupted_run_with_the_default_rollback_strategy_skips_rollbacks() {
+    let dir = TempDir::new("sig-default");
+    let _g = guard_for(&dir, &["long"]);
+    let (out, took) = run_and_signal(
+        &dir,
+        &interrupted_experiment(),
+        &["--rollback-strategy", "default"],
+        "long",
+        "TERM",
+    );
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert!(took < PROMPT, "{took:?}");
+    assert_eq!(out.status(), "interrupted");
+    assert!(out.rollback_names().is_empty());
+    assert_eq!(lines(&dir, "trace"), ["first"]);
+    assert_sleeper_gone(&dir, "long");
+}
+
+#[test]
+fn a_second_signal_during_a_slow_rollback_exits_at_once() {
+    let dir = TempDir::new("sig-twice");
+    let _g = guard_for(&dir, &["long", "rollback"]);
+    let e = json!({"title": "twice", "description": "slow rollback",
+        "method": [long_sleeper("action", "long", "long")],
+        "rollbacks": [long_sleeper("action", "slow-undo", "rollback")]});
+    let p = dir.experiment(&e);
+    let journal = dir.join("journal.json");
+    let args = [
+        "run",
+        p.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ];
+    let mut guard = ChildGuard(Some(spawn(&dir, &args, &[])));
+    let child = guard.0.as_mut().unwrap();
+    wait_until(Duration::from_secs(30), "the method to start", || {
+        dir.join("long.ready").exists()
+    });
+    send_signal(child.id(), "TERM");
+    // The first signal interrupted the method; the rollback starts and blocks.
+    wait_until(Duration::from_secs(30), "the rollback to start", || {
+        dir.join("rollback.ready").exists()
+    });
+    let second = Instant::now();
+    send_signal(child.id(), "INT");
+    let code = wait_with_limit(child, Duration::from_secs(60));
+    let took = second.elapsed();
+    let out = collect(&dir, code, &journal);
+    assert_no_panic(&out);
+    assert_eq!(code, 2, "{}", out.all_text());
+    assert!(
+        took < Duration::from_secs(5),
+        "second signal: exit took {took:?}"
+    );
+    // Exiting at once still leaves nothing running behind.
+    assert_sleeper_gone(&dir, "long");
+    assert_sleeper_gone(&dir, "rollback");
+}
+
+#[test]
+fn sigterm_during_a_pause_interrupts_it() {
+    let dir = TempDir::new("sig-pause");
+    let e = json!({"title": "pause", "description": "a long pause",
+        "method": [
+            with(sh("action", "mark", "touch pause.ready"), "pauses", json!({"after": 300})),
+            tracer("action", "never", "never")
+        ],
+        "rollbacks": [tracer("action", "undo", "undo")]});
+    let (out, took) = run_and_signal(&dir, &e, &[], "pause", "TERM");
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert!(took < PROMPT, "{took:?}");
+    assert_eq!(out.status(), "interrupted");
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+}
+
+#[test]
+fn sigterm_stops_background_activities_too() {
+    let dir = TempDir::new("sig-background");
+    let _g = guard_for(&dir, &["bg", "fg"]);
+    let e = json!({"title": "background", "description": "two sleepers",
+        "method": [
+            with(long_sleeper("action", "bg", "bg"), "background", json!(true)),
+            long_sleeper("action", "fg", "fg")
+        ],
+        "rollbacks": [tracer("action", "undo", "undo")]});
+    let p = dir.experiment(&e);
+    let journal = dir.join("journal.json");
+    let args = [
+        "run",
+        p.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ];
+    let mut guard = ChildGuard(Some(spawn(&dir, &args, &[])));
+    let child = guard.0.as_mut().unwrap();
+    wait_until(Duration::from_secs(30), "both sleepers to start", || {
+        dir.join("bg.ready").exists() && dir.join("fg.ready").exists()
+    });
+    let signalled = Instant::now();
+    send_signal(child.id(), "TERM");
+    let code = wait_with_limit(child, Duration::from_secs(60));
+    let took = signalled.elapsed();
+    let out = collect(&dir, code, &journal);
+    assert_no_panic(&out);
+    assert_eq!(code, 2, "{}", out.all_text());
+    assert!(took < PROMPT, "{took:?}");
+    assert_eq!(out.status(), "interrupted");
+    for name in ["bg", "fg"] {
+        assert_eq!(entry(&out.journal()["run"], name)["status"], "failed");
+        assert_sleeper_gone(&dir, name);
+    }
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+}
+
+#[test]
+fn run_wide_activity_timeout_stops_an_activity_without_its_own() {
+    let dir = TempDir::new("sig-activity-timeout");
+    let _g = guard_for(&dir, &["long"]);
+    let e = json!({"title": "timeout", "description": "run-wide activity timeout",
+        "method": [long_sleeper("action", "long", "long"), tracer("action", "next", "next")],
+        "rollbacks": [tracer("action", "undo", "undo")]});
+    let started = Instant::now();
+    let out = run_experiment(&dir, &e, &["--activity-timeout", "1"]);
+    assert_no_panic(&out);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    // A timed-out method activity is a failed entry; the run goes on (as the CTK).
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    let long = entry(&out.journal()["run"], "long");
+    assert_eq!(long["status"], "failed");
+    let exc = exception_text(long);
+    assert!(exc.contains("timeout"), "{exc}");
+    assert!(exc.contains('1'), "{exc}");
+    let d = long["duration"].as_f64().unwrap();
+    assert!((0.9..10.0).contains(&d), "duration {d}");
+    assert_sleeper_gone(&dir, "long");
+    assert_eq!(lines(&dir, "trace"), ["next", "undo"]);
+}
+
+#[test]
+fn activity_timeout_flag_must_be_positive() {
+    let dir = TempDir::new("sig-timeout-flag");
+    let e = json!({"title": "t", "description": "d", "method": []});
+    for bad in ["0", "-1", "soon", "NaN"] {
+        let flag = format!("--activity-timeout={bad}");
+        let out = run_experiment(&dir, &e, &[&flag]);
+        assert_no_panic(&out);
+        assert_eq!(out.code, 3, "--activity-timeout {bad}: {}", out.all_text());
+        assert!(
+            out.journal.is_none(),
+            "--activity-timeout {bad} wrote a journal"
+        );
+        assert!(
+            out.stderr.contains("activity-timeout"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn sigterm_during_the_hypothesis_skips_the_method_and_still_rolls_back() {
+    let dir = TempDir::new("sig-hypothesis");
+    let _g = guard_for(&dir, &["probe"]);
+    let e = json!({"title": "hypothesis", "description": "a slow probe",
+        "steady-state-hypothesis": {"title": "slow", "probes": [
+            with(long_sleeper("probe", "slow-probe", "probe"), "tolerance", json!(0))]},
+        "method": [tracer("action", "never", "never")],
+        "rollbacks": [tracer("action", "undo", "undo")]});
+    let (out, took) = run_and_signal(&dir, &e, &[], "probe", "TERM");
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert!(took < PROMPT, "{took:?}");
+    assert_eq!(out.status(), "interrupted");
+    assert!(out.run_names().is_empty());
+    assert_eq!(out.hypothesis_names("before"), ["slow-probe"]);
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+    assert_sleeper_gone(&dir, "probe");
+}
+
+#[test]
+fn sigterm_during_a_python_activity_kills_the_interpreter() {
+    let dir = TempDir::new("sig-python");
+    dir.write(
+        "sleeper.py",
+        "import os, time\ndef nap(marker):\n    open(marker + '.pid', 'w').write(str(os.getpid()))\n    open(marker + '.ready', 'w').close()\n    time.sleep(300)\n",
+    );
+    let e = json!({"title": "python", "description": "a sleeping function",
+        "method": [python("action", "nap", "sleeper", "nap", json!({"marker": "py"}))],
+        "rollbacks": [tracer("action", "undo", "undo")]});
+    let (out, took) = run_and_signal(&dir, &e, &[], "py", "TERM");
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert!(took < PROMPT, "{took:?}");
+    assert_eq!(out.status(), "interrupted");
+    let pid = read_pid(&dir.join("py.pid"));
+    assert!(
+        wait_pid_gone(pid, Duration::from_secs(5)),
+        "python {pid} still running"
+    );
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+}
+
+#[test]
+fn sigint_during_a_slow_http_request_interrupts_it() {
+    let dir = TempDir::new("sig-http");
+    let ready = dir.join("http.ready");
+    let marker = ready.clone();
+    let srv = HttpServer::start(move |_| {
+        let _ = std::fs::write(&marker, "");
+        Response::text(200, "late").delay(Duration::from_secs(60))
+    });
+    let e = json!({"title": "http", "description": "a slow server",
+        "method": [{"type": "probe", "name": "slow-call",
+                    "provider": {"type": "http", "url": srv.url("/slow")}}],
+        "rollbacks": [tracer("action", "undo", "undo")]});
+    let (out, took) = run_and_signal(&dir, &e, &[], "http", "INT");
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert!(took < PROMPT, "{took:?}");
+    assert_eq!(out.status(), "interrupted");
+    let call = entry(&out.journal()["run"], "slow-call");
+    assert_eq!(call["status"], "failed");
+    assert!(exception_text(call).contains("SIGINT"), "{call:#}");
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+}
+
+#[test]
+fn a_first_signal_during_rollbacks_lets_them_finish() {
+    let dir = TempDir::new("sig-in-rollback");
+    let e = json!({"title": "rollback", "description": "signal while rolling back",
+        "method": [tracer("action", "quick", "quick")],
+        "rollbacks": [sh("action", "undo", "touch undo.ready; sleep 1; echo undone >> trace")]});
+    let (out, took) = run_and_signal(&dir, &e, &[], "undo", "TERM");
+    assert!(took < PROMPT, "{took:?}");
+    assert!(matches!(out.code, 0 | 2), "{}", out.all_text());
+    // Rollbacks are what repairs the system: the first signal does not cut them short.
+    assert_eq!(lines(&dir, "trace"), ["quick", "undone"]);
+    assert_eq!(
+        entry(&out.journal()["rollbacks"], "undo")["status"],
+        "succeeded"
+    );
+}
+
+#[test]
+fn sigterm_during_dynamic_configuration_interrupts_the_run() {
+    let dir = TempDir::new("sig-config");
+    let _g = guard_for(&dir, &["config"]);
+    let e = json!({"title": "config", "description": "a slow configuration probe",
+        "configuration": {"value": long_sleeper("probe", "slow-config", "config")},
+        "method": [tracer("action", "never", "never")],
+        "rollbacks": [tracer("action", "undo", "undo")]});
+    let (out, took) = run_and_signal(&dir, &e, &[], "config", "TERM");
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert!(took < PROMPT, "{took:?}");
+    assert_eq!(out.status(), "interrupted");
+    assert!(!lines(&dir, "trace").contains(&"never".to_string()));
+    assert_sleeper_gone(&dir, "config");
+}
