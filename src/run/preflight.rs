@@ -2,8 +2,7 @@
 //!
 //! Parsing is pure; this is the part of the Chaos Toolkit's validation that looks at
 //! the machine: every `process` executable must be found, every `http` URL must parse,
-//! every `python` module must
-//! import and have the named function. `faultline run` refuses to start when something
+//! every `python` module must import and have the named function. `faultline run` refuses to start when something
 //! is missing (exit 3), instead of aborting halfway through a fault injection;
 //! `--no-validation` skips it, as in the Chaos Toolkit. `faultline validate` reports the
 //! same findings as warnings.
