@@ -568,3 +568,17 @@ pub fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// A hypothesis probe met while the file `broken` does not exist (traced).
+pub fn healthy_probe() -> Value {
+    with(
+        sh("probe", "healthy", "echo probe >> trace; test ! -e broken"),
+        "tolerance",
+        serde_json::json!(0),
+    )
+}
+
+/// A rollback that leaves `rollback` in the trace.
+pub fn rollback() -> Value {
+    tracer("action", "repair", "rollback")
+}

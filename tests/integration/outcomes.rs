@@ -8,21 +8,8 @@
 use crate::common::*;
 use serde_json::{json, Value};
 
-/// The hypothesis probe of most cases: met while the file `broken` does not exist.
-fn healthy_probe() -> Value {
-    with(
-        sh("probe", "healthy", "echo probe >> trace; test ! -e broken"),
-        "tolerance",
-        json!(0),
-    )
-}
-
 fn break_it() -> Value {
     sh("action", "break-it", "echo method >> trace; touch broken")
-}
-
-fn rollback() -> Value {
-    tracer("action", "repair", "rollback")
 }
 
 /// A method action that breaks the system, then waits (bounded) until faultline

@@ -11,18 +11,6 @@ fn probe() -> Value {
     with(tracer("probe", "check", "probe"), "tolerance", json!(0))
 }
 
-fn healthy_probe() -> Value {
-    with(
-        sh("probe", "healthy", "echo probe >> trace; test ! -e broken"),
-        "tolerance",
-        json!(0),
-    )
-}
-
-fn rollback() -> Value {
-    tracer("action", "repair", "rollback")
-}
-
 fn simple() -> Value {
     experiment(
         vec![probe()],
