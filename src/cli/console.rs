@@ -67,8 +67,11 @@ impl Console {
                 }
             }
         };
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
+        let mut line = line;
+        line.push('\n');
+        // One write per line: stderr is unbuffered, and lines from background
+        // activities must not interleave.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 

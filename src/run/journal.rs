@@ -148,9 +148,12 @@ pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
         .unwrap_or_else(|| "journal.json".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
         serde_json::to_writer_pretty(&mut f, value)?;
         f.write_all(b"\n")?;
+        let f = f
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
