@@ -439,6 +439,14 @@ impl Shared {
                 continue;
             }
             let (met, reason) = self.verdict(probe, &entry.output, cancel).await;
+            if cancel.is_set() {
+                // A probe tolerance was stopped: no verdict, the run is interrupted.
+                entry.tolerance_met = Some(false);
+                state.steady_state_met = false;
+                state.probes.push(entry);
+                flag = Flag::Interrupted;
+                break;
+            }
             self.emit(Event::ToleranceChecked {
                 name: probe.name.clone(),
                 met,
