@@ -1,6 +1,7 @@
 //! Typed lifecycle events: the one stream the runner emits and observers consume.
 //!
-//! The runner never formats a line; it emits an [`Event`]. Each event knows its name
+//! The runner never formats a line; it emits an [`Event`] to its controls
+//! ([`crate::control::Control::on_event`]). Each event knows its name
 //! (stable, documented in `docs/telemetry.md`), its level and its human message (the
 //! Chaos Toolkit's wording where it has one), so the console, the JSON log format and
 //! later sinks and controls all say the same thing.
@@ -88,6 +89,10 @@ pub enum Event {
     },
     /// A line a provider printed (a Python function's stderr).
     ProviderOutput { name: String, line: String },
+    /// A control skipped an activity.
+    ActivitySkipped { name: String, reason: String },
+    /// A control interrupted the run.
+    ControlInterrupted { reason: String },
     /// A tolerance was checked.
     ToleranceChecked {
         name: String,
@@ -141,6 +146,8 @@ impl Event {
             } => "activity.failed",
             Event::ToleranceChecked { .. } => "tolerance.checked",
             Event::ProviderOutput { .. } => "activity.output",
+            Event::ActivitySkipped { .. } => "activity.skipped",
+            Event::ControlInterrupted { .. } => "control.interrupt",
             Event::Pause { .. } => "activity.pause",
             Event::RollbacksStarted => "rollbacks.started",
             Event::NoRollbacks => "rollbacks.none",
@@ -168,9 +175,11 @@ impl Event {
             Event::HypothesisEnded { met: false, .. }
             | Event::Interrupted { .. }
             | Event::FailFast { .. } => Level::Critical,
-            Event::Warning { .. } | Event::DryRun { .. } | Event::RollbacksSkipped { .. } => {
-                Level::Warning
-            }
+            Event::Warning { .. }
+            | Event::DryRun { .. }
+            | Event::RollbacksSkipped { .. }
+            | Event::ActivitySkipped { .. } => Level::Warning,
+            Event::ControlInterrupted { .. } => Level::Critical,
             Event::ContinuousEnded { .. } => Level::Info,
             _ => Level::Info,
         }
@@ -221,6 +230,8 @@ impl Event {
                 }
             }
             Event::ProviderOutput { name, line } => format!("  [{name}] {line}"),
+            Event::ActivitySkipped { name, reason } => format!("Activity '{name}' skipped by control {reason}"),
+            Event::ControlInterrupted { reason } => format!("Experiment interrupted by control {reason}"),
             Event::ToleranceChecked { name, met, reason } => {
                 format!("  => tolerance of '{name}' {}: {reason}", if *met { "met" } else { "not met" })
             }
@@ -290,38 +301,4 @@ impl Event {
             _ => json!({}),
         }
     }
-}
-
-/// Anything that wants to see the run's events. Implementations must be cheap: they
-/// are called inline by the runner.
-pub trait Observer: Send + Sync {
-    /// Called for each event, in order (background activities interleave).
-    fn on_event(&self, event: &Event);
-}
-
-impl<T: Observer + ?Sized> Observer for Box<T> {
-    fn on_event(&self, e: &Event) {
-        (**self).on_event(e)
-    }
-}
-
-impl<T: Observer> Observer for Vec<T> {
-    fn on_event(&self, e: &Event) {
-        self.iter().for_each(|o| o.on_event(e))
-    }
-}
-
-impl<T: Observer> Observer for Option<T> {
-    fn on_event(&self, e: &Event) {
-        if let Some(o) = self {
-            o.on_event(e)
-        }
-    }
-}
-
-/// An observer that ignores everything.
-pub struct Silent;
-
-impl Observer for Silent {
-    fn on_event(&self, _: &Event) {}
 }

@@ -10,10 +10,11 @@
 //! ([`experiment::parse`]) → resolve configuration and secrets ([`experiment::config`])
 //! → run ([`run::Runner`]) → journal ([`run::journal`]).
 //!
-//! The library never prints and never exits: it reports through [`event::Observer`]s
+//! The library never prints and never exits: it reports through [`control::Control`]s
 //! and returns values; the binary decides what to print and the exit code
 //! ([`exit::ExitCode`]).
 
+pub mod control;
 pub mod event;
 pub mod exit;
 pub mod experiment;

@@ -2,7 +2,8 @@
 //! (`[2026-11-21 10:00:00 INFO] Probe: …`), coloured on a terminal, or JSON lines.
 
 use super::LogFormat;
-use faultline::event::{Event, Level, Observer};
+use faultline::control::Control;
+use faultline::event::{Event, Level};
 use std::io::{IsTerminal, Write};
 
 /// Writes events to stderr.
@@ -75,7 +76,10 @@ impl Console {
     }
 }
 
-impl Observer for Console {
+impl Control for Console {
+    fn name(&self) -> &str {
+        "console"
+    }
     fn on_event(&self, e: &Event) {
         self.write(e.level(), e.name(), &e.message(), e.fields());
     }

@@ -4,6 +4,7 @@
 //! faultline's default. Exit codes come from [`faultline::exit::ExitCode`] only.
 
 mod console;
+mod controls;
 mod run;
 mod validate;
 

@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// A .json/.yaml file with `configuration`/`secrets`, or a .env file.
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
+    /// A JSON/YAML file of global controls (the settings file's `controls:` shape, or a
+    /// list of `{name, provider}`); repeatable.
+    #[arg(long = "control-file", value_name = "FILE")]
+    pub control_files: Vec<PathBuf>,
     /// Timeout in seconds of activities that declare none [default: 300].
     #[arg(long, allow_negative_numbers = true)]
     pub activity_timeout: Option<f64>,
@@ -154,26 +158,35 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     };
     console.line(Level::Info, "experiment.valid", "Experiment looks valid");
-    for ctl in &experiment.controls {
-        console.line(
-            Level::Warning,
-            "control.unsupported",
-            &format!(
-                "control '{}' ({}) at {} is not supported yet: the run goes on without it",
-                ctl.name,
-                ctl.module.as_deref().unwrap_or("no module"),
-                ctl.path
-            ),
+    let mut globals = Vec::new();
+    if !settings.controls.is_empty() {
+        let map: serde_json::Map<String, serde_json::Value> =
+            settings.controls.iter().cloned().collect();
+        let origin = settings.path.as_ref().map_or_else(
+            || "settings".to_string(),
+            |p| format!("settings {}", p.display()),
         );
+        match super::controls::parse_globals(&serde_json::Value::Object(map), &origin) {
+            Ok(g) => globals.extend(g),
+            Err(p) => {
+                report(&console, &[p]);
+                return ExitCode::InvalidInput;
+            }
+        }
     }
-    for (name, _) in &settings.controls {
-        console.line(
-            Level::Warning,
-            "control.unsupported",
-            &format!("global control '{name}' from the settings file is not supported yet: the run goes on without it"),
-        );
+    for f in &args.control_files {
+        match super::controls::load_control_file(f) {
+            Ok(g) => globals.extend(g),
+            Err(p) => {
+                report(&console, &[p]);
+                return ExitCode::InvalidInput;
+            }
+        }
     }
-
+    let built = super::controls::build(&experiment, &globals);
+    for w in &built.warnings {
+        console.line(Level::Warning, "control.unsupported", w);
+    }
     for key in overrides.configuration.keys() {
         if !experiment.declares_config(key) {
             console.line(
@@ -286,7 +299,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
         experiment,
         options,
         resolved,
-        observer: console.clone(),
+        controls: {
+            let mut all: Vec<Box<dyn faultline::control::Control>> =
+                vec![Box::new(console.clone())];
+            all.extend(built.controls);
+            Arc::new(all)
+        },
         interrupt,
         run_id: run_id.clone(),
         env: overrides.env,

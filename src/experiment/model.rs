@@ -178,6 +178,14 @@ pub struct ControlDecl {
     pub module: Option<String>,
     /// Where it was declared (JSON path).
     pub path: String,
+    /// The activity it was declared on, if any.
+    pub activity: Option<String>,
+    /// `automatic` (default true): a top-level control also applies to every level.
+    pub automatic: bool,
+    /// The provider's `arguments`.
+    pub arguments: Value,
+    /// The secret scopes the provider lists.
+    pub secrets: Vec<String>,
 }
 
 /// A valid experiment.

@@ -452,12 +452,22 @@ impl Checker {
                     );
                 }
             }
-            self.opt_bool(m, "automatic", &cp);
+            let automatic = self.opt_bool(m, "automatic", &cp).unwrap_or(true);
+            let provider = m.get("provider");
             if let Some(name) = name {
                 out.push(ControlDecl {
                     name,
                     module,
                     path: cp,
+                    activity: None,
+                    automatic,
+                    arguments: provider
+                        .and_then(|p| p.get("arguments"))
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                    secrets: provider
+                        .map(crate::provider::Provider::secret_scopes)
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -737,7 +747,11 @@ impl Checker {
         if let Some(t) = &timeout {
             self.seconds(t, &format!("{path}.timeout"));
         }
+        let first_control = controls.len();
         self.controls(m, path, controls);
+        for c in &mut controls[first_control..] {
+            c.activity = name.clone();
+        }
         if self.problems.len() > before {
             return Slot::Broken;
         }

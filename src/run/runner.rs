@@ -7,7 +7,8 @@
 
 use super::journal::{self, exception, HypothesisState, JournalParts, RunEntry};
 use super::{Dry, Interrupt, Phase, RunOptions, Status};
-use crate::event::{Event, Observer};
+use crate::control::{ActivityInfo, Control, Decision, RunInfo};
+use crate::event::Event;
 use crate::experiment::config::{secret_values, Resolved};
 use crate::experiment::substitute::Vars;
 use crate::experiment::tolerance::{self, Check};
@@ -29,7 +30,7 @@ pub struct Runner {
     /// Configuration and secrets (dynamic configuration still pending).
     pub resolved: Resolved,
     /// Who sees the events.
-    pub observer: Arc<dyn Observer>,
+    pub controls: Arc<dyn Control>,
     /// Triggered by signals (and controls): stops the hypothesis and the method.
     pub interrupt: Interrupt,
     /// This run's id.
@@ -73,7 +74,7 @@ struct Shared {
     configuration: Map<String, Value>,
     secrets: Map<String, Value>,
     redactor: Redactor,
-    observer: Arc<dyn Observer>,
+    controls: Arc<dyn Control>,
     interrupt: Interrupt,
     http: Clients,
     env: Vec<(String, String)>,
@@ -144,7 +145,7 @@ impl Shared {
                 other => other,
             }
         };
-        self.observer.on_event(&e);
+        self.controls.on_event(&e);
     }
 
     fn is_dry(&self, kind: ActivityKind) -> bool {
@@ -274,7 +275,12 @@ impl Shared {
     }
 
     /// Execute one activity: pauses, dry mode, provider, entry, events.
-    async fn execute(&self, a: &Activity, phase: Phase, cancel: &Interrupt) -> (RunEntry, Flag) {
+    async fn execute(
+        &self,
+        a: &Activity,
+        phase: Phase,
+        cancel: &Interrupt,
+    ) -> (Option<RunEntry>, Flag) {
         self.execute_notify(a, phase, cancel, None).await
     }
 
@@ -286,12 +292,62 @@ impl Shared {
         phase: Phase,
         cancel: &Interrupt,
         mut started: Option<tokio::sync::oneshot::Sender<()>>,
-    ) -> (RunEntry, Flag) {
+    ) -> (Option<RunEntry>, Flag) {
         let mut notify = || {
             if let Some(s) = started.take() {
                 let _ = s.send(());
             }
         };
+        let info = ActivityInfo {
+            name: &a.name,
+            kind: a.kind,
+            phase,
+            background: a.background,
+            activity: &a.raw,
+        };
+        let decision = tokio::select! {
+            d = self.controls.before_activity(&info) => d,
+            // Stopped while a control waits (a person at a prompt): the run's own
+            // interrupt handling below takes over.
+            _ = cancel.triggered() => Decision::Continue,
+        };
+        match decision {
+            Decision::Continue => {}
+            // Rollbacks are never interrupted by a control: the one it names is skipped.
+            Decision::Skip(reason) | Decision::Interrupt(reason)
+                if decision_skips(&decision, phase) =>
+            {
+                notify();
+                self.emit(Event::ActivitySkipped {
+                    name: a.name.clone(),
+                    reason,
+                });
+                let now = timefmt::now_iso();
+                let entry = RunEntry {
+                    activity: a.raw.clone(),
+                    output: Value::Null,
+                    start: now.clone(),
+                    status: "skipped",
+                    exception: None,
+                    end: now,
+                    duration: 0.0,
+                    tolerance_met: None,
+                };
+                self.controls.after_activity(&info, &entry);
+                return (Some(entry), Flag::Ok);
+            }
+            Decision::Skip(_) | Decision::Interrupt(_) => {
+                let Decision::Interrupt(reason) = decision else {
+                    unreachable!("skips are handled above")
+                };
+                notify();
+                self.emit(Event::ControlInterrupted {
+                    reason: reason.clone(),
+                });
+                self.interrupt.trigger(format!("control {reason}"));
+                return (None, Flag::Interrupted);
+            }
+        }
         let is_dry = self.is_dry(a.kind);
         let skip_pauses = is_dry || self.opts.dry == Some(Dry::Pause);
         if let Some(p) = &a.pause_before {
@@ -366,12 +422,13 @@ impl Shared {
                 }
             }
         }
+        self.controls.after_activity(&info, &entry);
         if let Some(p) = &a.pause_after {
             if flag != Flag::Interrupted {
                 self.pause(p, false, skip_pauses, cancel).await;
             }
         }
-        (entry, flag)
+        (Some(entry), flag)
     }
 
     /// Check a tolerance against an output.
@@ -406,6 +463,19 @@ impl Shared {
             .hypothesis
             .as_ref()
             .expect("only called with a hypothesis");
+        if let Decision::Interrupt(reason) = self.controls.before_hypothesis(phase) {
+            self.emit(Event::ControlInterrupted {
+                reason: reason.clone(),
+            });
+            self.interrupt.trigger(format!("control {reason}"));
+            return (
+                HypothesisState {
+                    steady_state_met: false,
+                    probes: Vec::new(),
+                },
+                Flag::Interrupted,
+            );
+        }
         self.emit(Event::HypothesisStarted {
             title: self.vars().text(&hypo.title),
             phase,
@@ -417,7 +487,16 @@ impl Shared {
         let mut flag = Flag::Ok;
         let mut failing = None;
         for probe in &hypo.probes {
-            let (mut entry, f) = self.execute(probe, phase, cancel).await;
+            let (entry, f) = self.execute(probe, phase, cancel).await;
+            let Some(mut entry) = entry else {
+                state.steady_state_met = false;
+                flag = f;
+                break;
+            };
+            if entry.status == "skipped" {
+                state.probes.push(entry);
+                continue;
+            }
             if entry.failed() {
                 entry.tolerance_met = Some(false);
                 state.steady_state_met = false;
@@ -468,8 +547,16 @@ impl Shared {
                 failing_probe: failing,
             });
         }
+        self.controls.after_hypothesis(phase, &state);
         (state, flag)
     }
+}
+
+/// Whether a control's decision means "skip this activity": a skip, or an interrupt
+/// met during rollbacks (which controls cannot stop).
+fn decision_skips(d: &Decision, phase: Phase) -> bool {
+    matches!(d, Decision::Skip(_))
+        || (matches!(d, Decision::Interrupt(_)) && phase == Phase::Rollback)
 }
 
 fn any_probe_failed(s: &HypothesisState) -> bool {
@@ -521,7 +608,9 @@ async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt) {
             background.push(tokio::spawn(async move {
                 let (entry, flag) = sh.execute_notify(&a, phase, &c, Some(tx)).await;
                 let mut st = sh.state();
-                fill(&mut st, idx, entry);
+                if let Some(entry) = entry {
+                    fill(&mut st, idx, entry);
+                }
                 if flag == Flag::Invalid && matches!(list, List::Method) {
                     st.status = Some(Status::Aborted);
                 }
@@ -529,7 +618,9 @@ async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt) {
             let _ = rx.await;
         } else {
             let (entry, flag) = shared.execute(&a, phase, &cancel).await;
-            fill(&mut shared.state(), idx, entry);
+            if let Some(entry) = entry {
+                fill(&mut shared.state(), idx, entry);
+            }
             if flag == Flag::Invalid && matches!(list, List::Method) {
                 shared.set_status(Status::Aborted);
                 shared.emit(Event::Warning {
@@ -605,13 +696,19 @@ impl Runner {
             configuration: self.resolved.configuration,
             secrets: self.resolved.secrets,
             redactor,
-            observer: self.observer,
+            controls: self.controls,
             interrupt: self.interrupt,
             http: Clients::default(),
             env: self.env,
             state: Mutex::new(State::default()),
         };
         let title = shared.vars().text(&shared.exp.title);
+        let run_info = RunInfo {
+            run_id: self.run_id.clone(),
+            title: title.clone(),
+            experiment: shared.redactor.value(&shared.exp.raw),
+        };
+        shared.controls.configure(&run_info);
         shared.emit(Event::RunStarted {
             title: title.clone(),
             run_id: self.run_id.clone(),
@@ -634,7 +731,9 @@ impl Runner {
                 .await;
             match flag {
                 Flag::Ok => {
-                    shared.configuration.insert(key.clone(), entry.output);
+                    shared
+                        .configuration
+                        .insert(key.clone(), entry.map(|e| e.output).unwrap_or_default());
                 }
                 Flag::Interrupted => {
                     config_failed = true;
@@ -662,6 +761,24 @@ impl Runner {
             shared.emit(Event::NoHypothesis);
         }
         let mut proceed = !config_failed;
+        if proceed {
+            let decision = tokio::select! {
+                d = shared.controls.before_experiment(&run_info) => d,
+                _ = cancel.triggered() => Decision::Continue,
+            };
+            if let Decision::Interrupt(reason) = decision {
+                shared.emit(Event::ControlInterrupted {
+                    reason: reason.clone(),
+                });
+                cancel.trigger(format!("control {reason}"));
+                shared.set_status(Status::Interrupted);
+                proceed = false;
+            }
+        }
+        if cancel.is_set() {
+            shared.set_status(Status::Interrupted);
+            proceed = false;
+        }
         if proceed && has_hypothesis && strategy.before() {
             let (state, flag) = shared.hypothesis(Phase::Before, &cancel).await;
             match flag {
@@ -693,8 +810,17 @@ impl Runner {
             if shared.exp.method.is_empty() {
                 shared.emit(Event::NoActivities);
             }
-            run_list(shared.clone(), List::Method, cancel.clone()).await;
+            match shared.controls.before_method() {
+                Decision::Interrupt(reason) => {
+                    shared.emit(Event::ControlInterrupted {
+                        reason: reason.clone(),
+                    });
+                    cancel.trigger(format!("control {reason}"));
+                }
+                _ => run_list(shared.clone(), List::Method, cancel.clone()).await,
+            }
             shared.emit(Event::MethodEnded);
+            shared.controls.after_method();
             stop.trigger("method ended");
             if let Some(h) = looping {
                 let _ = h.await;
@@ -748,7 +874,9 @@ impl Runner {
             // Rollbacks are not stopped by the first interrupt: that is the point of
             // playing them. A second signal ends the process (see the CLI).
             cancel.mark_rollbacks();
+            shared.controls.before_rollbacks();
             run_list(shared.clone(), List::Rollbacks, Interrupt::new()).await;
+            shared.controls.after_rollbacks();
         } else {
             let reason = match strategy {
                 super::RollbackStrategy::Never => "never played".to_string(),
@@ -761,6 +889,10 @@ impl Runner {
             });
         }
         shared.emit(Event::RunEnded { status, deviated });
+        shared
+            .controls
+            .after_experiment(&run_info, status, deviated);
+        shared.controls.cleanup();
 
         let state = shared.state();
         let run: Vec<RunEntry> = state.run.iter().flatten().cloned().collect();

@@ -1,0 +1,168 @@
+//! Building the run's controls from every place they are declared: the experiment (top
+//! level, hypothesis, activities), the settings file's `controls:` and
+//! `--control-file`. Known python modules map to built-ins
+//! ([`faultline::control::builtin::lookup`]); unknown ones become warnings naming them.
+
+use faultline::control::builtin::{lookup, Builtin, Confirm, Pause};
+use faultline::control::{Control, Scope, Scoped};
+use faultline::experiment::load::load_file;
+use faultline::experiment::{ControlDecl, Experiment, Problem};
+use serde_json::Value;
+use std::path::Path;
+
+/// Controls declared outside the experiment (settings, --control-file).
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// Its name.
+    pub name: String,
+    /// Its python module.
+    pub module: Option<String>,
+    /// Its arguments.
+    pub arguments: Value,
+    /// Where it came from, for messages.
+    pub origin: String,
+}
+
+/// Parse a `controls` value: `{name: {provider: {...}}}` (settings shape) or
+/// `[{name, provider}]` (experiment shape).
+pub fn parse_globals(v: &Value, origin: &str) -> Result<Vec<Global>, Problem> {
+    let one = |name: &str, c: &Value| -> Result<Global, Problem> {
+        let provider = c.get("provider").ok_or_else(|| {
+            Problem::new(format!("{origin}: controls.{name}"), "missing 'provider'")
+                .hint("a control is {\"provider\": {\"type\": \"python\", \"module\": ...}}")
+        })?;
+        Ok(Global {
+            name: name.to_string(),
+            module: provider
+                .get("module")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            arguments: provider.get("arguments").cloned().unwrap_or(Value::Null),
+            origin: origin.to_string(),
+        })
+    };
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(m) if m.contains_key("controls") => parse_globals(&m["controls"], origin),
+        Value::Object(m) => m.iter().map(|(k, c)| one(k, c)).collect(),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let name = c
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("control-{i}"));
+                one(&name, c)
+            })
+            .collect(),
+        other => Err(Problem::new(
+            format!("{origin}: controls"),
+            format!("expected an object or a list of controls, found {other}"),
+        )),
+    }
+}
+
+/// Read a `--control-file` (JSON or YAML).
+pub fn load_control_file(path: &Path) -> Result<Vec<Global>, Problem> {
+    let origin = path.display().to_string();
+    let doc = load_file(path).map_err(|e| {
+        let mut p = e.to_problem();
+        p.message = format!("{origin}: {}", p.message);
+        p
+    })?;
+    parse_globals(&doc.value, &origin)
+}
+
+/// What the declarations amount to.
+#[derive(Default)]
+pub struct Built {
+    /// Built-in controls to install.
+    pub controls: Vec<Box<dyn Control>>,
+    /// Humio sinks requested by `chaoshumio.control` (declaration, for the sink setup).
+    pub humio: Vec<ControlDecl>,
+    /// Warnings to print (unknown or not-yet-served controls).
+    pub warnings: Vec<String>,
+}
+
+fn scope_of(d: &ControlDecl) -> Scope {
+    if let Some(a) = &d.activity {
+        Scope::Activity(a.clone())
+    } else if d.path.starts_with("$.steady-state-hypothesis") {
+        Scope::Hypothesis
+    } else if d.automatic {
+        Scope::Everything
+    } else {
+        Scope::ExperimentOnly
+    }
+}
+
+fn install(
+    b: &mut Built,
+    name: &str,
+    module: Option<&str>,
+    scope: Scope,
+    origin: &str,
+    decl: Option<&ControlDecl>,
+    arguments: &Value,
+) {
+    let Some(module) = module else {
+        b.warnings.push(format!(
+            "control '{name}' ({origin}) names no python module: ignored"
+        ));
+        return;
+    };
+    match lookup(module) {
+        Some(Builtin::Pause) => b.controls.push(Box::new(Scoped { inner: Pause, scope })),
+        Some(Builtin::Confirm) => b.controls.push(Box::new(Scoped { inner: Confirm, scope })),
+        // Tracing is on by default: declaring it changes nothing.
+        Some(Builtin::Tracing) => {}
+        Some(Builtin::Humio) => match decl {
+            Some(d) => b.humio.push(d.clone()),
+            None => b.humio.push(ControlDecl {
+                name: name.to_string(),
+                module: Some(module.to_string()),
+                path: origin.to_string(),
+                activity: None,
+                automatic: true,
+                arguments: arguments.clone(),
+                secrets: vec!["humio".into()],
+            }),
+        },
+        Some(Builtin::PrometheusMetrics) => b.warnings.push(format!(
+            "control '{name}' ({module}, {origin}) is not served yet (Prometheus run metrics come later): the run goes on without it"
+        )),
+        None => b.warnings.push(format!(
+            "control '{name}' ({module}, {origin}) is a python control faultline does not know: the run goes on without it"
+        )),
+    }
+}
+
+/// Build the controls declared in the experiment and globally.
+pub fn build(exp: &Experiment, globals: &[Global]) -> Built {
+    let mut b = Built::default();
+    for g in globals {
+        install(
+            &mut b,
+            &g.name,
+            g.module.as_deref(),
+            Scope::Everything,
+            &g.origin,
+            None,
+            &g.arguments,
+        );
+    }
+    for d in &exp.controls {
+        install(
+            &mut b,
+            &d.name,
+            d.module.as_deref(),
+            scope_of(d),
+            &d.path,
+            Some(d),
+            &d.arguments,
+        );
+    }
+    b
+}

@@ -1,0 +1,132 @@
+//! Built-in controls, and the mapping from the python control modules users already
+//! declare in their experiments to what faultline serves natively.
+//!
+//! | module (as declared) | served by |
+//! |---|---|
+//! | `chaostracing.oltp`, `chaostracing.control` (and the book's `chaotracing.control`) | tracing, which is on by default |
+//! | `chaoshumio.control` | the Humio/LogScale log sink |
+//! | `chaoshci.simplehci`, `chaoshci.control`, `faultline.pause` | [`Pause`]: "Press Enter to continue..." before each activity |
+//! | `chaoshci.aborthci`, `faultline.confirm` | [`Confirm`]: "continue? [y/N]" before each activity but rollbacks; no = interrupt (rollbacks still run) |
+//! | anything else | a warning naming it; the run goes on without it (controls are optional) |
+
+use super::{ActivityInfo, Control, Decision, Hook};
+use std::io::{BufRead, Write};
+
+/// What a declared control module is, for faultline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// OpenTelemetry tracing (on by default; the declaration changes nothing).
+    Tracing,
+    /// The Humio/LogScale structured-ingest sink.
+    Humio,
+    /// Pause before each activity until Enter is pressed.
+    Pause,
+    /// Ask before each activity; "no" interrupts the run.
+    Confirm,
+    /// The Chaos Toolkit's Prometheus run metrics (not served yet).
+    PrometheusMetrics,
+}
+
+/// The built-in serving a python control module, if any.
+pub fn lookup(module: &str) -> Option<Builtin> {
+    Some(match module {
+        "chaostracing.oltp"
+        | "chaostracing.control"
+        | "chaotracing.control"
+        | "faultline.tracing" => Builtin::Tracing,
+        "chaoshumio.control" | "faultline.humio" => Builtin::Humio,
+        "chaoshci.simplehci" | "chaoshci.control" | "faultline.pause" => Builtin::Pause,
+        "chaoshci.aborthci" | "faultline.confirm" => Builtin::Confirm,
+        "chaosprometheus.metrics" => Builtin::PrometheusMetrics,
+        _ => return None,
+    })
+}
+
+/// Read one line from standard input without blocking the runtime; `None` at end of
+/// input (no terminal, closed pipe).
+async fn read_line() -> Option<String> {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line),
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+fn prompt(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+/// The book's "Click to continue..." control: waits for Enter before each activity.
+pub struct Pause;
+
+impl Control for Pause {
+    fn name(&self) -> &str {
+        "pause"
+    }
+    fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
+        Box::pin(async move {
+            prompt(&format!(
+                "About to run {} '{}'. Press Enter to continue...",
+                a.kind.as_str(),
+                a.name
+            ));
+            read_line().await;
+            prompt("\n");
+            Decision::Continue
+        })
+    }
+}
+
+/// The book's "abort" control: asks before each activity; anything but yes
+/// interrupts the run. It never asks before a rollback: rollbacks are how an aborted
+/// run cleans up, so they always run (per the strategy).
+pub struct Confirm;
+
+impl Control for Confirm {
+    fn name(&self) -> &str {
+        "confirm"
+    }
+    fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
+        Box::pin(async move {
+            if a.phase == crate::run::Phase::Rollback {
+                return Decision::Continue;
+            }
+            prompt(&format!(
+                "About to execute activity: {}\nDo you want to continue the experiment? [y/N]: ",
+                a.name
+            ));
+            match read_line().await {
+                Some(answer)
+                    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") =>
+                {
+                    Decision::Continue
+                }
+                Some(_) => Decision::Interrupt(format!("activity '{}' manually aborted", a.name)),
+                None => Decision::Interrupt(format!(
+                    "activity '{}' aborted: no answer (standard input is closed)",
+                    a.name
+                )),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_modules_map_to_builtins() {
+        assert_eq!(lookup("chaostracing.oltp"), Some(Builtin::Tracing));
+        assert_eq!(lookup("chaoshumio.control"), Some(Builtin::Humio));
+        assert_eq!(lookup("chaoshci.aborthci"), Some(Builtin::Confirm));
+        assert_eq!(lookup("mycompany.controls"), None);
+    }
+}

@@ -1,0 +1,468 @@
+//! Controls: observers of the whole lifecycle, as the Chaos Toolkit's controls.
+//!
+//! One extension point, one trait. Every hook has an empty default; a before-hook may
+//! let the step go on, skip an activity, or interrupt the run (status `interrupted`,
+//! rollbacks per strategy). `Box<dyn Control>`, `Arc<C>`, `Vec<C>` and `Option<C>` are controls
+//! too, so a configured list needs no plumbing.
+//!
+//! Call order for one run (the runner guarantees it):
+//! `configure` → `before_experiment` → [`before_hypothesis` → (`before_activity` →
+//! `after_activity`)* → `after_hypothesis`] → `before_method` → (activities)* →
+//! `after_method` → [hypothesis after] → `before_rollbacks` → (activities)* →
+//! `after_rollbacks` → `after_experiment` → `cleanup`. `on_event` sees every
+//! lifecycle [`Event`] in between, in order.
+
+pub mod builtin;
+
+use crate::event::Event;
+use crate::experiment::ActivityKind;
+use crate::run::journal::{HypothesisState, RunEntry};
+use crate::run::{Phase, Status};
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+
+/// What a before-hook decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on.
+    Continue,
+    /// Do not run this activity (recorded with status `skipped`).
+    Skip(String),
+    /// Interrupt the run: the rest of the method and the hypothesis are skipped,
+    /// rollbacks follow the strategy.
+    Interrupt(String),
+}
+
+/// A boxed future, for the hooks that may wait (a human answering a prompt).
+pub type Hook<'a> = Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+
+/// The run, as controls see it.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The run id.
+    pub run_id: String,
+    /// The experiment's title (substituted).
+    pub title: String,
+    /// The experiment as loaded.
+    pub experiment: Value,
+}
+
+/// One activity about to run (or just run).
+#[derive(Debug, Clone)]
+pub struct ActivityInfo<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Probe or action.
+    pub kind: ActivityKind,
+    /// Where it runs.
+    pub phase: Phase,
+    /// Runs in the background.
+    pub background: bool,
+    /// The activity as written.
+    pub activity: &'a Value,
+}
+
+/// An observer of the lifecycle. Hooks are called inline: keep them cheap, and
+/// never block (a hook that waits on a person returns a future).
+pub trait Control: Send + Sync {
+    /// A name for messages.
+    fn name(&self) -> &str {
+        "control"
+    }
+    /// Once, before anything runs.
+    fn configure(&self, _run: &RunInfo) {}
+    /// Before the experiment starts.
+    fn before_experiment<'a>(&'a self, _run: &'a RunInfo) -> Hook<'a> {
+        Box::pin(async { Decision::Continue })
+    }
+    /// Before each hypothesis check.
+    fn before_hypothesis(&self, _phase: Phase) -> Decision {
+        Decision::Continue
+    }
+    /// After each hypothesis check.
+    fn after_hypothesis(&self, _phase: Phase, _state: &HypothesisState) {}
+    /// Before the method.
+    fn before_method(&self) -> Decision {
+        Decision::Continue
+    }
+    /// After the method (background activities included).
+    fn after_method(&self) {}
+    /// Before the rollbacks (they cannot be skipped from here).
+    fn before_rollbacks(&self) {}
+    /// After the rollbacks.
+    fn after_rollbacks(&self) {}
+    /// Before each activity (hypothesis probes, method, rollbacks).
+    fn before_activity<'a>(&'a self, _activity: &'a ActivityInfo<'a>) -> Hook<'a> {
+        Box::pin(async { Decision::Continue })
+    }
+    /// After each activity, with its journal entry.
+    fn after_activity(&self, _activity: &ActivityInfo<'_>, _entry: &RunEntry) {}
+    /// After the experiment, with its outcome.
+    fn after_experiment(&self, _run: &RunInfo, _status: Status, _deviated: bool) {}
+    /// Every lifecycle event, in order.
+    fn on_event(&self, _event: &Event) {}
+    /// Once, at the very end.
+    fn cleanup(&self) {}
+}
+
+/// Name the control behind a decision: `confirm: activity 'x' manually aborted`.
+fn named(c: &dyn ControlName, d: Decision) -> Decision {
+    match d {
+        Decision::Continue => Decision::Continue,
+        Decision::Skip(r) => Decision::Skip(format!("'{}': {r}", c.control_name())),
+        Decision::Interrupt(r) => Decision::Interrupt(format!("'{}': {r}", c.control_name())),
+    }
+}
+
+/// `Control::name` as an object-safe helper for [`named`].
+trait ControlName {
+    fn control_name(&self) -> &str;
+}
+
+impl<C: Control + ?Sized> ControlName for C {
+    fn control_name(&self) -> &str {
+        self.name()
+    }
+}
+
+/// The first non-`Continue` decision wins.
+fn first<'c, C: Control + 'c>(
+    controls: impl IntoIterator<Item = &'c C>,
+    mut f: impl FnMut(&C) -> Decision,
+) -> Decision {
+    for c in controls {
+        let d = f(c);
+        if d != Decision::Continue {
+            return named(c, d);
+        }
+    }
+    Decision::Continue
+}
+
+impl<C: Control + ?Sized> Control for Box<C> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn configure(&self, run: &RunInfo) {
+        (**self).configure(run)
+    }
+    fn before_experiment<'a>(&'a self, run: &'a RunInfo) -> Hook<'a> {
+        (**self).before_experiment(run)
+    }
+    fn before_hypothesis(&self, phase: Phase) -> Decision {
+        (**self).before_hypothesis(phase)
+    }
+    fn after_hypothesis(&self, phase: Phase, state: &HypothesisState) {
+        (**self).after_hypothesis(phase, state)
+    }
+    fn before_method(&self) -> Decision {
+        (**self).before_method()
+    }
+    fn after_method(&self) {
+        (**self).after_method()
+    }
+    fn before_rollbacks(&self) {
+        (**self).before_rollbacks()
+    }
+    fn after_rollbacks(&self) {
+        (**self).after_rollbacks()
+    }
+    fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
+        (**self).before_activity(a)
+    }
+    fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
+        (**self).after_activity(a, e)
+    }
+    fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
+        (**self).after_experiment(run, status, deviated)
+    }
+    fn on_event(&self, e: &Event) {
+        (**self).on_event(e)
+    }
+    fn cleanup(&self) {
+        (**self).cleanup()
+    }
+}
+
+impl<C: Control + ?Sized> Control for std::sync::Arc<C> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn configure(&self, run: &RunInfo) {
+        (**self).configure(run)
+    }
+    fn before_experiment<'a>(&'a self, run: &'a RunInfo) -> Hook<'a> {
+        (**self).before_experiment(run)
+    }
+    fn before_hypothesis(&self, phase: Phase) -> Decision {
+        (**self).before_hypothesis(phase)
+    }
+    fn after_hypothesis(&self, phase: Phase, state: &HypothesisState) {
+        (**self).after_hypothesis(phase, state)
+    }
+    fn before_method(&self) -> Decision {
+        (**self).before_method()
+    }
+    fn after_method(&self) {
+        (**self).after_method()
+    }
+    fn before_rollbacks(&self) {
+        (**self).before_rollbacks()
+    }
+    fn after_rollbacks(&self) {
+        (**self).after_rollbacks()
+    }
+    fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
+        (**self).before_activity(a)
+    }
+    fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
+        (**self).after_activity(a, e)
+    }
+    fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
+        (**self).after_experiment(run, status, deviated)
+    }
+    fn on_event(&self, e: &Event) {
+        (**self).on_event(e)
+    }
+    fn cleanup(&self) {
+        (**self).cleanup()
+    }
+}
+
+impl<C: Control> Control for Option<C> {
+    fn name(&self) -> &str {
+        self.as_ref().map_or("none", Control::name)
+    }
+    fn configure(&self, run: &RunInfo) {
+        if let Some(c) = self {
+            c.configure(run)
+        }
+    }
+    fn before_experiment<'a>(&'a self, run: &'a RunInfo) -> Hook<'a> {
+        match self {
+            Some(c) => c.before_experiment(run),
+            None => Box::pin(async { Decision::Continue }),
+        }
+    }
+    fn before_hypothesis(&self, phase: Phase) -> Decision {
+        self.as_ref()
+            .map_or(Decision::Continue, |c| c.before_hypothesis(phase))
+    }
+    fn after_hypothesis(&self, phase: Phase, state: &HypothesisState) {
+        if let Some(c) = self {
+            c.after_hypothesis(phase, state)
+        }
+    }
+    fn before_method(&self) -> Decision {
+        self.as_ref()
+            .map_or(Decision::Continue, Control::before_method)
+    }
+    fn after_method(&self) {
+        if let Some(c) = self {
+            c.after_method()
+        }
+    }
+    fn before_rollbacks(&self) {
+        if let Some(c) = self {
+            c.before_rollbacks()
+        }
+    }
+    fn after_rollbacks(&self) {
+        if let Some(c) = self {
+            c.after_rollbacks()
+        }
+    }
+    fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
+        match self {
+            Some(c) => c.before_activity(a),
+            None => Box::pin(async { Decision::Continue }),
+        }
+    }
+    fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
+        if let Some(c) = self {
+            c.after_activity(a, e)
+        }
+    }
+    fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
+        if let Some(c) = self {
+            c.after_experiment(run, status, deviated)
+        }
+    }
+    fn on_event(&self, e: &Event) {
+        if let Some(c) = self {
+            c.on_event(e)
+        }
+    }
+    fn cleanup(&self) {
+        if let Some(c) = self {
+            c.cleanup()
+        }
+    }
+}
+
+impl<C: Control> Control for Vec<C> {
+    fn name(&self) -> &str {
+        "controls"
+    }
+    fn configure(&self, run: &RunInfo) {
+        self.iter().for_each(|c| c.configure(run))
+    }
+    fn before_experiment<'a>(&'a self, run: &'a RunInfo) -> Hook<'a> {
+        Box::pin(async move {
+            for c in self {
+                let d = c.before_experiment(run).await;
+                if d != Decision::Continue {
+                    return named(c, d);
+                }
+            }
+            Decision::Continue
+        })
+    }
+    fn before_hypothesis(&self, phase: Phase) -> Decision {
+        first(self, |c| c.before_hypothesis(phase))
+    }
+    fn after_hypothesis(&self, phase: Phase, state: &HypothesisState) {
+        self.iter().for_each(|c| c.after_hypothesis(phase, state))
+    }
+    fn before_method(&self) -> Decision {
+        first(self, Control::before_method)
+    }
+    fn after_method(&self) {
+        self.iter().for_each(Control::after_method)
+    }
+    fn before_rollbacks(&self) {
+        self.iter().for_each(Control::before_rollbacks)
+    }
+    fn after_rollbacks(&self) {
+        self.iter().for_each(Control::after_rollbacks)
+    }
+    fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
+        Box::pin(async move {
+            for c in self {
+                let d = c.before_activity(a).await;
+                if d != Decision::Continue {
+                    return named(c, d);
+                }
+            }
+            Decision::Continue
+        })
+    }
+    fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
+        self.iter().for_each(|c| c.after_activity(a, e))
+    }
+    fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
+        self.iter()
+            .for_each(|c| c.after_experiment(run, status, deviated))
+    }
+    fn on_event(&self, e: &Event) {
+        self.iter().for_each(|c| c.on_event(e))
+    }
+    fn cleanup(&self) {
+        self.iter().for_each(Control::cleanup)
+    }
+}
+
+/// A control that applies only to part of the experiment, as the Chaos Toolkit
+/// scopes controls by where they are declared.
+pub struct Scoped<C> {
+    /// The control.
+    pub inner: C,
+    /// Where it applies.
+    pub scope: Scope,
+}
+
+/// Where a declared control applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Declared at the top of the experiment, in settings or with --control-file.
+    Everything,
+    /// Declared at the top with `automatic: false`: the experiment level only.
+    ExperimentOnly,
+    /// Declared in the steady-state hypothesis: its checks and probes.
+    Hypothesis,
+    /// Declared on one activity (by name).
+    Activity(String),
+}
+
+impl Scope {
+    fn covers(&self, a: &ActivityInfo<'_>) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::ExperimentOnly => false,
+            Scope::Hypothesis => matches!(a.phase, Phase::Before | Phase::During(_) | Phase::After),
+            Scope::Activity(n) => n == a.name,
+        }
+    }
+}
+
+impl<C: Control> Control for Scoped<C> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn configure(&self, run: &RunInfo) {
+        self.inner.configure(run)
+    }
+    fn before_experiment<'a>(&'a self, run: &'a RunInfo) -> Hook<'a> {
+        if matches!(self.scope, Scope::Everything | Scope::ExperimentOnly) {
+            self.inner.before_experiment(run)
+        } else {
+            Box::pin(async { Decision::Continue })
+        }
+    }
+    fn before_hypothesis(&self, phase: Phase) -> Decision {
+        if matches!(self.scope, Scope::Everything | Scope::Hypothesis) {
+            self.inner.before_hypothesis(phase)
+        } else {
+            Decision::Continue
+        }
+    }
+    fn after_hypothesis(&self, phase: Phase, state: &HypothesisState) {
+        if matches!(self.scope, Scope::Everything | Scope::Hypothesis) {
+            self.inner.after_hypothesis(phase, state)
+        }
+    }
+    fn before_method(&self) -> Decision {
+        if self.scope == Scope::Everything {
+            self.inner.before_method()
+        } else {
+            Decision::Continue
+        }
+    }
+    fn after_method(&self) {
+        if self.scope == Scope::Everything {
+            self.inner.after_method()
+        }
+    }
+    fn before_rollbacks(&self) {
+        if self.scope == Scope::Everything {
+            self.inner.before_rollbacks()
+        }
+    }
+    fn after_rollbacks(&self) {
+        if self.scope == Scope::Everything {
+            self.inner.after_rollbacks()
+        }
+    }
+    fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
+        if self.scope.covers(a) {
+            self.inner.before_activity(a)
+        } else {
+            Box::pin(async { Decision::Continue })
+        }
+    }
+    fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
+        if self.scope.covers(a) {
+            self.inner.after_activity(a, e)
+        }
+    }
+    fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
+        self.inner.after_experiment(run, status, deviated)
+    }
+    fn on_event(&self, e: &Event) {
+        self.inner.on_event(e)
+    }
+    fn cleanup(&self) {
+        self.inner.cleanup()
+    }
+}
