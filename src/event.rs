@@ -9,6 +9,15 @@
 use crate::run::{Phase, Status};
 use serde_json::{json, Value};
 
+/// The span an event belongs to, for log records that join their trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceIds {
+    /// The trace id, 32 lower-case hex digits.
+    pub trace_id: String,
+    /// The span id, 16 lower-case hex digits.
+    pub span_id: String,
+}
+
 /// Severity, as the console shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {

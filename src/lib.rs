@@ -22,4 +22,6 @@ pub mod provider;
 pub mod redact;
 pub mod run;
 pub mod settings;
+pub mod sink;
+pub mod telemetry;
 pub mod timefmt;

@@ -3,7 +3,7 @@
 
 use super::LogFormat;
 use faultline::control::Control;
-use faultline::event::{Event, Level};
+use faultline::event::{Event, Level, TraceIds};
 use std::io::{IsTerminal, Write};
 
 /// Writes events to stderr.
@@ -80,7 +80,20 @@ impl Control for Console {
     fn name(&self) -> &str {
         "console"
     }
-    fn on_event(&self, e: &Event) {
-        self.write(e.level(), e.name(), &e.message(), e.fields());
+    fn on_event(&self, e: &Event, trace: Option<&TraceIds>) {
+        let mut fields = e.fields();
+        if let (Some(t), Some(o)) = (trace, fields.as_object_mut()) {
+            o.insert("trace_id".into(), t.trace_id.clone().into());
+            o.insert("span_id".into(), t.span_id.clone().into());
+        }
+        self.write(e.level(), e.name(), &e.message(), fields);
+        if let (Event::RunStarted { .. }, Some(t)) = (e, trace) {
+            self.write(
+                Level::Info,
+                "experiment.trace_id",
+                &format!("Trace id: {}", t.trace_id),
+                serde_json::json!({"trace_id": t.trace_id}),
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ use faultline::exit::ExitCode;
 use faultline::experiment::config::{parse_var, resolve, Overrides};
 use faultline::experiment::{load, locate::locate_all, parse, Problem};
 use faultline::run::{Dry, HypothesisStrategy, Interrupt, RollbackStrategy, RunOptions, Runner};
+use faultline::telemetry::{Telemetry, TelemetryConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -295,6 +296,30 @@ pub async fn run(args: RunArgs) -> ExitCode {
         "experiment.run_id",
         &format!("Run id: {run_id}"),
     );
+    // Telemetry must never hurt the run: a setup problem is a warning, and tracing is
+    // off for this run.
+    let telemetry = match Telemetry::init(
+        TelemetryConfig::new(run_id.clone(), args.journal_path.clone()),
+        &env,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            console.line(
+                Level::Warning,
+                "telemetry.disabled",
+                &format!("tracing is off for this run: {e}"),
+            );
+            Telemetry::disabled()
+        }
+    };
+    for w in telemetry.warnings() {
+        console.line(Level::Warning, "telemetry.warning", w);
+    }
+    console.line(
+        Level::Info,
+        "telemetry.destination",
+        &format!("Spans go to {}", telemetry.destination()),
+    );
     let runner = Runner {
         experiment,
         options,
@@ -308,8 +333,20 @@ pub async fn run(args: RunArgs) -> ExitCode {
         interrupt,
         run_id: run_id.clone(),
         env: overrides.env,
+        tracer: Some(telemetry.tracer()),
+        trace_parent: telemetry.parent_context(),
     };
     let outcome = runner.run().await;
+    let report = telemetry.shutdown().await;
+    console.line(
+        if report.complete() {
+            Level::Info
+        } else {
+            Level::Warning
+        },
+        "telemetry.report",
+        &report.to_string(),
+    );
     let code = ExitCode::for_run(outcome.status, outcome.deviated);
     match faultline::run::journal::write_atomic(&args.journal_path, &outcome.journal) {
         Ok(()) => console.line(

@@ -14,7 +14,7 @@
 
 pub mod builtin;
 
-use crate::event::Event;
+use crate::event::{Event, TraceIds};
 use crate::experiment::ActivityKind;
 use crate::run::journal::{HypothesisState, RunEntry};
 use crate::run::{Phase, Status};
@@ -100,8 +100,9 @@ pub trait Control: Send + Sync {
     fn after_activity(&self, _activity: &ActivityInfo<'_>, _entry: &RunEntry) {}
     /// After the experiment, with its outcome.
     fn after_experiment(&self, _run: &RunInfo, _status: Status, _deviated: bool) {}
-    /// Every lifecycle event, in order.
-    fn on_event(&self, _event: &Event) {}
+    /// Every lifecycle event, in order, with the span it belongs to (when spans are
+    /// recorded).
+    fn on_event(&self, _event: &Event, _trace: Option<&TraceIds>) {}
     /// Once, at the very end.
     fn cleanup(&self) {}
 }
@@ -177,8 +178,8 @@ impl<C: Control + ?Sized> Control for Box<C> {
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
         (**self).after_experiment(run, status, deviated)
     }
-    fn on_event(&self, e: &Event) {
-        (**self).on_event(e)
+    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
+        (**self).on_event(e, t)
     }
     fn cleanup(&self) {
         (**self).cleanup()
@@ -222,8 +223,8 @@ impl<C: Control + ?Sized> Control for std::sync::Arc<C> {
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
         (**self).after_experiment(run, status, deviated)
     }
-    fn on_event(&self, e: &Event) {
-        (**self).on_event(e)
+    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
+        (**self).on_event(e, t)
     }
     fn cleanup(&self) {
         (**self).cleanup()
@@ -289,9 +290,9 @@ impl<C: Control> Control for Option<C> {
             c.after_experiment(run, status, deviated)
         }
     }
-    fn on_event(&self, e: &Event) {
+    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
         if let Some(c) = self {
-            c.on_event(e)
+            c.on_event(e, t)
         }
     }
     fn cleanup(&self) {
@@ -355,8 +356,8 @@ impl<C: Control> Control for Vec<C> {
         self.iter()
             .for_each(|c| c.after_experiment(run, status, deviated))
     }
-    fn on_event(&self, e: &Event) {
-        self.iter().for_each(|c| c.on_event(e))
+    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
+        self.iter().for_each(|c| c.on_event(e, t))
     }
     fn cleanup(&self) {
         self.iter().for_each(Control::cleanup)
@@ -459,8 +460,8 @@ impl<C: Control> Control for Scoped<C> {
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
         self.inner.after_experiment(run, status, deviated)
     }
-    fn on_event(&self, e: &Event) {
-        self.inner.on_event(e)
+    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
+        self.inner.on_event(e, t)
     }
     fn cleanup(&self) {
         self.inner.cleanup()

@@ -109,14 +109,84 @@ impl HttpProvider {
         })
     }
 
+    /// Send the request, inside a CLIENT span when the run records spans: the W3C
+    /// `traceparent`/`baggage` headers come from that span, so the server's span is its
+    /// child. (Without spans, the activity's context, if any, is propagated.)
     pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
+        use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+        use opentelemetry::KeyValue;
+        let Some(t) = &ctx.trace else {
+            return self.send(ctx, &ctx.headers, None).await;
+        };
+        let safe_url = ctx.redactor.text(&self.url).into_owned();
+        let mut attrs = vec![
+            KeyValue::new("http.request.method", self.method.clone()),
+            KeyValue::new("url.full", safe_url),
+        ];
+        if let Ok(u) = reqwest::Url::parse(&self.url) {
+            if let Some(h) = u.host_str() {
+                attrs.push(KeyValue::new("server.address", h.to_string()));
+            }
+            if let Some(p) = u.port_or_known_default() {
+                attrs.push(KeyValue::new("server.port", i64::from(p)));
+            }
+        }
+        let span = t
+            .tracer
+            .span_builder(format!("HTTP {}", self.method))
+            .with_kind(SpanKind::Client)
+            .with_attributes(attrs)
+            .start_with_context(&t.tracer, &t.parent);
+        let cx = t.parent.with_span(span);
+        let baggage: Vec<(&str, &str)> = t
+            .baggage
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let headers = crate::telemetry::propagation::http_headers(&cx, &baggage);
+        let result = self.send(ctx, &headers, Some(&cx)).await;
+        let span = cx.span();
+        match &result {
+            Ok(out) => {
+                let code = out
+                    .get("status")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_default();
+                span.set_attribute(KeyValue::new("http.response.status_code", code));
+                if code >= 400 {
+                    span.set_status(Status::error(format!("HTTP {code}")));
+                    span.set_attribute(KeyValue::new("error.type", code.to_string()));
+                }
+            }
+            Err(e) => {
+                if let Some(code) = e
+                    .output
+                    .as_ref()
+                    .and_then(|o| o.get("status"))
+                    .and_then(Value::as_i64)
+                {
+                    span.set_attribute(KeyValue::new("http.response.status_code", code));
+                }
+                span.set_status(Status::error(ctx.redactor.text(&e.message).into_owned()));
+            }
+        }
+        span.end();
+        result
+    }
+
+    async fn send(
+        &self,
+        ctx: &Ctx<'_>,
+        trace_headers: &[(String, String)],
+        span: Option<&opentelemetry::Context>,
+    ) -> Result<Value, ActivityError> {
         if let Err(e) = reqwest::Url::parse(&self.url) {
             return Err(ActivityError::invalid(format!(
                 "invalid url '{}': {e}",
                 self.url
             )));
         }
-        for (k, v) in self.headers.iter().chain(&ctx.headers) {
+        for (k, v) in self.headers.iter().chain(trace_headers) {
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
                 return Err(ActivityError::invalid(format!(
                     "invalid header name {k:?}: header names are letters, digits and -!#$%&'*+.^_`|~"
@@ -140,7 +210,7 @@ impl HttpProvider {
         let mut attempt = 0;
         let resp = loop {
             let mut req = client.request(method.clone(), &self.url);
-            for (k, v) in self.headers.iter().chain(&ctx.headers) {
+            for (k, v) in self.headers.iter().chain(trace_headers) {
                 req = req.header(k, v);
             }
             if let Some((c, r)) = self.timeout {
@@ -162,6 +232,19 @@ impl HttpProvider {
                 Ok(r) => break r,
                 Err(e) if e.is_connect() && attempt < self.max_retries => {
                     attempt += 1;
+                    if let Some(cx) = span {
+                        use opentelemetry::trace::TraceContextExt;
+                        cx.span().add_event(
+                            "chaos.retry",
+                            vec![
+                                opentelemetry::KeyValue::new(
+                                    "chaos.retry.attempt",
+                                    i64::from(attempt),
+                                ),
+                                opentelemetry::KeyValue::new("error.type", "connect"),
+                            ],
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(100 * (1 << attempt.min(6)))).await;
                 }
                 Err(e) if e.is_timeout() => {

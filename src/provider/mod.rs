@@ -70,6 +70,21 @@ pub struct Ctx<'a> {
     pub env: Vec<(String, String)>,
     /// Lines a provider wants shown on the console (a Python function's stderr).
     pub logs: std::sync::Mutex<Vec<String>>,
+    /// Tracing, for providers that make CLIENT spans (http); `None` without spans.
+    pub trace: Option<TraceCtx>,
+    /// Masks secrets in what providers record on spans (URLs, errors).
+    pub redactor: &'a crate::redact::Redactor,
+}
+
+/// What a provider needs to make its own spans under the activity's span.
+#[derive(Clone)]
+pub struct TraceCtx {
+    /// The run's tracer.
+    pub tracer: opentelemetry_sdk::trace::SdkTracer,
+    /// The activity span's context.
+    pub parent: opentelemetry::Context,
+    /// W3C baggage entries (run id, experiment).
+    pub baggage: Vec<(String, String)>,
 }
 
 impl Ctx<'_> {

@@ -5,6 +5,7 @@ pub mod interrupt;
 pub mod journal;
 pub mod preflight;
 mod runner;
+pub mod spans;
 
 pub use interrupt::Interrupt;
 pub use journal::RunEntry;

@@ -6,17 +6,21 @@
 //! journal is always built, and rollbacks are always considered under the strategy.
 
 use super::journal::{self, exception, HypothesisState, JournalParts, RunEntry};
+use super::spans::{self, attr, Spans};
 use super::{Dry, Interrupt, Phase, RunOptions, Status};
 use crate::control::{ActivityInfo, Control, Decision, RunInfo};
-use crate::event::Event;
+use crate::event::{Event, TraceIds};
 use crate::experiment::config::{secret_values, Resolved};
 use crate::experiment::substitute::Vars;
 use crate::experiment::tolerance::{self, Check};
 use crate::experiment::{Activity, ActivityKind, Experiment};
 use crate::provider::{self, http::Clients, Ctx, Provider};
 use crate::redact::Redactor;
+use crate::telemetry::propagation;
 use crate::timefmt;
 use chrono::Utc;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Context, KeyValue};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +41,10 @@ pub struct Runner {
     pub run_id: String,
     /// Extra environment (from `.env` var files) for every child process.
     pub env: Vec<(String, String)>,
+    /// The tracer for the run's spans (`None`: no spans).
+    pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+    /// The parent of the experiment span (a CI pipeline's `TRACEPARENT`), or empty.
+    pub trace_parent: Context,
 }
 
 /// The result of a run.
@@ -47,6 +55,8 @@ pub struct Outcome {
     pub status: Status,
     /// Whether the steady state deviated.
     pub deviated: bool,
+    /// The run's trace id, when spans are recorded.
+    pub trace_id: Option<String>,
 }
 
 /// How one activity execution ended, beyond its journal entry.
@@ -78,6 +88,11 @@ struct Shared {
     interrupt: Interrupt,
     http: Clients,
     env: Vec<(String, String)>,
+    spans: Spans,
+    /// The experiment span's context: the parent of everything else.
+    exp_cx: Context,
+    /// W3C baggage sent with every request and to every child: run id, experiment.
+    baggage: Vec<(String, String)>,
     state: Mutex<State>,
 }
 
@@ -102,6 +117,11 @@ impl Shared {
     }
 
     fn emit(&self, e: Event) {
+        self.emit_in(e, &self.exp_cx);
+    }
+
+    /// Emit an event that belongs to the span in `cx` (its ids go with the event).
+    fn emit_in(&self, e: Event, cx: &Context) {
         let r = &self.redactor;
         let e = if r.is_empty() {
             e
@@ -145,7 +165,8 @@ impl Shared {
                 other => other,
             }
         };
-        self.controls.on_event(&e);
+        let ids = propagation::ids(cx).map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
+        self.controls.on_event(&e, ids.as_ref());
     }
 
     fn is_dry(&self, kind: ActivityKind) -> bool {
@@ -157,7 +178,14 @@ impl Shared {
         }
     }
 
-    fn provider_ctx(&self, provider: &Value) -> Ctx<'_> {
+    fn baggage(&self) -> Vec<(&str, &str)> {
+        self.baggage
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    fn provider_ctx(&self, provider: &Value, cx: &Context) -> Ctx<'_> {
         let scopes = Provider::secret_scopes(provider);
         let secrets = scopes
             .iter()
@@ -167,14 +195,32 @@ impl Shared {
             configuration: &self.configuration,
             secrets,
             http: &self.http,
-            headers: Vec::new(),
-            env: self.env.clone(),
+            headers: propagation::http_headers(cx, &self.baggage()),
+            env: self
+                .env
+                .iter()
+                .cloned()
+                .chain(propagation::child_env(cx, &self.baggage()))
+                .collect(),
             logs: Default::default(),
+            redactor: &self.redactor,
+            trace: self.spans.tracer().map(|t| provider::TraceCtx {
+                tracer: t.clone(),
+                parent: cx.clone(),
+                baggage: self.baggage.clone(),
+            }),
         }
     }
 
     /// Pause for a (substituted) number of seconds; false when interrupted.
-    async fn pause(&self, v: &Value, before: bool, skip: bool, cancel: &Interrupt) -> bool {
+    async fn pause(
+        &self,
+        v: &Value,
+        before: bool,
+        skip: bool,
+        cancel: &Interrupt,
+        cx: &Context,
+    ) -> bool {
         let v = self.vars().value(v);
         let secs = match provider::seconds(&v, "pause") {
             Ok(d) => d,
@@ -188,11 +234,23 @@ impl Shared {
         if secs.is_zero() {
             return true;
         }
-        self.emit(Event::Pause {
-            seconds: secs.as_secs_f64(),
-            before,
-            skipped: skip,
-        });
+        spans::add_event(
+            cx,
+            spans::event::PAUSE,
+            vec![
+                KeyValue::new(attr::PAUSE_SECONDS, secs.as_secs_f64()),
+                KeyValue::new(attr::PAUSE_WHEN, if before { "before" } else { "after" }),
+                KeyValue::new("chaos.pause.skipped", skip),
+            ],
+        );
+        self.emit_in(
+            Event::Pause {
+                seconds: secs.as_secs_f64(),
+                before,
+                skipped: skip,
+            },
+            cx,
+        );
         if skip {
             return true;
         }
@@ -223,6 +281,7 @@ impl Shared {
         provider_def: &Value,
         a: &Activity,
         cancel: &Interrupt,
+        cx: &Context,
     ) -> (Result<Value, provider::ActivityError>, Flag) {
         let def = self.vars().value(provider_def);
         let p = match Provider::from_value(&def) {
@@ -240,7 +299,11 @@ impl Shared {
             Ok(l) => l,
             Err(e) => return (Err(provider::ActivityError::new(e)), Flag::Invalid),
         };
-        let ctx = self.provider_ctx(&def);
+        spans::set(
+            cx,
+            vec![KeyValue::new(attr::ACTIVITY_TIMEOUT, limit.as_secs_f64())],
+        );
+        let ctx = self.provider_ctx(&def, cx);
         let result = tokio::select! {
             r = tokio::time::timeout(limit, p.run(&ctx)) => match r {
                 Ok(Ok(v)) => (Ok(v), Flag::Ok),
@@ -266,22 +329,80 @@ impl Shared {
         };
         let logs = std::mem::take(&mut *ctx.logs.lock().unwrap_or_else(|p| p.into_inner()));
         for line in logs {
-            self.emit(Event::ProviderOutput {
-                name: a.name.clone(),
-                line,
-            });
+            self.emit_in(
+                Event::ProviderOutput {
+                    name: a.name.clone(),
+                    line,
+                },
+                cx,
+            );
         }
         result
     }
 
-    /// Execute one activity: pauses, dry mode, provider, entry, events.
+    /// Execute one activity under `parent`: control hooks, pauses, dry mode, provider,
+    /// entry, events. Returns the activity span's context, still open: the caller ends
+    /// it with [`Self::finish`] (the hypothesis first records the tolerance verdict).
     async fn execute(
         &self,
         a: &Activity,
         phase: Phase,
         cancel: &Interrupt,
-    ) -> (Option<RunEntry>, Flag) {
-        self.execute_notify(a, phase, cancel, None).await
+        parent: &Context,
+    ) -> (Option<RunEntry>, Flag, Context) {
+        self.execute_notify(a, phase, cancel, parent, None).await
+    }
+
+    /// The activity span's attributes known before it runs.
+    fn activity_attributes(&self, a: &Activity, phase: Phase) -> Vec<KeyValue> {
+        let mut attrs = vec![
+            KeyValue::new(attr::ACTIVITY_NAME, a.name.clone()),
+            KeyValue::new(attr::ACTIVITY_TYPE, a.kind.as_str()),
+            KeyValue::new(attr::ACTIVITY_PHASE, phase.as_str()),
+            KeyValue::new(attr::ACTIVITY_BACKGROUND, a.background),
+        ];
+        let p = &a.provider;
+        if let Some(t) = p.get("type").and_then(Value::as_str) {
+            attrs.push(KeyValue::new(attr::PROVIDER_TYPE, t.to_string()));
+        }
+        if let Some(path) = p.get("path").and_then(Value::as_str) {
+            let exe = self.redactor.text(&self.vars().text(path)).into_owned();
+            let exe = exe.rsplit('/').next().unwrap_or_default().to_string();
+            attrs.push(KeyValue::new(attr::PROCESS_EXECUTABLE, exe));
+        }
+        if let (Some(m), Some(f)) = (
+            p.get("module").and_then(Value::as_str),
+            p.get("func").and_then(Value::as_str),
+        ) {
+            attrs.push(KeyValue::new(attr::PYTHON_MODULE, m.to_string()));
+            attrs.push(KeyValue::new(attr::PYTHON_FUNCTION, f.to_string()));
+        }
+        attrs
+    }
+
+    /// End an activity span: its status, output (masked, capped), ERROR on failure or
+    /// on `error` (a missed tolerance).
+    fn finish(&self, cx: &Context, entry: Option<&RunEntry>, error: Option<String>) {
+        let mut error = error;
+        if let Some(e) = entry {
+            let mut attrs = vec![KeyValue::new(attr::ACTIVITY_STATUS, e.status)];
+            if !e.output.is_null() {
+                let out = self.redactor.value(&e.output).to_string();
+                attrs.push(KeyValue::new(attr::ACTIVITY_OUTPUT, spans::cap(&out)));
+            }
+            if let Some(code) = e.output.get("status").and_then(Value::as_i64) {
+                if e.output.get("stdout").is_some() {
+                    attrs.push(KeyValue::new(attr::PROCESS_EXIT_CODE, code));
+                }
+            }
+            if let Some(exc) = e.exception.as_ref().and_then(|x| x.last()) {
+                let msg = self.redactor.text(exc.trim_end()).into_owned();
+                attrs.push(KeyValue::new(attr::ACTIVITY_ERROR, spans::cap(&msg)));
+                error = error.or(Some(msg));
+            }
+            spans::set(cx, attrs);
+        }
+        spans::end(cx, error.map(|e| self.redactor.text(&e).into_owned()));
     }
 
     /// [`Self::execute`], telling `started` once the activity has announced itself (or
@@ -291,13 +412,20 @@ impl Shared {
         a: &Activity,
         phase: Phase,
         cancel: &Interrupt,
+        parent: &Context,
         mut started: Option<tokio::sync::oneshot::Sender<()>>,
-    ) -> (Option<RunEntry>, Flag) {
+    ) -> (Option<RunEntry>, Flag, Context) {
         let mut notify = || {
             if let Some(s) = started.take() {
                 let _ = s.send(());
             }
         };
+        let cx = self.spans.start(
+            format!("{} {}", a.kind.as_str(), a.name),
+            SpanKind::Internal,
+            parent,
+            self.activity_attributes(a, phase),
+        );
         let info = ActivityInfo {
             name: &a.name,
             kind: a.kind,
@@ -318,10 +446,18 @@ impl Shared {
                 if decision_skips(&decision, phase) =>
             {
                 notify();
-                self.emit(Event::ActivitySkipped {
-                    name: a.name.clone(),
-                    reason,
-                });
+                spans::add_event(
+                    &cx,
+                    spans::event::SKIP,
+                    vec![KeyValue::new(attr::SKIP_REASON, reason.clone())],
+                );
+                self.emit_in(
+                    Event::ActivitySkipped {
+                        name: a.name.clone(),
+                        reason,
+                    },
+                    &cx,
+                );
                 let now = timefmt::now_iso();
                 let entry = RunEntry {
                     activity: a.raw.clone(),
@@ -334,32 +470,47 @@ impl Shared {
                     tolerance_met: None,
                 };
                 self.controls.after_activity(&info, &entry);
-                return (Some(entry), Flag::Ok);
+                return (Some(entry), Flag::Ok, cx);
             }
             Decision::Skip(_) | Decision::Interrupt(_) => {
                 let Decision::Interrupt(reason) = decision else {
                     unreachable!("skips are handled above")
                 };
                 notify();
-                self.emit(Event::ControlInterrupted {
-                    reason: reason.clone(),
-                });
+                spans::add_event(
+                    &cx,
+                    spans::event::INTERRUPT,
+                    vec![KeyValue::new(attr::INTERRUPT_REASON, reason.clone())],
+                );
+                self.emit_in(
+                    Event::ControlInterrupted {
+                        reason: reason.clone(),
+                    },
+                    &cx,
+                );
                 self.interrupt.trigger(format!("control {reason}"));
-                return (None, Flag::Interrupted);
+                spans::set(
+                    &cx,
+                    vec![KeyValue::new(attr::ACTIVITY_STATUS, "interrupted")],
+                );
+                return (None, Flag::Interrupted, cx);
             }
         }
         let is_dry = self.is_dry(a.kind);
         let skip_pauses = is_dry || self.opts.dry == Some(Dry::Pause);
         if let Some(p) = &a.pause_before {
             notify();
-            self.pause(p, true, skip_pauses, cancel).await;
+            self.pause(p, true, skip_pauses, cancel, &cx).await;
         }
-        self.emit(Event::ActivityStarted {
-            kind: a.kind.title(),
-            name: a.name.clone(),
-            background: a.background,
-            phase,
-        });
+        self.emit_in(
+            Event::ActivityStarted {
+                kind: a.kind.title(),
+                name: a.name.clone(),
+                background: a.background,
+                phase,
+            },
+            &cx,
+        );
         notify();
         let start = Utc::now();
         let clock = Instant::now();
@@ -374,8 +525,18 @@ impl Shared {
         } else if is_dry {
             (Ok(Value::Null), Flag::Ok)
         } else {
-            self.call(&a.provider, a, cancel).await
+            self.call(&a.provider, a, cancel, &cx).await
         };
+        if flag == Flag::Interrupted {
+            spans::add_event(
+                &cx,
+                spans::event::INTERRUPT,
+                vec![KeyValue::new(
+                    attr::INTERRUPT_REASON,
+                    cancel.reason().unwrap_or_default(),
+                )],
+            );
+        }
         let duration = clock.elapsed().as_secs_f64();
         let end = Utc::now();
         let (output, status, exc, error) = match result {
@@ -397,13 +558,16 @@ impl Shared {
             duration,
             tolerance_met: None,
         };
-        self.emit(Event::ActivityEnded {
-            name: a.name.clone(),
-            phase,
-            succeeded: error.is_none(),
-            error,
-            output: entry.output.clone(),
-        });
+        self.emit_in(
+            Event::ActivityEnded {
+                name: a.name.clone(),
+                phase,
+                succeeded: error.is_none(),
+                error,
+                output: entry.output.clone(),
+            },
+            &cx,
+        );
         if a.tolerance.is_none() && !entry.failed() {
             if let Some(code) = entry.output.get("status").and_then(Value::as_i64) {
                 let http = entry.output.get("headers").is_some();
@@ -412,27 +576,33 @@ impl Shared {
                     .get("expected_status")
                     .is_some_and(|v| !v.is_null());
                 if http && code > 399 && !expected {
-                    self.emit(Event::Warning {
+                    self.emit_in(Event::Warning {
                         message: format!("This HTTP call returned a response with a HTTP status code {code} (above 399). This may indicate some error and not what you expected."),
-                    });
+                    }, &cx);
                 } else if !http && code != 0 && entry.output.get("stdout").is_some() {
-                    self.emit(Event::Warning {
+                    self.emit_in(Event::Warning {
                         message: format!("This process returned a non-zero exit code ({code}). This may indicate some error and not what you expected."),
-                    });
+                    }, &cx);
                 }
             }
         }
         self.controls.after_activity(&info, &entry);
         if let Some(p) = &a.pause_after {
             if flag != Flag::Interrupted {
-                self.pause(p, false, skip_pauses, cancel).await;
+                self.pause(p, false, skip_pauses, cancel, &cx).await;
             }
         }
-        (Some(entry), flag)
+        (Some(entry), flag, cx)
     }
 
     /// Check a tolerance against an output.
-    async fn verdict(&self, a: &Activity, output: &Value, cancel: &Interrupt) -> (bool, String) {
+    async fn verdict(
+        &self,
+        a: &Activity,
+        output: &Value,
+        cancel: &Interrupt,
+        cx: &Context,
+    ) -> (bool, String) {
         let Some(t) = &a.tolerance else {
             return (true, "no tolerance".into());
         };
@@ -440,7 +610,7 @@ impl Shared {
         match tolerance::check(&t, output) {
             Check::Done(v) => (v.met, v.reason),
             Check::Probe { name, provider } => {
-                let (r, _) = self.call(&provider, a, cancel).await;
+                let (r, _) = self.call(&provider, a, cancel, cx).await;
                 match r {
                     Ok(v) if tolerance::truthy(&v) => (
                         true,
@@ -456,18 +626,46 @@ impl Shared {
         }
     }
 
-    /// Check the steady-state hypothesis once.
-    async fn hypothesis(&self, phase: Phase, cancel: &Interrupt) -> (HypothesisState, Flag) {
+    /// Check the steady-state hypothesis once, in its own span under `parent`.
+    async fn hypothesis(
+        &self,
+        phase: Phase,
+        cancel: &Interrupt,
+        parent: &Context,
+    ) -> (HypothesisState, Flag) {
         let hypo = self
             .exp
             .hypothesis
             .as_ref()
             .expect("only called with a hypothesis");
+        let title = self.vars().text(&hypo.title);
+        let mut attrs = vec![
+            KeyValue::new(attr::HYPOTHESIS_PHASE, phase.as_str()),
+            KeyValue::new(
+                attr::HYPOTHESIS_TITLE,
+                self.redactor.text(&title).into_owned(),
+            ),
+        ];
+        if let Phase::During(i) = phase {
+            attrs.push(KeyValue::new(attr::HYPOTHESIS_ITERATION, i as i64));
+        }
+        let cx = self
+            .spans
+            .start(spans::name::HYPOTHESIS, SpanKind::Internal, parent, attrs);
         if let Decision::Interrupt(reason) = self.controls.before_hypothesis(phase) {
-            self.emit(Event::ControlInterrupted {
-                reason: reason.clone(),
-            });
+            spans::add_event(
+                &cx,
+                spans::event::INTERRUPT,
+                vec![KeyValue::new(attr::INTERRUPT_REASON, reason.clone())],
+            );
+            self.emit_in(
+                Event::ControlInterrupted {
+                    reason: reason.clone(),
+                },
+                &cx,
+            );
             self.interrupt.trigger(format!("control {reason}"));
+            spans::end(&cx, Some(format!("interrupted by control {reason}")));
             return (
                 HypothesisState {
                     steady_state_met: false,
@@ -476,10 +674,7 @@ impl Shared {
                 Flag::Interrupted,
             );
         }
-        self.emit(Event::HypothesisStarted {
-            title: self.vars().text(&hypo.title),
-            phase,
-        });
+        self.emit_in(Event::HypothesisStarted { title, phase }, &cx);
         let mut state = HypothesisState {
             steady_state_met: true,
             probes: Vec::new(),
@@ -487,67 +682,113 @@ impl Shared {
         let mut flag = Flag::Ok;
         let mut failing = None;
         for probe in &hypo.probes {
-            let (entry, f) = self.execute(probe, phase, cancel).await;
+            let (entry, f, acx) = self.execute(probe, phase, cancel, &cx).await;
             let Some(mut entry) = entry else {
+                self.finish(&acx, None, Some("interrupted".into()));
                 state.steady_state_met = false;
                 flag = f;
                 break;
             };
             if entry.status == "skipped" {
+                self.finish(&acx, Some(&entry), None);
                 state.probes.push(entry);
                 continue;
             }
             if entry.failed() {
                 entry.tolerance_met = Some(false);
+                self.finish(&acx, Some(&entry), None);
                 state.steady_state_met = false;
                 failing = Some(probe.name.clone());
                 state.probes.push(entry);
                 flag = if f == Flag::Ok { Flag::Failed } else { f };
                 if f == Flag::Failed {
-                    self.emit(Event::Warning {
-                        message:
-                            "Probe terminated unexpectedly, so its tolerance could not be validated"
-                                .into(),
-                    });
+                    self.emit_in(
+                        Event::Warning {
+                            message: "Probe terminated unexpectedly, so its tolerance could not be validated".into(),
+                        },
+                        &cx,
+                    );
                 }
                 break;
             }
             entry.tolerance_met = Some(true);
             if matches!(self.opts.dry, Some(Dry::Probes | Dry::Activities)) {
+                self.finish(&acx, Some(&entry), None);
                 state.probes.push(entry);
                 continue;
             }
-            let (met, reason) = self.verdict(probe, &entry.output, cancel).await;
+            let (met, reason) = self.verdict(probe, &entry.output, cancel, &acx).await;
             if cancel.is_set() {
                 // A probe tolerance was stopped: no verdict, the run is interrupted.
                 entry.tolerance_met = Some(false);
+                self.finish(&acx, Some(&entry), Some("interrupted".into()));
                 state.steady_state_met = false;
                 state.probes.push(entry);
                 flag = Flag::Interrupted;
                 break;
             }
-            self.emit(Event::ToleranceChecked {
-                name: probe.name.clone(),
-                met,
-                reason,
-            });
+            let expected = probe
+                .tolerance
+                .as_ref()
+                .map(|t| self.redactor.value(&self.vars().value(t)).to_string())
+                .unwrap_or_default();
+            spans::add_event(
+                &acx,
+                spans::event::TOLERANCE,
+                vec![
+                    KeyValue::new(attr::TOLERANCE_MET, met),
+                    KeyValue::new(attr::TOLERANCE_EXPECTED, spans::cap(&expected)),
+                    KeyValue::new(
+                        attr::TOLERANCE_REASON,
+                        spans::cap(&self.redactor.text(&reason)),
+                    ),
+                ],
+            );
+            spans::set(&acx, vec![KeyValue::new(attr::TOLERANCE_MET, met)]);
+            self.emit_in(
+                Event::ToleranceChecked {
+                    name: probe.name.clone(),
+                    met,
+                    reason: reason.clone(),
+                },
+                &acx,
+            );
             if !met {
                 entry.tolerance_met = Some(false);
+                self.finish(
+                    &acx,
+                    Some(&entry),
+                    Some(format!("tolerance not met: {reason}")),
+                );
                 state.steady_state_met = false;
                 failing = Some(probe.name.clone());
                 state.probes.push(entry);
                 break;
             }
+            self.finish(&acx, Some(&entry), None);
             state.probes.push(entry);
         }
+        spans::set(
+            &cx,
+            vec![KeyValue::new(attr::HYPOTHESIS_MET, state.steady_state_met)],
+        );
         if flag != Flag::Interrupted {
-            self.emit(Event::HypothesisEnded {
-                phase,
-                met: state.steady_state_met,
-                failing_probe: failing,
-            });
+            self.emit_in(
+                Event::HypothesisEnded {
+                    phase,
+                    met: state.steady_state_met,
+                    failing_probe: failing.clone(),
+                },
+                &cx,
+            );
         }
         self.controls.after_hypothesis(phase, &state);
+        let error = match (flag, &failing) {
+            (Flag::Interrupted, _) => Some("interrupted".to_string()),
+            (_, Some(p)) => Some(format!("steady state not met: probe '{p}'")),
+            _ => None,
+        };
+        spans::end(&cx, error);
         (state, flag)
     }
 }
@@ -570,7 +811,7 @@ enum List {
     Rollbacks,
 }
 
-async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt) {
+async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt, parent: Context) {
     let (activities, phase) = match list {
         List::Method => (shared.exp.method.clone(), Phase::Method),
         List::Rollbacks => (shared.exp.rollbacks.clone(), Phase::Rollback),
@@ -605,8 +846,10 @@ async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt) {
             let sh = shared.clone();
             let c = cancel.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
+            let parent = parent.clone();
             background.push(tokio::spawn(async move {
-                let (entry, flag) = sh.execute_notify(&a, phase, &c, Some(tx)).await;
+                let (entry, flag, cx) = sh.execute_notify(&a, phase, &c, &parent, Some(tx)).await;
+                sh.finish(&cx, entry.as_ref(), None);
                 let mut st = sh.state();
                 if let Some(entry) = entry {
                     fill(&mut st, idx, entry);
@@ -617,7 +860,8 @@ async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt) {
             }));
             let _ = rx.await;
         } else {
-            let (entry, flag) = shared.execute(&a, phase, &cancel).await;
+            let (entry, flag, cx) = shared.execute(&a, phase, &cancel, &parent).await;
+            shared.finish(&cx, entry.as_ref(), None);
             if let Some(entry) = entry {
                 fill(&mut shared.state(), idx, entry);
             }
@@ -635,7 +879,7 @@ async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt) {
     }
 }
 
-async fn continuous(shared: Arc<Shared>, stop: Interrupt) {
+async fn continuous(shared: Arc<Shared>, stop: Interrupt, parent: Context) {
     let freq = shared.opts.hypothesis_frequency.max(0.0);
     shared.emit(Event::ContinuousStarted { frequency: freq });
     let cancel = shared.interrupt.clone();
@@ -649,7 +893,9 @@ async fn continuous(shared: Arc<Shared>, stop: Interrupt) {
             break;
         }
         iteration += 1;
-        let (state, flag) = shared.hypothesis(Phase::During(iteration), &cancel).await;
+        let (state, flag) = shared
+            .hypothesis(Phase::During(iteration), &cancel, &parent)
+            .await;
         let met = state.steady_state_met;
         shared.state().during.push(state);
         if flag == Flag::Interrupted {
@@ -663,7 +909,12 @@ async fn continuous(shared: Arc<Shared>, stop: Interrupt) {
             failed += 1;
             if shared.opts.fail_fast {
                 let ratio = failed as f64 * 100.0 / iteration as f64;
-                shared.emit(Event::FailFast { ratio });
+                spans::add_event(
+                    &parent,
+                    spans::event::FAIL_FAST,
+                    vec![KeyValue::new("chaos.fail_fast.ratio", ratio)],
+                );
+                shared.emit_in(Event::FailFast { ratio }, &parent);
                 shared.set_status(Status::Failed);
                 break;
             }
@@ -700,9 +951,50 @@ impl Runner {
             interrupt: self.interrupt,
             http: Clients::default(),
             env: self.env,
+            spans: Spans::new(self.tracer),
+            exp_cx: Context::new(),
+            baggage: Vec::new(),
             state: Mutex::new(State::default()),
         };
         let title = shared.vars().text(&shared.exp.title);
+        let safe_title = shared.redactor.text(&title).into_owned();
+        shared.baggage = vec![
+            (propagation::BAGGAGE_RUN_ID.to_string(), self.run_id.clone()),
+            (
+                propagation::BAGGAGE_EXPERIMENT.to_string(),
+                safe_title.clone(),
+            ),
+        ];
+        let mut exp_attrs = vec![
+            KeyValue::new(attr::RUN_ID, self.run_id.clone()),
+            KeyValue::new(attr::EXPERIMENT_TITLE, safe_title.clone()),
+            KeyValue::new(
+                attr::HYPOTHESIS_STRATEGY,
+                shared.opts.hypothesis_strategy.as_str(),
+            ),
+            KeyValue::new(
+                attr::ROLLBACK_STRATEGY,
+                shared.opts.rollback_strategy.as_str(),
+            ),
+        ];
+        if let Some(tags) = shared.exp.raw.get("tags").and_then(Value::as_array) {
+            let tags: Vec<String> = tags
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            exp_attrs.push(KeyValue::new(attr::EXPERIMENT_TAGS, tags.join(",")));
+        }
+        if let Some(d) = shared.opts.dry {
+            exp_attrs.push(KeyValue::new(attr::DRY, d.as_str()));
+        }
+        shared.exp_cx = shared.spans.start(
+            spans::name::EXPERIMENT,
+            SpanKind::Internal,
+            &self.trace_parent,
+            exp_attrs,
+        );
+        let trace_id = propagation::ids(&shared.exp_cx).map(|(t, _)| t);
         let run_info = RunInfo {
             run_id: self.run_id.clone(),
             title: title.clone(),
@@ -726,9 +1018,15 @@ impl Runner {
         // Dynamic configuration: probes run once, before anything else.
         let mut config_failed = false;
         for (key, probe) in &self.resolved.pending {
-            let (entry, flag) = shared
-                .execute(probe, Phase::Configuration, &shared.interrupt.clone())
+            let (entry, flag, cx) = shared
+                .execute(
+                    probe,
+                    Phase::Configuration,
+                    &shared.interrupt.clone(),
+                    &shared.exp_cx.clone(),
+                )
                 .await;
+            shared.finish(&cx, entry.as_ref(), None);
             match flag {
                 Flag::Ok => {
                     shared
@@ -780,7 +1078,9 @@ impl Runner {
             proceed = false;
         }
         if proceed && has_hypothesis && strategy.before() {
-            let (state, flag) = shared.hypothesis(Phase::Before, &cancel).await;
+            let (state, flag) = shared
+                .hypothesis(Phase::Before, &cancel, &shared.exp_cx)
+                .await;
             match flag {
                 Flag::Interrupted => {
                     shared.set_status(Status::Interrupted);
@@ -804,8 +1104,14 @@ impl Runner {
         }
         if proceed {
             let stop = Interrupt::new();
+            let method_cx = shared.spans.start(
+                spans::name::METHOD,
+                SpanKind::Internal,
+                &shared.exp_cx,
+                Vec::new(),
+            );
             let looping = (has_hypothesis && strategy.during())
-                .then(|| tokio::spawn(continuous(shared.clone(), stop.clone())));
+                .then(|| tokio::spawn(continuous(shared.clone(), stop.clone(), method_cx.clone())));
             shared.emit(Event::MethodStarted);
             if shared.exp.method.is_empty() {
                 shared.emit(Event::NoActivities);
@@ -817,7 +1123,15 @@ impl Runner {
                     });
                     cancel.trigger(format!("control {reason}"));
                 }
-                _ => run_list(shared.clone(), List::Method, cancel.clone()).await,
+                _ => {
+                    run_list(
+                        shared.clone(),
+                        List::Method,
+                        cancel.clone(),
+                        method_cx.clone(),
+                    )
+                    .await
+                }
             }
             shared.emit(Event::MethodEnded);
             shared.controls.after_method();
@@ -825,6 +1139,17 @@ impl Runner {
             if let Some(h) = looping {
                 let _ = h.await;
             }
+            let method_failed = matches!(
+                shared.status(),
+                Some(Status::Aborted | Status::Failed | Status::Interrupted)
+            ) || cancel.is_set();
+            spans::end(
+                &method_cx,
+                method_failed.then(|| match shared.status() {
+                    Some(s) if s != Status::Completed => format!("method {}", s.as_str()),
+                    _ => "method interrupted".to_string(),
+                }),
+            );
             if cancel.is_set() {
                 shared.set_status(Status::Interrupted);
             }
@@ -833,7 +1158,9 @@ impl Runner {
                 && has_hypothesis
                 && strategy.after()
             {
-                let (state, flag) = shared.hypothesis(Phase::After, &cancel).await;
+                let (state, flag) = shared
+                    .hypothesis(Phase::After, &cancel, &shared.exp_cx)
+                    .await;
                 match flag {
                     Flag::Interrupted => shared.set_status(Status::Interrupted),
                     Flag::Invalid => shared.set_status(Status::Aborted),
@@ -875,7 +1202,30 @@ impl Runner {
             // playing them. A second signal ends the process (see the CLI).
             cancel.mark_rollbacks();
             shared.controls.before_rollbacks();
-            run_list(shared.clone(), List::Rollbacks, Interrupt::new()).await;
+            let rb_cx = shared.spans.start(
+                spans::name::ROLLBACKS,
+                SpanKind::Internal,
+                &shared.exp_cx,
+                Vec::new(),
+            );
+            run_list(
+                shared.clone(),
+                List::Rollbacks,
+                Interrupt::new(),
+                rb_cx.clone(),
+            )
+            .await;
+            let failed = shared
+                .state()
+                .rollbacks
+                .iter()
+                .flatten()
+                .filter(|e| e.failed())
+                .count();
+            spans::end(
+                &rb_cx,
+                (failed > 0).then(|| format!("{failed} rollback(s) failed")),
+            );
             shared.controls.after_rollbacks();
         } else {
             let reason = match strategy {
@@ -889,6 +1239,34 @@ impl Runner {
             });
         }
         shared.emit(Event::RunEnded { status, deviated });
+        spans::set(
+            &shared.exp_cx,
+            vec![
+                KeyValue::new(attr::EXPERIMENT_STATUS, status.as_str()),
+                KeyValue::new(attr::EXPERIMENT_DEVIATED, deviated),
+            ],
+        );
+        if status == Status::Interrupted {
+            spans::add_event(
+                &shared.exp_cx,
+                spans::event::INTERRUPT,
+                vec![KeyValue::new(
+                    attr::INTERRUPT_REASON,
+                    shared
+                        .redactor
+                        .text(&cancel.reason().unwrap_or_default())
+                        .into_owned(),
+                )],
+            );
+        }
+        spans::end(
+            &shared.exp_cx,
+            match (status, deviated) {
+                (Status::Completed, false) => None,
+                (Status::Completed, true) => Some("the steady state deviated".to_string()),
+                (s, _) => Some(format!("experiment {}", s.as_str())),
+            },
+        );
         shared
             .controls
             .after_experiment(&run_info, status, deviated);
@@ -908,6 +1286,7 @@ impl Runner {
             "name": "faultline",
             "version": env!("CARGO_PKG_VERSION"),
             "run_id": self.run_id,
+            "trace_id": trace_id,
             "hypothesis_strategy": shared.opts.hypothesis_strategy.as_str(),
             "rollback_strategy": shared.opts.rollback_strategy.as_str(),
             "interrupted_by": if status == Status::Interrupted { cancel.reason() } else { None },
@@ -933,6 +1312,7 @@ impl Runner {
             journal,
             status,
             deviated,
+            trace_id,
         }
     }
 }

@@ -5,6 +5,7 @@ mod common;
 mod controls;
 mod examples;
 mod method;
+mod otlp;
 mod outcomes;
 mod providers;
 mod secrets;
