@@ -21,6 +21,31 @@ pub struct Settings {
     pub controls: Vec<(String, Value)>,
     /// Run-wide activity timeout in seconds.
     pub activity_timeout: Option<f64>,
+    /// Where spans go (over the `OTEL_*` environment variables).
+    pub tracing: TracingSettings,
+    /// Structured log sinks (each parsed by [`crate::sink::SinkConfig`]).
+    pub sinks: Vec<Value>,
+}
+
+/// The `tracing:` block: what the `OTEL_*` variables say, in the settings file.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSettings {
+    /// `otlp`, `none` or `file`.
+    pub exporter: Option<String>,
+    /// OTLP endpoint (base, or full `/v1/traces` URL for HTTP).
+    pub endpoint: Option<String>,
+    /// `grpc`, `http/protobuf` or `http/json`.
+    pub protocol: Option<String>,
+    /// Extra headers (gRPC metadata).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Seconds one export may take.
+    pub timeout: Option<f64>,
+    /// `service.name`.
+    pub service_name: Option<String>,
+    /// The most, in seconds, telemetry may add to the end of a run (default 1.5).
+    pub shutdown_limit: Option<f64>,
 }
 
 /// `$XDG_CONFIG_HOME/faultline/settings.yaml`, else `~/.config/faultline/settings.yaml`.
@@ -76,6 +101,25 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                 Value::Null => {}
                 other => problems.push(Problem::new("$.controls", format!("expected an object of controls, found {other}"))),
             },
+            "tracing" => match serde_json::from_value::<TracingSettings>(v.clone()) {
+                Ok(t) => {
+                    for (k, x) in [("timeout", t.timeout), ("shutdown_limit", t.shutdown_limit)] {
+                        if x.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
+                            problems.push(Problem::new(format!("$.tracing.{k}"), "expected a positive number of seconds"));
+                        }
+                    }
+                    s.tracing = t;
+                }
+                Err(e) => problems.push(
+                    Problem::new("$.tracing", format!("invalid tracing settings: {e}"))
+                        .hint("keys are exporter, endpoint, protocol, headers, timeout, service_name, shutdown_limit"),
+                ),
+            },
+            "sinks" => match v {
+                Value::Array(items) => s.sinks = items.clone(),
+                Value::Null => {}
+                other => problems.push(Problem::new("$.sinks", format!("expected a list of sinks, found {other}"))),
+            },
             "activity_timeout" => match v.as_f64() {
                 Some(f) if f > 0.0 => s.activity_timeout = Some(f),
                 _ => problems.push(Problem::new("$.activity_timeout", "expected a positive number of seconds")),
@@ -84,7 +128,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
             "notifications" | "auths" | "vaults" => {}
             other => problems.push(
                 Problem::new(format!("$.{other}"), format!("unknown settings key '{other}'"))
-                    .hint("settings keys are runtime, controls, activity_timeout (and the Chaos Toolkit's notifications)"),
+                    .hint("settings keys are runtime, controls, activity_timeout, tracing, sinks (and the Chaos Toolkit's notifications)"),
             ),
         }
     }
@@ -118,6 +162,19 @@ mod tests {
         let e = load(Some(&p)).unwrap_err();
         assert!(e[0].message.contains("unknown settings key 'runtme'"));
         assert!(load(Some(&dir.join("missing.yaml"))).is_err());
+        std::fs::write(
+            &p,
+            "tracing:\n  endpoint: http://127.0.0.1:4318\n  protocol: grpc\n  headers: {x-token: t}\n  shutdown_limit: 0.5\nsinks:\n  - {type: jsonl, path: /tmp/x.jsonl}\n",
+        )
+        .unwrap();
+        let s = load(Some(&p)).unwrap();
+        assert_eq!(s.tracing.protocol.as_deref(), Some("grpc"));
+        assert_eq!(s.tracing.headers["x-token"], "t");
+        assert_eq!(s.tracing.shutdown_limit, Some(0.5));
+        assert_eq!(s.sinks.len(), 1);
+        std::fs::write(&p, "tracing:\n  endpont: x\n").unwrap();
+        let e = load(Some(&p)).unwrap_err();
+        assert!(e[0].message.contains("endpont"), "{e:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

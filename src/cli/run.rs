@@ -298,10 +298,22 @@ pub async fn run(args: RunArgs) -> ExitCode {
     );
     // Telemetry must never hurt the run: a setup problem is a warning, and tracing is
     // off for this run.
-    let telemetry = match Telemetry::init(
-        TelemetryConfig::new(run_id.clone(), args.journal_path.clone()),
-        &env,
-    ) {
+    let mut tcfg = TelemetryConfig::new(run_id.clone(), args.journal_path.clone());
+    let ts = &settings.tracing;
+    tcfg.exporter = ts.exporter.clone();
+    tcfg.endpoint = ts.endpoint.clone();
+    tcfg.protocol = ts.protocol.clone();
+    tcfg.headers = ts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tcfg.export_timeout = ts.timeout.map(Duration::from_secs_f64);
+    tcfg.service_name = ts.service_name.clone();
+    if let Some(l) = ts.shutdown_limit {
+        tcfg.shutdown_limit = Duration::from_secs_f64(l);
+    }
+    let telemetry = match Telemetry::init(tcfg, &env) {
         Ok(t) => t,
         Err(e) => {
             console.line(
