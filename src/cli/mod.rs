@@ -6,6 +6,7 @@
 mod console;
 mod controls;
 mod run;
+mod sinks;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};

@@ -332,6 +332,27 @@ pub async fn run(args: RunArgs) -> ExitCode {
         "telemetry.destination",
         &format!("Spans go to {}", telemetry.destination()),
     );
+    let sink_plan = match super::sinks::plan(&settings, &built.humio, &resolved, &env) {
+        Ok(p) => p,
+        Err(problems) => {
+            report(&console, &problems);
+            return ExitCode::InvalidInput;
+        }
+    };
+    for w in &sink_plan.warnings {
+        console.line(Level::Warning, "sink.disabled", w);
+    }
+    let sinks = if sink_plan.configs.is_empty() {
+        None
+    } else {
+        match faultline::sink::Sinks::from_config_with_env(&sink_plan.configs, &env) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                console.line(Level::Error, "input.invalid", &format!("log sinks: {e}"));
+                return ExitCode::InvalidInput;
+            }
+        }
+    };
     let runner = Runner {
         experiment,
         options,
@@ -339,6 +360,11 @@ pub async fn run(args: RunArgs) -> ExitCode {
         controls: {
             let mut all: Vec<Box<dyn faultline::control::Control>> =
                 vec![Box::new(console.clone())];
+            if let Some(s) = &sinks {
+                all.push(Box::new(faultline::control::logs::LogSinks::new(
+                    s.emitter(),
+                )));
+            }
             all.extend(built.controls);
             Arc::new(all)
         },
@@ -349,7 +375,25 @@ pub async fn run(args: RunArgs) -> ExitCode {
         trace_parent: telemetry.parent_context(),
     };
     let outcome = runner.run().await;
-    let report = telemetry.shutdown().await;
+    // Telemetry and sinks finish together, within one shared limit.
+    let limit = telemetry.shutdown_limit();
+    let (report, sink_reports) = tokio::join!(telemetry.shutdown(), async {
+        match sinks {
+            Some(s) => s.shutdown(limit).await,
+            None => Vec::new(),
+        }
+    });
+    for r in &sink_reports {
+        console.line(
+            if r.dropped == 0 {
+                Level::Info
+            } else {
+                Level::Warning
+            },
+            "sink.report",
+            &r.to_string(),
+        );
+    }
     console.line(
         if report.complete() {
             Level::Info

@@ -13,6 +13,7 @@
 //! lifecycle [`Event`] in between, in order.
 
 pub mod builtin;
+pub mod logs;
 
 use crate::event::{Event, TraceIds};
 use crate::experiment::ActivityKind;

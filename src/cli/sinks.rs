@@ -1,0 +1,105 @@
+//! Which log sinks a run feeds: the settings file's `sinks:`, a `chaoshumio.control`
+//! declaration (its ingest token from the experiment's secrets), and OTLP logs when an
+//! OTLP endpoint is configured (the same `OTEL_EXPORTER_OTLP_*` variables as traces,
+//! plus `OTEL_EXPORTER_OTLP_LOGS_*`; `OTEL_LOGS_EXPORTER=none` turns it off).
+
+use faultline::experiment::config::Resolved;
+use faultline::experiment::{ControlDecl, Problem};
+use faultline::settings::Settings;
+use faultline::sink::SinkConfig;
+use serde_json::{json, Value};
+
+/// The sinks to build, and what to tell the user.
+#[derive(Default)]
+pub struct Plan {
+    /// Sink configurations, in order.
+    pub configs: Vec<SinkConfig>,
+    /// Warnings (a sink that cannot be set up; the run goes on without it).
+    pub warnings: Vec<String>,
+}
+
+fn humio(d: &ControlDecl, resolved: &Resolved) -> Result<SinkConfig, String> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let url = text(d.arguments.get("humio_url"))
+        .or_else(|| text(d.arguments.get("url")))
+        .or_else(|| text(resolved.configuration.get("humio_url")));
+    let scopes = if d.secrets.is_empty() {
+        vec!["humio".to_string()]
+    } else {
+        d.secrets.clone()
+    };
+    let token = scopes.iter().find_map(|s| {
+        let scope = resolved.secrets.get(s)?;
+        text(scope.get("ingest_token")).or_else(|| text(scope.get("token")))
+    });
+    let Some(token) = token else {
+        return Err(format!(
+            "control '{}' (chaoshumio.control) needs an ingest token in secrets.{}.ingest_token: Humio logging is off for this run",
+            d.name, scopes[0]
+        ));
+    };
+    let mut cfg = json!({"type": "humio", "token": token});
+    if let Some(u) = url {
+        cfg["url"] = Value::String(u);
+    }
+    serde_json::from_value(cfg)
+        .map_err(|e| format!("control '{}' (chaoshumio.control): {e}", d.name))
+}
+
+fn truthy(v: Option<String>) -> bool {
+    v.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+}
+
+/// Decide the sinks. Errors in the settings file's `sinks:` are invalid input.
+pub fn plan(
+    settings: &Settings,
+    humio_decls: &[ControlDecl],
+    resolved: &Resolved,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Vec<Problem>> {
+    let mut plan = Plan::default();
+    let mut problems = Vec::new();
+    for (i, v) in settings.sinks.iter().enumerate() {
+        match serde_json::from_value::<SinkConfig>(v.clone()) {
+            Ok(c) => plan.configs.push(c),
+            Err(e) => problems.push(
+                Problem::new(format!("$.sinks[{i}]"), format!("invalid sink: {e}"))
+                    .hint("a sink has a type: jsonl (path), http (url, headers, format), humio (url, token) or otlp (endpoint, protocol)"),
+            ),
+        }
+    }
+    for d in humio_decls {
+        match humio(d, resolved) {
+            Ok(c) => plan.configs.push(c),
+            Err(w) => plan.warnings.push(w),
+        }
+    }
+    let disabled = truthy(env("OTEL_SDK_DISABLED"))
+        || env("OTEL_LOGS_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    let env_endpoint =
+        env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let settings_endpoint = settings.tracing.endpoint.clone();
+    let already = plan.configs.iter().any(|c| c.kind() == "otlp");
+    if !disabled && !already && (env_endpoint.is_some() || settings_endpoint.is_some()) {
+        let mut cfg = json!({"type": "otlp"});
+        if env_endpoint.is_none() {
+            if let Some(e) = settings_endpoint {
+                cfg["endpoint"] = Value::String(e);
+            }
+            if let Some(p) = &settings.tracing.protocol {
+                cfg["protocol"] = Value::String(p.clone());
+            }
+        }
+        match serde_json::from_value::<SinkConfig>(cfg) {
+            Ok(c) => plan.configs.push(c),
+            Err(e) => plan
+                .warnings
+                .push(format!("OTLP logs are off for this run: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(problems)
+    }
+}
