@@ -10,6 +10,7 @@ mod outcomes;
 mod providers;
 mod secrets;
 mod signals;
+mod sinks;
 mod strategies;
 mod tolerances;
 mod validate;
