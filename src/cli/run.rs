@@ -346,7 +346,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
         None
     } else {
         match faultline::sink::Sinks::from_config_with_env(&sink_plan.configs, &env) {
-            Ok(s) => Some(s),
+            Ok(s) => {
+                for w in s.warnings() {
+                    console.line(Level::Warning, "sink.warning", w);
+                }
+                Some(s)
+            }
             Err(e) => {
                 console.line(Level::Error, "input.invalid", &format!("log sinks: {e}"));
                 return ExitCode::InvalidInput;

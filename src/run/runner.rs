@@ -997,7 +997,7 @@ impl Runner {
         let trace_id = propagation::ids(&shared.exp_cx).map(|(t, _)| t);
         let run_info = RunInfo {
             run_id: self.run_id.clone(),
-            title: title.clone(),
+            title: safe_title.clone(),
             experiment: shared.redactor.value(&shared.exp.raw),
         };
         shared.controls.configure(&run_info);

@@ -288,6 +288,8 @@ impl Sink for HttpSink {
         };
         let status = resp.status();
         if status.is_success() {
+            // Read the (small) answer so the connection goes back to the pool.
+            let _ = resp.bytes().await;
             return Ok(());
         }
         let body = resp.text().await.unwrap_or_default();

@@ -123,7 +123,7 @@ mod testkit;
 pub use otlp::OtlpProtocol;
 pub use pipeline::Policy;
 
-use crate::event::Event;
+use crate::event::{Event, TraceIds};
 use crate::redact::Redactor;
 use pipeline::Stats;
 use serde::{Deserialize, Serialize};
@@ -192,6 +192,14 @@ impl Record {
         self.trace_id = trace_id;
         self.span_id = span_id;
         self
+    }
+
+    /// With the ids an observer receives with the event (`None`: tracing off).
+    pub fn traced(self, ids: Option<&TraceIds>) -> Record {
+        match ids {
+            Some(t) => self.with_trace(Some(t.trace_id.clone()), Some(t.span_id.clone())),
+            None => self,
+        }
     }
 
     /// With every secret masked in the message, the title and the fields.
@@ -590,7 +598,9 @@ struct Task {
     handle: JoinHandle<()>,
 }
 
-/// The sinks configured for a run.
+/// The sinks configured for a run. Call [`Sinks::shutdown`] at the end; dropped
+/// without it, the tasks deliver what is queued and stop once every [`Emitter`] is
+/// gone (or with the runtime).
 pub struct Sinks {
     tasks: Vec<Task>,
     senders: Vec<Lane>,
@@ -911,6 +921,13 @@ mod tests {
         let r = Record::new(&e, "run-1", "title s3cr3t-value")
             .with_trace(Some("a".repeat(32)), Some("b".repeat(16)))
             .redacted(&Redactor::new(["s3cr3t-value".to_string()]));
+        assert_eq!(r.trace_id.as_deref(), Some("a".repeat(32).as_str()));
+        let ids = TraceIds {
+            trace_id: "c".repeat(32),
+            span_id: "d".repeat(16),
+        };
+        let t = Record::new(&e, "r", "t").traced(Some(&ids));
+        assert_eq!(t.span_id.as_deref(), Some("d".repeat(16).as_str()));
         assert_eq!(r.event, "activity.failed");
         assert_eq!(r.level, "ERROR");
         assert_eq!(r.experiment, "title ***");
