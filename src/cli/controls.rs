@@ -4,6 +4,7 @@
 //! ([`faultline::control::builtin::lookup`]); unknown ones become warnings naming them.
 
 use faultline::control::builtin::{lookup, Builtin, Confirm, Pause};
+use faultline::control::metrics::RunMetrics;
 use faultline::control::{Control, Scope, Scoped};
 use faultline::experiment::load::load_file;
 use faultline::experiment::{ControlDecl, Experiment, Problem};
@@ -84,6 +85,8 @@ pub struct Built {
     pub humio: Vec<ControlDecl>,
     /// Warnings to print (unknown or not-yet-served controls).
     pub warnings: Vec<String>,
+    /// Pushgateway metrics controls, to report their push errors at the end.
+    pub metrics: Vec<std::sync::Arc<RunMetrics>>,
 }
 
 fn scope_of(d: &ControlDecl) -> Scope {
@@ -130,9 +133,11 @@ fn install(
                 secrets: vec!["humio".into()],
             }),
         },
-        Some(Builtin::PrometheusMetrics) => b.warnings.push(format!(
-            "control '{name}' ({module}, {origin}) is not served yet (Prometheus run metrics come later): the run goes on without it"
-        )),
+        Some(Builtin::PrometheusMetrics) => {
+            let m = std::sync::Arc::new(RunMetrics::from_arguments(arguments));
+            b.metrics.push(m.clone());
+            b.controls.push(Box::new(m));
+        }
         None => b.warnings.push(format!(
             "control '{name}' ({module}, {origin}) is a python control faultline does not know: the run goes on without it"
         )),

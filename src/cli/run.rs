@@ -358,6 +358,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
             }
         }
     };
+    let built_metrics = built.metrics.clone();
     let runner = Runner {
         experiment,
         options,
@@ -388,6 +389,15 @@ pub async fn run(args: RunArgs) -> ExitCode {
             None => Vec::new(),
         }
     });
+    for m in &built_metrics {
+        for e in m.errors() {
+            console.line(
+                Level::Warning,
+                "metrics.push_failed",
+                &format!("Prometheus run metrics: {e}"),
+            );
+        }
+    }
     for r in &sink_reports {
         console.line(
             if r.dropped == 0 {

@@ -7,6 +7,7 @@
 //! | `chaoshumio.control` | the Humio/LogScale log sink |
 //! | `chaoshci.simplehci`, `chaoshci.control`, `faultline.pause` | [`Pause`]: "Press Enter to continue..." before each activity |
 //! | `chaoshci.aborthci`, `faultline.confirm` | [`Confirm`]: "continue? [y/N]" before each activity but rollbacks; no = interrupt (rollbacks still run) |
+//! | `chaosprometheus.metrics` | [`super::metrics::RunMetrics`]: run metrics pushed to a Pushgateway |
 //! | anything else | a warning naming it; the run goes on without it (controls are optional) |
 
 use super::{ActivityInfo, Control, Decision, Hook};
@@ -23,7 +24,7 @@ pub enum Builtin {
     Pause,
     /// Ask before each activity; "no" interrupts the run.
     Confirm,
-    /// The Chaos Toolkit's Prometheus run metrics (not served yet).
+    /// The Chaos Toolkit's Prometheus run metrics, pushed to a Pushgateway.
     PrometheusMetrics,
 }
 

@@ -14,6 +14,7 @@
 
 pub mod builtin;
 pub mod logs;
+pub mod metrics;
 
 use crate::event::{Event, TraceIds};
 use crate::experiment::ActivityKind;
@@ -47,6 +48,8 @@ pub struct RunInfo {
     pub title: String,
     /// The experiment as loaded.
     pub experiment: Value,
+    /// The run's trace id, when spans are recorded.
+    pub trace_id: Option<String>,
 }
 
 /// One activity about to run (or just run).

@@ -998,6 +998,7 @@ impl Runner {
         let run_info = RunInfo {
             run_id: self.run_id.clone(),
             title: safe_title.clone(),
+            trace_id: trace_id.clone(),
             experiment: shared.redactor.value(&shared.exp.raw),
         };
         shared.controls.configure(&run_info);

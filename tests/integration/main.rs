@@ -5,6 +5,7 @@ mod common;
 mod controls;
 mod examples;
 mod method;
+mod metrics;
 mod otlp;
 mod outcomes;
 mod providers;

@@ -1,0 +1,125 @@
+//! `chaosprometheus.metrics`: run metrics pushed to a real Pushgateway (Debian's
+//! prometheus-pushgateway, installed by .ci/run), with the Chaos Toolkit's names.
+
+use crate::common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn pushgateway() -> Option<(ChildGuard, u16)> {
+    let found = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join("prometheus-pushgateway").exists())
+    });
+    if !found {
+        if std::env::var("FAULTLINE_REQUIRE_SERVERS").as_deref() == Ok("1") {
+            panic!(
+                "prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)"
+            );
+        }
+        eprintln!("skipped: prometheus-pushgateway is not installed");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("prometheus-pushgateway")
+        .args([
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--persistence.file=".to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(Some(child));
+    wait_until(Duration::from_secs(30), "the pushgateway to listen", || {
+        get(port, "/-/ready").is_some()
+    });
+    Some((guard, port))
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.1 200").then_some(out)
+}
+
+fn experiment(url: &str, deviate: bool) -> Value {
+    json!({
+        "title": "metrics", "description": "d",
+        "controls": [{"name": "metrics", "provider": {"type": "python", "module": "chaosprometheus.metrics",
+            "arguments": {"pushgateway_url": url, "job": "faultline-it"}}}],
+        "steady-state-hypothesis": {"title": "h", "probes": [
+            with(sh("probe", "ok", "test ! -e broken"), "tolerance", json!(0))]},
+        "method": [sh("action", "maybe-break", if deviate { "touch broken" } else { "true" })],
+    })
+}
+
+#[test]
+fn run_metrics_reach_the_pushgateway_with_the_chaos_toolkit_names() {
+    let Some((_gw, port)) = pushgateway() else {
+        return;
+    };
+    let dir = TempDir::new("metrics-push");
+    let out = run_experiment(
+        &dir,
+        &experiment(&format!("http://127.0.0.1:{port}"), true),
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}", out.all_text());
+    let trace_id = out.journal()["extensions"][0]["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let metrics = get(port, "/metrics").unwrap();
+    let line = |prefix: &str| -> String {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix) && l.contains("job=\"faultline-it\""))
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{metrics}"))
+            .to_string()
+    };
+    let status = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("chaostoolkit_experiment_status{")
+                && l.contains("chaostoolkit_experiment_status=\"completed\"")
+        })
+        .unwrap_or_else(|| panic!("status missing:\n{metrics}"));
+    assert!(status.ends_with(" 1"), "{status}");
+    assert!(
+        status.contains(&format!("chaostoolkit_run_trace_id=\"{trace_id}\"")),
+        "{status}"
+    );
+    assert!(line("chaostoolkit_deviated_experiment_total{").ends_with(" 1"));
+    assert!(line("chaostoolkit_inprogress_experiment{").ends_with(" 0"));
+    assert!(line("chaostoolkit_experiment_duration_dist_count{").ends_with(" 1"));
+}
+
+#[test]
+fn a_dead_pushgateway_is_a_warning_and_changes_nothing() {
+    let dir = TempDir::new("metrics-dead");
+    let out = run_experiment(
+        &dir,
+        &experiment(&format!("http://127.0.0.1:{}", closed_port()), false),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    assert!(
+        out.stderr.contains("Prometheus run metrics: cannot reach"),
+        "{}",
+        out.stderr
+    );
+}
