@@ -17,7 +17,9 @@ fn experiment(humio_url: &str) -> Value {
         "controls": [{"name": "humio-logger", "provider": {"type": "python", "module": "chaoshumio.control", "secrets": ["humio"]}}],
         "steady-state-hypothesis": {"title": "h", "probes": [
             with(tracer("probe", "check", "probe"), "tolerance", json!(0))]},
-        "method": [tracer("action", "act", "act")],
+        "method": [tracer("action", "act", "act"),
+            // Prints the token: the output is masked before any record is made.
+            {"type": "action", "name": "leak", "provider": {"type": "process", "path": "echo", "arguments": ["${ingest_token}"], "secrets": ["humio"]}}],
         "rollbacks": [tracer("action", "undo", "undo")]
     })
 }
@@ -98,7 +100,20 @@ fn chaoshumio_control_ships_every_event_with_the_bearer_token() {
         "trace id on events"
     );
     assert!(out.stderr.contains("delivered"), "{}", out.stderr);
-    // The token works, but never leaks.
+    // The token works, but never leaks: not in any record sent, the console or the journal.
+    for r in srv.requests() {
+        assert!(
+            !r.body.contains(TOKEN),
+            "the token leaked into a sink payload: {}",
+            r.body
+        );
+    }
+    assert!(
+        events.iter().any(|e| e["attributes"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("***"))),
+        "the masked output is shipped"
+    );
     assert!(!out.all_text().contains(TOKEN));
     assert!(!std::fs::read_to_string(dir.join("journal.json"))
         .unwrap()
