@@ -23,7 +23,16 @@ pub struct Redactor {
 impl Redactor {
     /// A redactor for these values (empty ones are ignored).
     pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
-        let mut secrets: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
+        // Also the forms a secret takes inside URLs (error texts quote request URLs).
+        let mut secrets: Vec<String> = values
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .flat_map(|s| {
+                let pct = percent_encode(&s);
+                let form = pct.replace("%20", "+");
+                [s, pct, form]
+            })
+            .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Redactor { secrets }
@@ -76,6 +85,19 @@ impl Redactor {
     }
 }
 
+/// Percent-encode everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Replace every literal value of an experiment's `secrets` block by [`MASK`]
 /// (environment references stay: they name a variable, not a value).
 pub fn mask_secret_block(experiment: &mut Value) {
@@ -112,6 +134,17 @@ mod tests {
             r.value(&json!({"s3cr3t": [12345, "ab", "abc"]})),
             json!({"***": ["***", "***", "abc"]})
         );
+    }
+
+    #[test]
+    fn url_encoded_forms_are_masked_too() {
+        let r = Redactor::new(["canary spaced/1".to_string()]);
+        assert_eq!(
+            r.text("GET /q?k=canary%20spaced%2F1 failed"),
+            "GET /q?k=*** failed"
+        );
+        assert_eq!(r.text("k=canary+spaced%2F1"), "k=***");
+        assert_eq!(r.text("canary spaced/1"), "***");
     }
 
     #[test]

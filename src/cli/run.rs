@@ -385,7 +385,11 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let limit = telemetry.shutdown_limit();
     let (report, sink_reports) = tokio::join!(telemetry.shutdown(), async {
         match sinks {
-            Some(s) => s.shutdown(limit).await,
+            // The limit is the whole budget: leave the sinks' own slack inside it.
+            Some(s) => {
+                s.shutdown(limit.saturating_sub(Duration::from_millis(150)))
+                    .await
+            }
             None => Vec::new(),
         }
     });

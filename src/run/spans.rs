@@ -19,8 +19,6 @@ pub mod name {
     pub const METHOD: &str = "chaos.method";
     /// The rollbacks.
     pub const ROLLBACKS: &str = "chaos.rollbacks";
-    /// Dynamic configuration probes.
-    pub const CONFIGURATION: &str = "chaos.configuration";
 }
 
 /// Attribute keys (the `chaos.*` namespace).

@@ -458,7 +458,8 @@ impl Telemetry {
         let Some(provider) = self.provider.take() else {
             return self.report(None, start);
         };
-        let limit = self.limit;
+        // The limit is the whole budget, grace included: the exporter gets the rest.
+        let limit = self.limit.saturating_sub(GRACE).max(GRACE);
         let file = self.file.clone();
         let task = tokio::task::spawn_blocking(move || finish(provider, file.as_deref(), limit));
         let outcome = match tokio::time::timeout(limit + GRACE, task).await {

@@ -14,4 +14,5 @@ mod signals;
 mod sinks;
 mod strategies;
 mod tolerances;
+mod tracing;
 mod validate;
