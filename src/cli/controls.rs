@@ -144,8 +144,9 @@ fn install(
     }
 }
 
-/// Build the controls declared in the experiment and globally.
-pub fn build(exp: &Experiment, globals: &[Global]) -> Built {
+/// Build the global controls (settings file, `--control-file`): they exist before the
+/// experiment is loaded, so they see the loading hooks.
+pub fn build_globals(globals: &[Global]) -> Built {
     let mut b = Built::default();
     for g in globals {
         install(
@@ -158,9 +159,14 @@ pub fn build(exp: &Experiment, globals: &[Global]) -> Built {
             &g.arguments,
         );
     }
+    b
+}
+
+/// Add the controls the experiment declares.
+pub fn add_experiment(b: &mut Built, exp: &Experiment) {
     for d in &exp.controls {
         install(
-            &mut b,
+            b,
             &d.name,
             d.module.as_deref(),
             scope_of(d),
@@ -169,5 +175,4 @@ pub fn build(exp: &Experiment, globals: &[Global]) -> Built {
             &d.arguments,
         );
     }
-    b
 }

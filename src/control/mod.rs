@@ -5,7 +5,8 @@
 //! rollbacks per strategy). `Box<dyn Control>`, `Arc<C>`, `Vec<C>` and `Option<C>` are controls
 //! too, so a configured list needs no plumbing.
 //!
-//! Call order for one run (the runner guarantees it):
+//! Call order for one run (the runner guarantees it, after the CLI called
+//! `before_loading` → `after_loading` on global controls):
 //! `configure` → `before_experiment` → [`before_hypothesis` → (`before_activity` →
 //! `after_activity`)* → `after_hypothesis`] → `before_method` → (activities)* →
 //! `after_method` → [hypothesis after] → `before_rollbacks` → (activities)* →
@@ -74,6 +75,11 @@ pub trait Control: Send + Sync {
     fn name(&self) -> &str {
         "control"
     }
+    /// Before the experiment is loaded (only global controls exist then: those of the
+    /// settings file and `--control-file`).
+    fn before_loading(&self, _source: &str) {}
+    /// After the experiment is loaded and found valid (global controls).
+    fn after_loading(&self, _experiment: &Value) {}
     /// Once, before anything runs.
     fn configure(&self, _run: &RunInfo) {}
     /// Before the experiment starts.
@@ -149,6 +155,12 @@ impl<C: Control + ?Sized> Control for Box<C> {
     fn name(&self) -> &str {
         (**self).name()
     }
+    fn before_loading(&self, source: &str) {
+        (**self).before_loading(source)
+    }
+    fn after_loading(&self, experiment: &Value) {
+        (**self).after_loading(experiment)
+    }
     fn configure(&self, run: &RunInfo) {
         (**self).configure(run)
     }
@@ -194,6 +206,12 @@ impl<C: Control + ?Sized> Control for std::sync::Arc<C> {
     fn name(&self) -> &str {
         (**self).name()
     }
+    fn before_loading(&self, source: &str) {
+        (**self).before_loading(source)
+    }
+    fn after_loading(&self, experiment: &Value) {
+        (**self).after_loading(experiment)
+    }
     fn configure(&self, run: &RunInfo) {
         (**self).configure(run)
     }
@@ -238,6 +256,16 @@ impl<C: Control + ?Sized> Control for std::sync::Arc<C> {
 impl<C: Control> Control for Option<C> {
     fn name(&self) -> &str {
         self.as_ref().map_or("none", Control::name)
+    }
+    fn before_loading(&self, source: &str) {
+        if let Some(c) = self {
+            c.before_loading(source)
+        }
+    }
+    fn after_loading(&self, experiment: &Value) {
+        if let Some(c) = self {
+            c.after_loading(experiment)
+        }
     }
     fn configure(&self, run: &RunInfo) {
         if let Some(c) = self {
@@ -309,6 +337,12 @@ impl<C: Control> Control for Option<C> {
 impl<C: Control> Control for Vec<C> {
     fn name(&self) -> &str {
         "controls"
+    }
+    fn before_loading(&self, source: &str) {
+        self.iter().for_each(|c| c.before_loading(source))
+    }
+    fn after_loading(&self, experiment: &Value) {
+        self.iter().for_each(|c| c.after_loading(experiment))
     }
     fn configure(&self, run: &RunInfo) {
         self.iter().for_each(|c| c.configure(run))
@@ -404,6 +438,12 @@ impl Scope {
 impl<C: Control> Control for Scoped<C> {
     fn name(&self) -> &str {
         self.inner.name()
+    }
+    fn before_loading(&self, source: &str) {
+        self.inner.before_loading(source)
+    }
+    fn after_loading(&self, experiment: &Value) {
+        self.inner.after_loading(experiment)
     }
     fn configure(&self, run: &RunInfo) {
         self.inner.configure(run)

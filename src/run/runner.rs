@@ -1317,3 +1317,120 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{ActivityInfo, Hook};
+    use crate::run::RunOptions;
+
+    /// Records every hook it sees, in order.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Recorder {
+        fn push(&self, s: String) {
+            self.0.lock().unwrap().push(s);
+        }
+    }
+
+    impl Control for Recorder {
+        fn configure(&self, _: &RunInfo) {
+            self.push("configure".into());
+        }
+        fn before_experiment<'a>(&'a self, _: &'a RunInfo) -> Hook<'a> {
+            self.push("before_experiment".into());
+            Box::pin(async { Decision::Continue })
+        }
+        fn before_hypothesis(&self, p: Phase) -> Decision {
+            self.push(format!("before_hypothesis {}", p.as_str()));
+            Decision::Continue
+        }
+        fn after_hypothesis(&self, p: Phase, _: &HypothesisState) {
+            self.push(format!("after_hypothesis {}", p.as_str()));
+        }
+        fn before_method(&self) -> Decision {
+            self.push("before_method".into());
+            Decision::Continue
+        }
+        fn after_method(&self) {
+            self.push("after_method".into());
+        }
+        fn before_rollbacks(&self) {
+            self.push("before_rollbacks".into());
+        }
+        fn after_rollbacks(&self) {
+            self.push("after_rollbacks".into());
+        }
+        fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
+            self.push(format!("before_activity {}", a.name));
+            if a.name == "skipped" {
+                return Box::pin(async { Decision::Skip("not today".into()) });
+            }
+            Box::pin(async { Decision::Continue })
+        }
+        fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
+            self.push(format!("after_activity {} {}", a.name, e.status));
+        }
+        fn after_experiment(&self, _: &RunInfo, s: Status, _: bool) {
+            self.push(format!("after_experiment {}", s.as_str()));
+        }
+        fn cleanup(&self) {
+            self.push("cleanup".into());
+        }
+    }
+
+    #[tokio::test]
+    async fn hooks_are_called_in_the_documented_order_and_skip_works() {
+        let doc = serde_json::json!({"title": "t", "description": "d",
+            "steady-state-hypothesis": {"title": "h", "probes": [
+                {"type": "probe", "name": "p", "tolerance": 0, "provider": {"type": "process", "path": "true"}}]},
+            "method": [
+                {"type": "action", "name": "a", "provider": {"type": "process", "path": "true"}},
+                {"type": "action", "name": "skipped", "provider": {"type": "process", "path": "false"}}],
+            "rollbacks": [{"type": "action", "name": "r", "provider": {"type": "process", "path": "true"}}]});
+        let recorder = Arc::new(Recorder::default());
+        let runner = Runner {
+            experiment: crate::experiment::parse(&doc).unwrap(),
+            options: RunOptions::default(),
+            resolved: Resolved::default(),
+            controls: recorder.clone(),
+            interrupt: Interrupt::new(),
+            run_id: "r".into(),
+            env: Vec::new(),
+            tracer: None,
+            trace_parent: Context::new(),
+        };
+        let out = runner.run().await;
+        assert_eq!(out.status, Status::Completed);
+        assert_eq!(out.journal["run"][1]["status"], "skipped");
+        let seen = recorder.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "configure",
+                "before_experiment",
+                "before_hypothesis before",
+                "before_activity p",
+                "after_activity p succeeded",
+                "after_hypothesis before",
+                "before_method",
+                "before_activity a",
+                "after_activity a succeeded",
+                "before_activity skipped",
+                "after_activity skipped skipped",
+                "after_method",
+                "before_hypothesis after",
+                "before_activity p",
+                "after_activity p succeeded",
+                "after_hypothesis after",
+                "before_rollbacks",
+                "before_activity r",
+                "after_activity r succeeded",
+                "after_rollbacks",
+                "after_experiment completed",
+                "cleanup",
+            ]
+        );
+    }
+}

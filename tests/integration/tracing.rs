@@ -1472,6 +1472,17 @@ fn canary_secrets_never_reach_a_span_or_the_trace_file() {
     }
     assert_eq!(entry(&out.journal()["run"], "refused")["status"], "failed");
 
+    // No OTLP log record carries them either (the logs sink is on with the endpoint).
+    rx.wait_for_logs(10, SPAN_WAIT);
+    let logs = rx.logs();
+    assert!(
+        logs.iter().any(|l| format!("{l:?}").contains("***")),
+        "masked values are shipped"
+    );
+    for l in &logs {
+        assert_no_canary("log record", &format!("{l:?}"));
+    }
+
     // No span carries them: names, attributes, events, statuses, resource.
     let spans = rx.spans();
     assert!(spans.len() >= 9, "{:?}", names(&spans));
