@@ -8,6 +8,7 @@ use faultline::control::metrics::RunMetrics;
 use faultline::control::{Control, Scope, Scoped};
 use faultline::experiment::load::load_file;
 use faultline::experiment::{ControlDecl, Experiment, Problem};
+use faultline::settings::Settings;
 use serde_json::Value;
 use std::path::Path;
 
@@ -63,6 +64,26 @@ pub fn parse_globals(v: &Value, origin: &str) -> Result<Vec<Global>, Problem> {
             format!("expected an object or a list of controls, found {other}"),
         )),
     }
+}
+
+/// The global controls: the settings file's `controls:`, then each `--control-file`.
+pub fn collect_globals(
+    settings: &Settings,
+    control_files: &[std::path::PathBuf],
+) -> Result<Vec<Global>, Problem> {
+    let mut globals = Vec::new();
+    if !settings.controls.is_empty() {
+        let map: serde_json::Map<String, Value> = settings.controls.iter().cloned().collect();
+        let origin = settings.path.as_ref().map_or_else(
+            || "settings".to_string(),
+            |p| format!("settings {}", p.display()),
+        );
+        globals.extend(parse_globals(&Value::Object(map), &origin)?);
+    }
+    for f in control_files {
+        globals.extend(load_control_file(f)?);
+    }
+    Ok(globals)
 }
 
 /// Read a `--control-file` (JSON or YAML).

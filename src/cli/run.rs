@@ -2,6 +2,7 @@
 
 use super::console::Console;
 use super::Common;
+use faultline::control::Control as _;
 use faultline::event::Level;
 use faultline::exit::ExitCode;
 use faultline::experiment::config::{parse_var, resolve, Overrides};
@@ -129,38 +130,17 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     }
 
-    let mut globals = Vec::new();
-    if !settings.controls.is_empty() {
-        let map: serde_json::Map<String, serde_json::Value> =
-            settings.controls.iter().cloned().collect();
-        let origin = settings.path.as_ref().map_or_else(
-            || "settings".to_string(),
-            |p| format!("settings {}", p.display()),
-        );
-        match super::controls::parse_globals(&serde_json::Value::Object(map), &origin) {
-            Ok(g) => globals.extend(g),
-            Err(p) => {
-                report(&console, &[p]);
-                return ExitCode::InvalidInput;
-            }
+    let globals = match super::controls::collect_globals(&settings, &args.control_files) {
+        Ok(g) => g,
+        Err(p) => {
+            report(&console, &[p]);
+            return ExitCode::InvalidInput;
         }
-    }
-    for f in &args.control_files {
-        match super::controls::load_control_file(f) {
-            Ok(g) => globals.extend(g),
-            Err(p) => {
-                report(&console, &[p]);
-                return ExitCode::InvalidInput;
-            }
-        }
-    }
+    };
     let mut built = super::controls::build_globals(&globals);
     let globals_count = built.controls.len();
-    {
-        use faultline::control::Control as _;
-        for c in &built.controls {
-            c.before_loading(&args.experiment);
-        }
+    for c in &built.controls {
+        c.before_loading(&args.experiment);
     }
     let doc = match load(&args.experiment).await {
         Ok(d) => d,
@@ -192,11 +172,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     };
     console.line(Level::Info, "experiment.valid", "Experiment looks valid");
-    super::controls::add_experiment(&mut built, &experiment);
-    use faultline::control::Control as _;
     for c in &built.controls[..globals_count] {
         c.after_loading(&doc.value);
     }
+    super::controls::add_experiment(&mut built, &experiment);
     for w in &built.warnings {
         console.line(Level::Warning, "control.unsupported", w);
     }
