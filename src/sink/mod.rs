@@ -667,10 +667,27 @@ impl Sinks {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err("sinks need a running tokio runtime".into());
         }
+        // TLS roots are loaded only when some destination may be https://.
+        let https = |u: &str| u.trim().to_ascii_lowercase().starts_with("https://");
+        let tls = cfg.iter().any(|c| match c {
+            SinkConfig::Jsonl { .. } => false,
+            SinkConfig::Http { url, .. } | SinkConfig::Humio { url, .. } => https(url),
+            SinkConfig::Otlp { endpoint, .. } => endpoint.as_deref().map_or_else(
+                || {
+                    [
+                        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    ]
+                    .iter()
+                    .any(|k| env(k).is_some_and(|v| https(&v)))
+                },
+                https,
+            ),
+        });
         let mut shared: Option<reqwest::Client> = None;
         let mut client = || -> Result<reqwest::Client, String> {
             if shared.is_none() {
-                shared = Some(http::client()?);
+                shared = Some(http::client(tls)?);
             }
             Ok(shared.clone().expect("set above"))
         };

@@ -204,6 +204,10 @@ fn parse_ms(
 
 /// Resolve the configuration. Settings-file fields win over the environment; an
 /// error means the destination cannot be used at all (a malformed endpoint).
+/// Spans waiting for export at most (the SDK's 2048, not the 8192 some SDKs use: the
+/// queue is allocated up front, and a run makes a few hundred spans between exports).
+pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
+
 pub fn plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, String> {
     let mut warnings = Vec::new();
 
@@ -244,11 +248,11 @@ pub fn plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Resu
             .filter(|n| *n > 0)
             .unwrap_or_else(|| {
                 warnings.push(format!(
-                    "OTEL_BSP_MAX_QUEUE_SIZE={v:?} is not a positive integer; using 8192"
+                    "OTEL_BSP_MAX_QUEUE_SIZE={v:?} is not a positive integer; using {DEFAULT_MAX_QUEUE_SIZE}"
                 ));
-                8192
+                DEFAULT_MAX_QUEUE_SIZE
             }),
-        None => 8192,
+        None => DEFAULT_MAX_QUEUE_SIZE,
     };
 
     let done = |sink: Sink, sampler: Sampler, warnings: Vec<String>| Plan {

@@ -277,8 +277,12 @@ fn otlp_exporter(
                 .iter()
                 .map(|(k, v)| (k.clone(), v.replace('%', "%25")))
                 .collect();
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
+            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+            if endpoint.starts_with("http://") {
+                // Plain HTTP needs no certificates: skip loading the system store.
+                builder = builder.with_http_client(plain_http_client(timeout)?);
+            }
+            builder
                 .with_protocol(if protocol == Protocol::HttpJson {
                     opentelemetry_otlp::Protocol::HttpJson
                 } else {
@@ -292,6 +296,21 @@ fn otlp_exporter(
         }
     };
     built.map_err(|e| format!("cannot set up the {} exporter: {e}", protocol.label()))
+}
+
+/// A blocking HTTP client for a plain `http://` collector: no TLS roots loaded. Built on
+/// its own thread, as the exporter does, because a blocking client must not be built
+/// on an async runtime's thread.
+fn plain_http_client(timeout: Duration) -> Result<reqwest::blocking::Client, String> {
+    std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .tls_certs_only(Vec::<reqwest::Certificate>::new())
+            .build()
+    })
+    .join()
+    .map_err(|_| "the thread building the HTTP client panicked".to_string())?
+    .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 impl Telemetry {
