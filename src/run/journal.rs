@@ -137,6 +137,13 @@ pub fn build(p: JournalParts<'_>, redactor: &Redactor) -> Value {
 /// Write `value` to `path` atomically: a temporary file in the same directory,
 /// flushed to disk, then renamed over the target. Readers never see a partial file.
 pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
+    write_atomic_with(path, value, true)
+}
+
+/// [`write_atomic`], with the flush to disk optional: derived files (the trace file)
+/// skip it, since the journal is the durable record and an `fsync` costs most of a
+/// millisecond. Without it the file is still never seen half-written (rename).
+pub fn write_atomic_with(path: &Path, value: &Value, durable: bool) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -154,7 +161,9 @@ pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
         let f = f
             .into_inner()
             .map_err(std::io::IntoInnerError::into_error)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_data()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

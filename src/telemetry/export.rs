@@ -164,7 +164,7 @@ impl FileSink {
 /// OTLP JSON (the protobuf-JSON mapping with hex ids) of `request` at `path`.
 pub fn write_json(path: &Path, request: &ExportTraceServiceRequest) -> std::io::Result<()> {
     let value = serde_json::to_value(request)?;
-    crate::run::journal::write_atomic(path, &value)
+    crate::run::journal::write_atomic_with(path, &value, false)
 }
 
 /// The exporter side of the file sink: collecting costs a lock and a push.

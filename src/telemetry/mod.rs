@@ -480,6 +480,11 @@ impl Telemetry {
         // The limit is the whole budget, grace included: the exporter gets the rest.
         let limit = self.limit.saturating_sub(GRACE).max(GRACE);
         let file = self.file.clone();
+        if file.is_some() {
+            // The file exporter does no I/O until this write: no thread needed.
+            let outcome = finish(provider, file.as_deref(), limit);
+            return self.report(Some(outcome), start);
+        }
         let task = tokio::task::spawn_blocking(move || finish(provider, file.as_deref(), limit));
         let outcome = match tokio::time::timeout(limit + GRACE, task).await {
             Ok(Ok(outcome)) => outcome,
