@@ -469,10 +469,17 @@ impl SinkConfig {
                     http::check_url(e, &mut p);
                 }
                 http::check_headers(headers, &mut p);
-                if *protocol == Some(OtlpProtocol::Grpc) && !headers.0.is_empty() {
-                    p.push(
-                        "headers are not sent over grpc; hint: use protocol: http/protobuf".into(),
-                    );
+                if *protocol == Some(OtlpProtocol::Grpc) {
+                    for k in headers.0.keys() {
+                        let key = k.to_ascii_lowercase();
+                        if tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
+                            key.as_bytes(),
+                        )
+                        .is_err()
+                        {
+                            p.push(format!("header '{k}' cannot be sent as gRPC metadata"));
+                        }
+                    }
                 }
             }
         }
@@ -912,7 +919,7 @@ mod tests {
             "sinks:\n\
              - {type: http, url: 'ftp://x', wrap: r, format: loki, batch_size: 0}\n\
              - {type: humio, token: ' '}\n\
-             - {type: otlp, protocol: grpc, headers: {a: b}}\n",
+             - {type: otlp, protocol: grpc, headers: {'bad key': b}}\n",
         )
         .unwrap();
         let e = Sinks::from_config_with_env(&cfg, &|_| None).unwrap_err();
@@ -921,7 +928,7 @@ mod tests {
         assert!(e.contains("sink 1 (http): batch_size"), "{e}");
         assert!(e.contains("sink 2 (humio): token is empty"), "{e}");
         assert!(
-            e.contains("sink 3 (otlp): headers are not sent over grpc"),
+            e.contains("sink 3 (otlp): header 'bad key' cannot be sent as gRPC metadata"),
             "{e}"
         );
     }

@@ -3,10 +3,8 @@
 //! (`OTEL_EXPORTER_OTLP_LOGS_*`, then `OTEL_EXPORTER_OTLP_*`).
 //!
 //! The HTTP protocols go through the shared HTTP transport; gRPC uses the tonic
-//! client generated in `opentelemetry-proto`. `tonic` is not a direct dependency of
-//! the library, so its types cannot be named here: the client lives inside a boxed
-//! closure built where its type is inferred, and custom metadata (headers) and TLS
-//! are not available over gRPC.
+//! client generated in `opentelemetry-proto`, with the headers sent as gRPC metadata.
+//! TLS (`https://`) is not available over gRPC (use `http/protobuf`).
 
 use super::http::{display_url, unix_nanos, Encoder, HttpSink};
 use super::{Batch, Record, SendError, Sink};
@@ -182,13 +180,19 @@ pub(crate) fn resolve(
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
-    if !http && !merged.is_empty() {
-        warnings.push(
-            "OTEL_EXPORTER_OTLP_*HEADERS are not sent over grpc (the collector may refuse \
-             the logs); hint: protocol: http/protobuf"
-                .into(),
-        );
-        merged.clear();
+    if !http {
+        for k in merged.keys() {
+            if tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
+                k.to_ascii_lowercase().as_bytes(),
+            )
+            .is_err()
+            {
+                problems.push(format!("header '{k}' cannot be sent as gRPC metadata"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
     }
     let timeout = match first_env(
         env,
@@ -424,6 +428,7 @@ pub(crate) fn build(
         OtlpProtocol::Grpc => Built::Grpc(GrpcSink {
             name: format!("{kind} {}", display_url(&target.url)),
             url: target.url,
+            headers: target.headers.into_iter().collect(),
             export: None,
             resource,
         }),
@@ -449,7 +454,16 @@ type Export = Box<dyn FnMut(ExportLogsServiceRequest) -> ExportFuture + Send>;
 
 /// Connect, and return a function that exports over the connected channel (its
 /// type, `tonic::transport::Channel`, cannot be named from this crate).
-async fn connect(url: String) -> Result<Export, String> {
+async fn connect(url: String, headers: Vec<(String, String)>) -> Result<Export, String> {
+    use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
+    let mut metadata: Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)> = Vec::new();
+    for (k, v) in &headers {
+        let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+            .map_err(|_| format!("header '{k}' cannot be sent as gRPC metadata"))?;
+        let value = MetadataValue::try_from(v.as_str())
+            .map_err(|_| format!("header '{k}' has a value gRPC metadata cannot carry"))?;
+        metadata.push((key, value));
+    }
     let client = LogsServiceClient::connect(url).await.map_err(|e| {
         format!(
             "cannot connect: {}",
@@ -458,8 +472,12 @@ async fn connect(url: String) -> Result<Export, String> {
     })?;
     Ok(Box::new(move |req| {
         let mut c = client.clone();
+        let mut request = tonic::Request::new(req);
+        for (k, v) in &metadata {
+            request.metadata_mut().insert(k.clone(), v.clone());
+        }
         Box::pin(async move {
-            c.export(req).await.map(|_| ()).map_err(|s| {
+            c.export(request).await.map(|_| ()).map_err(|s| {
                 (
                     i32::from(s.code()),
                     format!("grpc {:?}: {}", s.code(), s.message()),
@@ -479,6 +497,7 @@ fn retryable_grpc(code: i32) -> bool {
 pub(crate) struct GrpcSink {
     name: String,
     url: String,
+    headers: Vec<(String, String)>,
     export: Option<Export>,
     resource: Resource,
 }
@@ -497,7 +516,7 @@ impl Sink for GrpcSink {
     async fn send(&mut self, req: &ExportLogsServiceRequest) -> Result<(), SendError> {
         if self.export.is_none() {
             self.export = Some(
-                connect(self.url.clone())
+                connect(self.url.clone(), self.headers.clone())
                     .await
                     .map_err(SendError::Retryable)?,
             );
@@ -676,12 +695,7 @@ mod tests {
             &env_of(&[("OTEL_EXPORTER_OTLP_HEADERS", "a=b")]),
         )
         .unwrap();
-        assert!(t.headers.is_empty());
-        assert!(
-            t.warnings[0].contains("not sent over grpc"),
-            "{:?}",
-            t.warnings
-        );
+        assert_eq!(t.headers["a"], "b", "headers go as gRPC metadata");
     }
 
     #[test]
@@ -777,6 +791,7 @@ mod tests {
     struct Receiver {
         got: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
         fail_first: Arc<Mutex<u32>>,
+        api_keys: Arc<Mutex<Vec<String>>>,
     }
 
     #[tonic::async_trait]
@@ -791,6 +806,12 @@ mod tests {
                     *f -= 1;
                     return Err(tonic::Status::unavailable("warming up"));
                 }
+            }
+            if let Some(k) = req.metadata().get("x-api-key") {
+                self.api_keys
+                    .lock()
+                    .unwrap()
+                    .push(k.to_str().unwrap_or_default().to_string());
             }
             self.got.lock().unwrap().push(req.into_inner());
             Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
@@ -814,7 +835,8 @@ mod tests {
     #[tokio::test]
     async fn grpc_export_to_a_tonic_receiver_with_retry() {
         let (url, rx) = grpc_server(1).await;
-        let cfg = otlp(json!({"endpoint": url, "protocol": "grpc"}));
+        let cfg =
+            otlp(json!({"endpoint": url, "protocol": "grpc", "headers": {"X-Api-Key": "k3y"}}));
         let sinks = Sinks::from_config_with_env(&[cfg], &|_| None).unwrap();
         assert!(sinks.warnings().is_empty());
         for i in 1..=3 {
@@ -830,5 +852,10 @@ mod tests {
         let got = rx.got.lock().unwrap();
         assert_eq!(got.len(), 1);
         check_request(&got[0], 3);
+        assert_eq!(
+            *rx.api_keys.lock().unwrap(),
+            ["k3y"],
+            "headers arrive as gRPC metadata"
+        );
     }
 }
