@@ -102,6 +102,8 @@ pub enum Event {
     ActivitySkipped { name: String, reason: String },
     /// A control interrupted the run.
     ControlInterrupted { reason: String },
+    /// A safeguard probe missed its tolerance (or failed): the run is interrupted.
+    SafeguardTripped { name: String, reason: String },
     /// A tolerance was checked.
     ToleranceChecked {
         name: String,
@@ -157,6 +159,7 @@ impl Event {
             Event::ProviderOutput { .. } => "activity.output",
             Event::ActivitySkipped { .. } => "activity.skipped",
             Event::ControlInterrupted { .. } => "control.interrupt",
+            Event::SafeguardTripped { .. } => "safeguard.tripped",
             Event::Pause { .. } => "activity.pause",
             Event::RollbacksStarted => "rollbacks.started",
             Event::NoRollbacks => "rollbacks.none",
@@ -188,7 +191,7 @@ impl Event {
             | Event::DryRun { .. }
             | Event::RollbacksSkipped { .. }
             | Event::ActivitySkipped { .. } => Level::Warning,
-            Event::ControlInterrupted { .. } => Level::Critical,
+            Event::ControlInterrupted { .. } | Event::SafeguardTripped { .. } => Level::Critical,
             Event::ContinuousEnded { .. } => Level::Info,
             _ => Level::Info,
         }
@@ -241,6 +244,9 @@ impl Event {
             Event::ProviderOutput { name, line } => format!("  [{name}] {line}"),
             Event::ActivitySkipped { name, reason } => format!("Activity '{name}' skipped by control {reason}"),
             Event::ControlInterrupted { reason } => format!("Experiment interrupted by control {reason}"),
+            Event::SafeguardTripped { name, reason } => {
+                format!("Safeguard '{name}' tripped, interrupting the experiment: {reason}")
+            }
             Event::ToleranceChecked { name, met, reason } => {
                 format!("  => tolerance of '{name}' {}: {reason}", if *met { "met" } else { "not met" })
             }

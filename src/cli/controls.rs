@@ -8,6 +8,7 @@ use faultline::control::metrics::RunMetrics;
 use faultline::control::{Control, Scope, Scoped};
 use faultline::experiment::load::load_file;
 use faultline::experiment::{ControlDecl, Experiment, Problem};
+use faultline::run::{Safeguard, SafeguardMode};
 use faultline::settings::Settings;
 use serde_json::Value;
 use std::path::Path;
@@ -108,6 +109,71 @@ pub struct Built {
     pub warnings: Vec<String>,
     /// Pushgateway metrics controls, to report their push errors at the end.
     pub metrics: Vec<std::sync::Arc<RunMetrics>>,
+    /// Safeguard probes (`chaosaddons.controls.safeguards`).
+    pub safeguards: Vec<Safeguard>,
+    /// Problems in control declarations that make the run unsafe to start.
+    pub problems: Vec<Problem>,
+}
+
+/// `arguments.probes`: each a probe with a tolerance; `frequency: N` repeats it every
+/// N seconds, `background: true` runs it once concurrently, neither = a blocking check
+/// before the experiment. Wrong definitions are problems: a safeguard that cannot run
+/// must not let the experiment start unguarded.
+fn safeguards(b: &mut Built, origin: &str, arguments: &Value) {
+    let Some(probes) = arguments.get("probes").and_then(Value::as_array) else {
+        b.problems.push(
+            Problem::new(format!("{origin}.provider.arguments.probes"), "safeguards need a list of probes")
+                .hint("arguments: {\"probes\": [{\"type\": \"probe\", \"name\": ..., \"tolerance\": ..., \"provider\": ...}]}"),
+        );
+        return;
+    };
+    let mut modes = Vec::new();
+    let mut stripped = Vec::new();
+    for (i, p) in probes.iter().enumerate() {
+        let mode = match (
+            p.get("frequency"),
+            p.get("background").and_then(Value::as_bool),
+        ) {
+            (Some(f), _) => match f.as_f64() {
+                Some(s) if s > 0.0 => SafeguardMode::Every(std::time::Duration::from_secs_f64(s)),
+                _ => {
+                    b.problems.push(Problem::new(
+                        format!("{origin}.provider.arguments.probes[{i}].frequency"),
+                        "expected a positive number of seconds",
+                    ));
+                    continue;
+                }
+            },
+            (None, Some(true)) => SafeguardMode::Once,
+            _ => SafeguardMode::Blocking,
+        };
+        let mut p = p.clone();
+        if let Some(o) = p.as_object_mut() {
+            o.remove("frequency");
+            o.remove("background");
+        }
+        modes.push(mode);
+        stripped.push(p);
+    }
+    // Checked as hypothesis probes: each needs a valid provider and a tolerance.
+    let doc = serde_json::json!({"title": "safeguards", "description": "", "method": [],
+        "steady-state-hypothesis": {"title": "safeguards", "probes": stripped}});
+    match faultline::experiment::parse(&doc) {
+        Ok(e) => {
+            let probes = e.hypothesis.map(|h| h.probes).unwrap_or_default();
+            for (probe, mode) in probes.into_iter().zip(modes) {
+                b.safeguards.push(Safeguard { probe, mode });
+            }
+        }
+        Err(problems) => b.problems.extend(problems.into_iter().map(|mut p| {
+            p.path = p.path.replacen(
+                "$.steady-state-hypothesis.probes",
+                &format!("{origin}.provider.arguments.probes"),
+                1,
+            );
+            p
+        })),
+    }
 }
 
 fn scope_of(d: &ControlDecl) -> Scope {
@@ -154,6 +220,7 @@ fn install(
                 secrets: vec!["humio".into()],
             }),
         },
+        Some(Builtin::Safeguards) => safeguards(b, origin, arguments),
         Some(Builtin::PrometheusMetrics) => {
             let m = std::sync::Arc::new(RunMetrics::from_arguments(arguments));
             b.metrics.push(m.clone());

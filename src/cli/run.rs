@@ -179,6 +179,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
     for w in &built.warnings {
         console.line(Level::Warning, "control.unsupported", w);
     }
+    if !built.problems.is_empty() {
+        report(&console, &built.problems);
+        return ExitCode::InvalidInput;
+    }
     for key in overrides.configuration.keys() {
         if !experiment.declares_config(key) {
             console.line(
@@ -370,6 +374,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         env: overrides.env,
         tracer: Some(telemetry.tracer()),
         trace_parent: telemetry.parent_context(),
+        safeguards: std::mem::take(&mut built.safeguards),
     };
     let outcome = runner.run().await;
     // Telemetry and sinks finish together, within one shared limit.

@@ -8,6 +8,7 @@
 //! | `chaoshci.simplehci`, `chaoshci.control`, `faultline.pause` | [`Pause`]: "Press Enter to continue..." before each activity |
 //! | `chaoshci.aborthci`, `faultline.confirm` | [`Confirm`]: "continue? [y/N]" before each activity but rollbacks; no = interrupt (rollbacks still run) |
 //! | `chaosprometheus.metrics` | [`super::metrics::RunMetrics`]: run metrics pushed to a Pushgateway |
+//! | `chaosaddons.controls.safeguards` | the runner's safeguards ([`crate::run::Safeguard`]): probes checked before (blocking), once in the background, or every `frequency` seconds; a miss interrupts the run |
 //! | anything else | a warning naming it; the run goes on without it (controls are optional) |
 
 use super::{ActivityInfo, Control, Decision, Hook};
@@ -26,6 +27,8 @@ pub enum Builtin {
     Confirm,
     /// The Chaos Toolkit's Prometheus run metrics, pushed to a Pushgateway.
     PrometheusMetrics,
+    /// `chaosaddons.controls.safeguards`: probes that interrupt the run when missed.
+    Safeguards,
 }
 
 /// The built-in serving a python control module, if any.
@@ -39,6 +42,7 @@ pub fn lookup(module: &str) -> Option<Builtin> {
         "chaoshci.simplehci" | "chaoshci.control" | "faultline.pause" => Builtin::Pause,
         "chaoshci.aborthci" | "faultline.confirm" => Builtin::Confirm,
         "chaosprometheus.metrics" => Builtin::PrometheusMetrics,
+        "chaosaddons.controls.safeguards" | "faultline.safeguards" => Builtin::Safeguards,
         _ => return None,
     })
 }

@@ -55,6 +55,8 @@ pub enum Phase {
     Method,
     /// The rollbacks.
     Rollback,
+    /// A safeguard probe (`chaosaddons.controls.safeguards`).
+    Safeguard,
 }
 
 impl Phase {
@@ -67,6 +69,7 @@ impl Phase {
             Phase::After => "after",
             Phase::Method => "method",
             Phase::Rollback => "rollback",
+            Phase::Safeguard => "safeguard",
         }
     }
 }
@@ -166,6 +169,26 @@ impl HypothesisStrategy {
             Self::Default | Self::AfterMethodOnly | Self::Continuously
         )
     }
+}
+
+/// When a safeguard probe runs, as `chaosaddons.controls.safeguards` reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SafeguardMode {
+    /// Before the experiment: a miss stops it before anything runs.
+    Blocking,
+    /// Once, concurrently with the experiment (`background: true`).
+    Once,
+    /// Repeatedly, every so many seconds, until the rollbacks (`frequency: N`).
+    Every(Duration),
+}
+
+/// A probe that must stay within tolerance for the experiment to go on.
+#[derive(Debug, Clone)]
+pub struct Safeguard {
+    /// The probe, with its tolerance.
+    pub probe: crate::experiment::Activity,
+    /// When it runs.
+    pub mode: SafeguardMode,
 }
 
 /// How to run, after precedence (flag > experiment runtime > settings > default).

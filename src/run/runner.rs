@@ -45,6 +45,8 @@ pub struct Runner {
     pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
     /// The parent of the experiment span (a CI pipeline's `TRACEPARENT`), or empty.
     pub trace_parent: Context,
+    /// Safeguard probes: a miss interrupts the run.
+    pub safeguards: Vec<super::Safeguard>,
 }
 
 /// The result of a run.
@@ -800,6 +802,103 @@ fn decision_skips(d: &Decision, phase: Phase) -> bool {
         || (matches!(d, Decision::Interrupt(_)) && phase == Phase::Rollback)
 }
 
+impl Shared {
+    /// Check one safeguard probe; `Some(reason)` when it tripped (missed its tolerance
+    /// or failed). Stopped by `cancel` like any activity.
+    async fn safeguard_trips(&self, probe: &Activity, cancel: &Interrupt) -> Option<String> {
+        let (entry, _, cx) = self
+            .execute(probe, Phase::Safeguard, cancel, &self.exp_cx)
+            .await;
+        let Some(entry) = entry else {
+            self.finish(&cx, None, None);
+            return None;
+        };
+        if entry.status == "skipped" || cancel.is_set() {
+            self.finish(&cx, Some(&entry), None);
+            return None;
+        }
+        if entry.failed() {
+            self.finish(&cx, Some(&entry), None);
+            let why = entry
+                .exception
+                .as_ref()
+                .and_then(|e| e.last())
+                .map(|e| e.trim().to_string());
+            return Some(format!("the probe failed: {}", why.unwrap_or_default()));
+        }
+        let (met, reason) = self.verdict(probe, &entry.output, cancel, &cx).await;
+        spans::add_event(
+            &cx,
+            spans::event::TOLERANCE,
+            vec![
+                KeyValue::new(attr::TOLERANCE_MET, met),
+                KeyValue::new(
+                    attr::TOLERANCE_REASON,
+                    spans::cap(&self.redactor.text(&reason)),
+                ),
+            ],
+        );
+        if met {
+            self.finish(&cx, Some(&entry), None);
+            None
+        } else {
+            self.finish(
+                &cx,
+                Some(&entry),
+                Some(format!("safeguard tripped: {reason}")),
+            );
+            Some(reason)
+        }
+    }
+
+    /// A safeguard tripped: say so, and interrupt the run (rollbacks follow the strategy).
+    fn trip(&self, name: &str, reason: String) {
+        spans::add_event(
+            &self.exp_cx,
+            spans::event::SAFEGUARD,
+            vec![
+                KeyValue::new("chaos.safeguard.name", name.to_string()),
+                KeyValue::new(
+                    attr::INTERRUPT_REASON,
+                    self.redactor.text(&reason).into_owned(),
+                ),
+            ],
+        );
+        self.emit(Event::SafeguardTripped {
+            name: name.to_string(),
+            reason: reason.clone(),
+        });
+        self.interrupt
+            .trigger(format!("safeguard '{name}' tripped: {reason}"));
+    }
+}
+
+/// Watch one background safeguard until `stop` (the rollbacks start) or a trip.
+async fn watch_safeguard(shared: Arc<Shared>, guard: super::Safeguard, stop: Interrupt) {
+    let cancel = shared.interrupt.clone();
+    loop {
+        if stop.is_set() || cancel.is_set() {
+            return;
+        }
+        let tripped = tokio::select! {
+            r = shared.safeguard_trips(&guard.probe, &cancel) => r,
+            _ = stop.triggered() => return,
+        };
+        if let Some(reason) = tripped {
+            shared.trip(&guard.probe.name, reason);
+            return;
+        }
+        let super::SafeguardMode::Every(every) = guard.mode else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.triggered() => return,
+            _ = cancel.triggered() => return,
+        }
+    }
+}
+
 fn any_probe_failed(s: &HypothesisState) -> bool {
     s.probes.iter().any(RunEntry::failed)
 }
@@ -1074,6 +1173,33 @@ impl Runner {
                 proceed = false;
             }
         }
+        // Safeguards: blocking ones first (a miss stops the run before anything is
+        // disturbed), then the background ones watch until the rollbacks.
+        let guards_stop = Interrupt::new();
+        let mut watchers = Vec::new();
+        if proceed {
+            for g in self
+                .safeguards
+                .iter()
+                .filter(|g| g.mode == super::SafeguardMode::Blocking)
+            {
+                if let Some(reason) = shared.safeguard_trips(&g.probe, &cancel).await {
+                    shared.trip(&g.probe.name, reason);
+                    break;
+                }
+            }
+            for g in self
+                .safeguards
+                .iter()
+                .filter(|g| g.mode != super::SafeguardMode::Blocking)
+            {
+                watchers.push(tokio::spawn(watch_safeguard(
+                    shared.clone(),
+                    g.clone(),
+                    guards_stop.clone(),
+                )));
+            }
+        }
         if cancel.is_set() {
             shared.set_status(Status::Interrupted);
             proceed = false;
@@ -1178,6 +1304,11 @@ impl Runner {
                 }
                 after = Some(state);
             }
+        }
+        // The safeguards guard the hypothesis and the method, not the rollbacks.
+        guards_stop.trigger("rollbacks");
+        for w in watchers {
+            let _ = w.await;
         }
         if cancel.is_set()
             && shared.status() != Some(Status::Interrupted)
@@ -1400,6 +1531,7 @@ mod tests {
             env: Vec::new(),
             tracer: None,
             trace_parent: Context::new(),
+            safeguards: Vec::new(),
         };
         let out = runner.run().await;
         assert_eq!(out.status, Status::Completed);

@@ -65,6 +65,7 @@ pub mod event {
     pub const SKIP: &str = "chaos.skip";
     pub const RETRY: &str = "chaos.retry";
     pub const FAIL_FAST: &str = "chaos.fail_fast";
+    pub const SAFEGUARD: &str = "chaos.safeguard";
 }
 
 /// Longest text recorded in an attribute (outputs, errors): bigger ones are cut.

@@ -9,6 +9,7 @@ mod metrics;
 mod otlp;
 mod outcomes;
 mod providers;
+mod safeguards;
 mod secrets;
 mod signals;
 mod sinks;
