@@ -1123,7 +1123,7 @@ mod selftest {
 // The demo service (examples/demo-service) joins the caller's trace
 // ---------------------------------------------------------------------------
 
-mod demo {
+pub(crate) mod demo {
     use super::*;
 
     /// `target/debug/examples/demo-service`, next to this test binary's `deps/`.
@@ -1175,20 +1175,24 @@ mod demo {
     }
 
     /// A running demo service; killed on drop if still alive.
-    struct Demo {
+    pub(crate) struct Demo {
         guard: ChildGuard,
-        port: u16,
+        pub(crate) port: u16,
         stderr: PathBuf,
         _dir: TempDir,
     }
 
     impl Demo {
-        fn start(env: &[(&str, &str)]) -> Demo {
+        pub(crate) fn start(env: &[(&str, &str)]) -> Demo {
             let dir = TempDir::new("demo-service");
             let stderr = dir.join("stderr.txt");
             let mut cmd = Command::new(demo_binary());
-            cmd.args(["--port", "0"])
-                .env_remove("OTEL_SERVICE_NAME")
+            cmd.args(["--port", "0"]);
+            // Only the `env` given decides where its spans go.
+            for k in TELEMETRY_VARS {
+                cmd.env_remove(k);
+            }
+            cmd.env_remove("OTEL_SERVICE_NAME")
                 .env_remove("OTEL_SDK_DISABLED")
                 .env_remove("OTEL_TRACES_EXPORTER")
                 .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -1238,7 +1242,7 @@ mod demo {
         }
 
         /// SIGTERM, then wait (bounded) for a clean exit: the spans are flushed by then.
-        fn stop(&mut self) {
+        pub(crate) fn stop(&mut self) {
             let child = self.guard.0.as_mut().unwrap();
             send_signal(child.id(), "TERM");
             let code = wait_with_limit(child, Duration::from_secs(15));

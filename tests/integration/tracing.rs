@@ -12,10 +12,8 @@
 use crate::common::*;
 use crate::otlp::{Blackhole, EventView, OtlpReceiver, SpanView, Transport};
 use serde_json::{json, Map, Value};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a receiver may take to hold every span once faultline has exited (its
@@ -29,30 +27,6 @@ const CI_SPAN: &str = "00f067aa0ba902b7";
 // ---------------------------------------------------------------------------
 // Running faultline with a clean telemetry environment
 // ---------------------------------------------------------------------------
-
-/// Variables of the test's own environment that would change where spans go.
-const INHERITED: &[&str] = &[
-    "OTEL_SDK_DISABLED",
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-    "OTEL_SERVICE_NAME",
-    "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
-    "OTEL_LOGS_EXPORTER",
-    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
-    "TRACEPARENT",
-    "TRACESTATE",
-    "BAGGAGE",
-];
 
 /// `faultline run experiment.json --journal-path journal.json` in `dir`, started (not
 /// awaited) with only `env` as telemetry configuration.
@@ -71,7 +45,7 @@ fn start_run(dir: &TempDir, exp: &Value, env: &[(&str, &str)]) -> Child {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    for k in INHERITED {
+    for k in TELEMETRY_VARS {
         cmd.env_remove(k);
     }
     for (k, v) in env {
@@ -965,122 +939,16 @@ fn a_run_started_with_traceparent_joins_that_trace() {
 // 4. The demo service: chaos trace next to app trace
 // ---------------------------------------------------------------------------
 
-/// `target/<profile>/examples/demo-service`, built once per test process (as otlp.rs
-/// does: a filtered `cargo test` does not build examples, and a stale one would test
-/// old code).
-fn demo_binary() -> PathBuf {
-    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = built.as_ref() {
-        return p.clone();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let bin = profile_dir.join("examples").join("demo-service");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "--example",
-        "demo-service",
-        "--target-dir",
-    ])
-    .arg(profile_dir.parent().unwrap())
-    .current_dir(env!("CARGO_MANIFEST_DIR"))
-    .stdin(Stdio::null());
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    match cmd.spawn() {
-        Ok(mut child) => {
-            if wait_with_limit(&mut child, Duration::from_secs(900)) != 0 {
-                eprintln!(
-                    "cargo build --example demo-service failed; using {}",
-                    bin.display()
-                );
-            }
-        }
-        Err(e) => eprintln!("cannot run cargo ({e}); using {}", bin.display()),
-    }
-    assert!(bin.exists(), "no demo service at {}", bin.display());
-    *built = Some(bin.clone());
-    bin
-}
-
-/// A running demo service; killed on drop if still alive.
-struct Demo {
-    guard: ChildGuard,
-    port: u16,
-    stderr: PathBuf,
-}
-
-impl Demo {
-    fn start(dir: &TempDir, env: &[(&str, &str)]) -> Demo {
-        let stderr = dir.join("demo-stderr.txt");
-        let mut cmd = Command::new(demo_binary());
-        cmd.args(["--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        for k in INHERITED {
-            cmd.env_remove(k);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let guard = ChildGuard(Some(child));
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "demo service printed no first line; stderr:\n{}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            });
-        let port = first
-            .strip_prefix("listening on 127.0.0.1:")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-        Demo {
-            guard,
-            port,
-            stderr,
-        }
-    }
-
-    /// SIGTERM, then a bounded wait for the clean exit that flushes its spans.
-    fn stop(&mut self) {
-        let child = self.guard.0.as_mut().unwrap();
-        send_signal(child.id(), "TERM");
-        let code = wait_with_limit(child, Duration::from_secs(15));
-        self.guard.0 = None;
-        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        assert_eq!(code, 0, "demo service exit code; stderr:\n{stderr}");
-    }
-}
+// The demo service is started by otlp.rs's launcher (`crate::otlp::demo::Demo`).
 
 #[test]
 fn demo_service_spans_sit_under_faultlines_client_spans_in_one_trace() {
     let dir = TempDir::new("tr-demo");
     let rx = OtlpReceiver::http();
-    let mut demo = Demo::start(
-        &dir,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ],
-    );
+    let mut demo = crate::otlp::demo::Demo::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+    ]);
     let url = format!("http://127.0.0.1:{}", demo.port);
     let exp_path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-service/experiment.json");
