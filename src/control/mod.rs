@@ -151,107 +151,64 @@ fn first<'c, C: Control + 'c>(
     Decision::Continue
 }
 
-impl<C: Control + ?Sized> Control for Box<C> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn before_loading(&self, source: &str) {
-        (**self).before_loading(source)
-    }
-    fn after_loading(&self, experiment: &Value) {
-        (**self).after_loading(experiment)
-    }
-    fn configure(&self, run: &RunInfo) {
-        (**self).configure(run)
-    }
-    fn before_experiment<'a>(&'a self, run: &'a RunInfo) -> Hook<'a> {
-        (**self).before_experiment(run)
-    }
-    fn before_hypothesis(&self, phase: Phase) -> Decision {
-        (**self).before_hypothesis(phase)
-    }
-    fn after_hypothesis(&self, phase: Phase, state: &HypothesisState) {
-        (**self).after_hypothesis(phase, state)
-    }
-    fn before_method(&self) -> Decision {
-        (**self).before_method()
-    }
-    fn after_method(&self) {
-        (**self).after_method()
-    }
-    fn before_rollbacks(&self) {
-        (**self).before_rollbacks()
-    }
-    fn after_rollbacks(&self) {
-        (**self).after_rollbacks()
-    }
-    fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
-        (**self).before_activity(a)
-    }
-    fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
-        (**self).after_activity(a, e)
-    }
-    fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
-        (**self).after_experiment(run, status, deviated)
-    }
-    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
-        (**self).on_event(e, t)
-    }
-    fn cleanup(&self) {
-        (**self).cleanup()
-    }
+/// Smart pointers to a control are controls: every hook forwards to the pointee.
+macro_rules! forward_control {
+    ($($ptr:ident)::+) => {
+        impl<C: Control + ?Sized> Control for $($ptr)::+<C> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn before_loading(&self, source: &str) {
+                (**self).before_loading(source)
+            }
+            fn after_loading(&self, experiment: &Value) {
+                (**self).after_loading(experiment)
+            }
+            fn configure(&self, run: &RunInfo) {
+                (**self).configure(run)
+            }
+            fn before_experiment<'a>(&'a self, run: &'a RunInfo) -> Hook<'a> {
+                (**self).before_experiment(run)
+            }
+            fn before_hypothesis(&self, phase: Phase) -> Decision {
+                (**self).before_hypothesis(phase)
+            }
+            fn after_hypothesis(&self, phase: Phase, state: &HypothesisState) {
+                (**self).after_hypothesis(phase, state)
+            }
+            fn before_method(&self) -> Decision {
+                (**self).before_method()
+            }
+            fn after_method(&self) {
+                (**self).after_method()
+            }
+            fn before_rollbacks(&self) {
+                (**self).before_rollbacks()
+            }
+            fn after_rollbacks(&self) {
+                (**self).after_rollbacks()
+            }
+            fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
+                (**self).before_activity(a)
+            }
+            fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
+                (**self).after_activity(a, e)
+            }
+            fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
+                (**self).after_experiment(run, status, deviated)
+            }
+            fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
+                (**self).on_event(e, t)
+            }
+            fn cleanup(&self) {
+                (**self).cleanup()
+            }
+        }
+    };
 }
 
-impl<C: Control + ?Sized> Control for std::sync::Arc<C> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn before_loading(&self, source: &str) {
-        (**self).before_loading(source)
-    }
-    fn after_loading(&self, experiment: &Value) {
-        (**self).after_loading(experiment)
-    }
-    fn configure(&self, run: &RunInfo) {
-        (**self).configure(run)
-    }
-    fn before_experiment<'a>(&'a self, run: &'a RunInfo) -> Hook<'a> {
-        (**self).before_experiment(run)
-    }
-    fn before_hypothesis(&self, phase: Phase) -> Decision {
-        (**self).before_hypothesis(phase)
-    }
-    fn after_hypothesis(&self, phase: Phase, state: &HypothesisState) {
-        (**self).after_hypothesis(phase, state)
-    }
-    fn before_method(&self) -> Decision {
-        (**self).before_method()
-    }
-    fn after_method(&self) {
-        (**self).after_method()
-    }
-    fn before_rollbacks(&self) {
-        (**self).before_rollbacks()
-    }
-    fn after_rollbacks(&self) {
-        (**self).after_rollbacks()
-    }
-    fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
-        (**self).before_activity(a)
-    }
-    fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
-        (**self).after_activity(a, e)
-    }
-    fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
-        (**self).after_experiment(run, status, deviated)
-    }
-    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
-        (**self).on_event(e, t)
-    }
-    fn cleanup(&self) {
-        (**self).cleanup()
-    }
-}
+forward_control!(Box);
+forward_control!(std::sync::Arc);
 
 impl<C: Control> Control for Option<C> {
     fn name(&self) -> &str {
