@@ -193,17 +193,28 @@ impl Shared {
             .iter()
             .filter_map(|s| self.secrets.get(s).map(|v| (s.clone(), v.clone())))
             .collect();
+        // Trace context goes as headers on HTTP requests (from the CLIENT span the http
+        // provider makes when spans are recorded) and as variables for children.
+        let http = provider.get("type").and_then(Value::as_str) == Some("http");
+        let tracing = self.spans.tracer().is_some();
         Ctx {
             configuration: &self.configuration,
             secrets,
             http: &self.http,
-            headers: propagation::http_headers(cx, &self.baggage()),
-            env: self
-                .env
-                .iter()
-                .cloned()
-                .chain(propagation::child_env(cx, &self.baggage()))
-                .collect(),
+            headers: if http && !tracing {
+                propagation::http_headers(cx, &self.baggage())
+            } else {
+                Vec::new()
+            },
+            env: if http {
+                Vec::new()
+            } else {
+                self.env
+                    .iter()
+                    .cloned()
+                    .chain(propagation::child_env(cx, &self.baggage()))
+                    .collect()
+            },
             logs: Default::default(),
             redactor: &self.redactor,
             trace: self.spans.tracer().map(|t| provider::TraceCtx {
