@@ -65,13 +65,15 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::{is_executable, median, tail, Output, Sample, CHILD_TIMEOUT};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -92,8 +94,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use serde_json::{json, Value};
 
-/// Every measured child is killed (with its process group) after this long.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Rounds run (and checked) but not measured: page cache, first connections.
 const WARMUP_ROUNDS: usize = 2;
 const DEFAULT_RUNS: usize = 10;
@@ -524,13 +524,6 @@ fn closed_port() -> Result<SocketAddr, String> {
 // ---------------------------------------------------------------------------
 // Locating the binary
 
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
 /// faultline: `FAULTLINE_BENCH_BIN`, else the release binary cargo built for this
 /// bench, else `target/release/faultline` under the manifest directory.
 fn faultline_bin() -> Result<PathBuf, String> {
@@ -583,26 +576,6 @@ fn version_of(bin: &Path, dir: &Path) -> String {
 // ---------------------------------------------------------------------------
 // Measuring one child process
 
-/// What one run cost, as seen from its parent.
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    wall_ms: f64,
-    /// `ru_maxrss` from `wait4`: the larger of faultline's own peak and that of the
-    /// `echo` processes it waited for.
-    maxrss_kib: i64,
-    /// User + system CPU of faultline and the processes it waited for.
-    cpu_ms: f64,
-    /// Exit code, or `None` when killed by a signal.
-    code: Option<i32>,
-    timed_out: bool,
-}
-
-enum Output<'a> {
-    Null,
-    /// Capture stdout/stderr into these files (sanity runs, to show the console).
-    Files(&'a Path, &'a Path),
-}
-
 /// Variables a caller's shell may carry that would change where spans go.
 fn scrub(cmd: &mut Command) {
     for (k, _) in env::vars_os() {
@@ -618,102 +591,20 @@ fn scrub(cmd: &mut Command) {
     }
 }
 
-/// Spawns `argv` in its own process group with `vars` added, waits for it with
-/// `waitid(WNOWAIT)` so the pid stays reserved while the watchdog is cancelled, then
-/// reaps it with `wait4` to read its resource usage. The watchdog kills the whole group
-/// after `CHILD_TIMEOUT`.
+/// [`common::measure_with`] with the caller's telemetry variables scrubbed, the settings
+/// file isolated, and `vars` added.
 fn measure(
     argv: &[OsString],
     vars: &[(String, String)],
     cwd: &Path,
     output: Output<'_>,
 ) -> std::io::Result<Sample> {
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .process_group(0);
-    scrub(&mut cmd);
-    cmd.env("XDG_CONFIG_HOME", cwd.join("xdg-config"));
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    match output {
-        Output::Null => {
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    common::measure_with(argv, cwd, output, |cmd| {
+        scrub(cmd);
+        cmd.env("XDG_CONFIG_HOME", cwd.join("xdg-config"));
+        for (k, v) in vars {
+            cmd.env(k, v);
         }
-        Output::Files(out, err) => {
-            cmd.stdout(fs::File::create(out)?)
-                .stderr(fs::File::create(err)?);
-        }
-    }
-
-    let start = Instant::now();
-    let child = cmd.spawn()?;
-    let pid = child.id() as libc::pid_t;
-    // The child is reaped below with wait4; std's handle must not wait for it too.
-    drop(child);
-
-    let (cancel, cancelled) = mpsc::channel::<()>();
-    let watchdog = thread::spawn(move || {
-        if cancelled.recv_timeout(CHILD_TIMEOUT).is_err() {
-            // SAFETY: plain syscall; the leader is not reaped yet, so `-pid` is still
-            // its process group and cannot name an unrelated one.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-            true
-        } else {
-            false
-        }
-    });
-
-    // Wait for the exit without reaping.
-    loop {
-        // SAFETY: `info` is a plain C struct the kernel fills in.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if r == 0 {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-    let wall = start.elapsed();
-    let _ = cancel.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
-    // Anything the run left behind in its group goes too (its leader is still a
-    // zombie, so the group id is still ours).
-    // SAFETY: as above.
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
-
-    let mut status: libc::c_int = 0;
-    // SAFETY: `usage` is a plain C struct the kernel fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-    let tv_ms = |tv: libc::timeval| tv.tv_sec as f64 * 1e3 + tv.tv_usec as f64 / 1e3;
-    Ok(Sample {
-        wall_ms: wall.as_secs_f64() * 1e3,
-        maxrss_kib: usage.ru_maxrss,
-        cpu_ms: tv_ms(usage.ru_utime) + tv_ms(usage.ru_stime),
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        timed_out,
     })
 }
 
@@ -1047,15 +938,6 @@ fn shape(j: &Value) -> Value {
     })
 }
 
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    if all.is_empty() {
-        return "(empty)".to_string();
-    }
-    all[all.len().saturating_sub(lines)..].join("\n    ")
-}
-
 /// faultline's console lines about telemetry, without their timestamp.
 fn telemetry_lines(stderr: &Path) -> Vec<String> {
     fs::read_to_string(stderr)
@@ -1178,19 +1060,6 @@ fn sanity_run(c: &mut Config, dir: &Path, idx: usize, reference: Option<&Value>)
 
 // ---------------------------------------------------------------------------
 // Statistics and printing
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Summary {

@@ -1,0 +1,162 @@
+//! Measuring one child process, shared by the benchmark programs: wall time from
+//! spawn to exit, peak RSS and CPU from `wait4`, every child killed (with its process
+//! group) after a deadline. Not a benchmark itself (cargo only runs `benches/*.rs`).
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Every measured child is killed (with its process group) after this long.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one run cost, as seen from its parent.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub wall_ms: f64,
+    /// `ru_maxrss` from `wait4`: the larger of the child's own peak and that of the
+    /// descendants it waited for (an `echo` is far smaller than any runner).
+    pub maxrss_kib: i64,
+    /// User + system CPU of the child and the descendants it waited for.
+    pub cpu_ms: f64,
+    /// Exit code, or `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub timed_out: bool,
+}
+
+/// Where the child's output goes.
+pub enum Output<'a> {
+    Null,
+    /// Capture stdout/stderr into these files (sanity runs, to show the console).
+    Files(&'a Path, &'a Path),
+}
+
+/// Spawns `argv` in its own process group (after `prepare` adjusted the command, e.g.
+/// its environment), waits for it with `waitid(WNOWAIT)` so the pid stays reserved
+/// while the watchdog is cancelled, then reaps it with `wait4` to read its resource
+/// usage. The watchdog kills the whole group after [`CHILD_TIMEOUT`].
+pub fn measure_with(
+    argv: &[OsString],
+    cwd: &Path,
+    output: Output<'_>,
+    prepare: impl FnOnce(&mut Command),
+) -> std::io::Result<Sample> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .process_group(0);
+    prepare(&mut cmd);
+    match output {
+        Output::Null => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        Output::Files(out, err) => {
+            cmd.stdout(fs::File::create(out)?)
+                .stderr(fs::File::create(err)?);
+        }
+    }
+
+    let start = Instant::now();
+    let child = cmd.spawn()?;
+    let pid = child.id() as libc::pid_t;
+    // The child is reaped below with wait4; std's handle must not wait for it too.
+    drop(child);
+
+    let (cancel, cancelled) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || {
+        if cancelled.recv_timeout(CHILD_TIMEOUT).is_err() {
+            // SAFETY: plain syscall; the leader is not reaped yet, so `-pid` is still
+            // its process group and cannot name an unrelated one.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            true
+        } else {
+            false
+        }
+    });
+
+    // Wait for the exit without reaping.
+    loop {
+        // SAFETY: `info` is a plain C struct the kernel fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    let wall = start.elapsed();
+    let _ = cancel.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
+    // Anything the child left behind in its group goes too (its leader is still a
+    // zombie, so the group id is still ours).
+    // SAFETY: as above.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+
+    let mut status: libc::c_int = 0;
+    // SAFETY: `usage` is a plain C struct the kernel fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    let tv_ms = |tv: libc::timeval| tv.tv_sec as f64 * 1e3 + tv.tv_usec as f64 / 1e3;
+    Ok(Sample {
+        wall_ms: wall.as_secs_f64() * 1e3,
+        maxrss_kib: usage.ru_maxrss,
+        cpu_ms: tv_ms(usage.ru_utime) + tv_ms(usage.ru_stime),
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        timed_out,
+    })
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    if all.is_empty() {
+        return "(empty)".to_string();
+    }
+    all[all.len().saturating_sub(lines)..].join("\n    ")
+}
+
+pub fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
