@@ -377,6 +377,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         safeguards: std::mem::take(&mut built.safeguards),
     };
     let outcome = runner.run().await;
+    // The journal goes to disk while telemetry finishes; it is put in place after.
+    let pending = faultline::run::journal::prepare(&args.journal_path, &outcome.journal);
     // Telemetry and sinks finish together, within one shared limit.
     let limit = telemetry.shutdown_limit();
     let (report, sink_reports) = tokio::join!(telemetry.shutdown(), async {
@@ -419,7 +421,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         &report.to_string(),
     );
     let code = ExitCode::for_run(outcome.status, outcome.deviated);
-    match faultline::run::journal::write_atomic(&args.journal_path, &outcome.journal) {
+    match pending.and_then(|p| p.commit()) {
         Ok(()) => console.line(
             Level::Info,
             "journal.written",
@@ -497,6 +499,7 @@ fn spawn_signal_handler(
                 interrupt.trigger(format!("received {name}"));
             } else {
                 faultline::provider::process::kill_all_children();
+                faultline::run::journal::remove_temporaries();
                 console.line(
                     Level::Critical,
                     "experiment.signal",

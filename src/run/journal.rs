@@ -5,7 +5,7 @@ use crate::redact::{mask_secret_block, Redactor};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One executed activity, as the journal records it.
 #[derive(Debug, Clone, Serialize)]
@@ -137,16 +137,82 @@ pub fn build(p: JournalParts<'_>, redactor: &Redactor) -> Value {
 /// Write `value` to `path` atomically: a temporary file in the same directory,
 /// flushed to disk, then renamed over the target. Readers never see a partial file.
 pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
-    write_atomic_with(path, value, true)
+    prepare(path, value)?.commit()
 }
 
-/// [`write_atomic`], with the flush to disk optional: derived files (the trace file)
-/// skip it, since the journal is the durable record and an `fsync` costs most of a
-/// millisecond. Without it the file is still never seen half-written (rename).
-pub fn write_atomic_with(path: &Path, value: &Value, durable: bool) -> std::io::Result<()> {
+/// First half of [`write_atomic`]: the journal is written to its temporary file and
+/// the kernel starts writing it to disk, without waiting. [`Pending::commit`] then
+/// waits for the disk and puts the file in place. Work done in between (the trace
+/// file, telemetry shutdown) overlaps the disk write instead of following it.
+pub fn prepare(path: &Path, value: &Value) -> std::io::Result<Pending> {
+    let pending = write_temporary(path, |w| serde_json::to_writer_pretty(w, value))?;
+    start_writeback(&pending.file);
+    Ok(pending)
+}
+
+/// A complete file under a temporary name beside its destination. Dropped without
+/// [`Pending::commit`] or [`Pending::rename`], the temporary file is removed.
+#[derive(Debug)]
+pub struct Pending {
+    file: std::fs::File,
+    tmp: PathBuf,
+    path: PathBuf,
+    done: bool,
+}
+
+impl Pending {
+    /// Flush to disk (`fdatasync`), then rename over the destination: after a crash the
+    /// destination holds the old file or the whole new one, never a truncated one.
+    pub fn commit(self) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        self.rename()
+    }
+
+    /// Rename over the destination without waiting for the disk.
+    pub fn rename(mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.tmp, &self.path)?;
+        self.done = true;
+        forget_temporary(&self.tmp);
+        Ok(())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+            forget_temporary(&self.tmp);
+        }
+    }
+}
+
+/// Temporary files written but not yet renamed, so that an exit that skips
+/// destructors (a second signal) can still remove them.
+static TEMPORARIES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn temporaries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    TEMPORARIES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn forget_temporary(tmp: &Path) {
+    temporaries().retain(|t| t != tmp);
+}
+
+/// Remove every temporary file not yet renamed into place (before exiting at once).
+pub fn remove_temporaries() {
+    for t in temporaries().drain(..) {
+        let _ = std::fs::remove_file(t);
+    }
+}
+
+/// Write a file `.{name}.{pid}.tmp` beside `path` with `write`, through a buffer.
+pub fn write_temporary(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> serde_json::Result<()>,
+) -> std::io::Result<Pending> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
+        _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir)?;
     let name = path
@@ -154,22 +220,39 @@ pub fn write_atomic_with(path: &Path, value: &Value, durable: bool) -> std::io::
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "journal.json".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
-        serde_json::to_writer_pretty(&mut f, value)?;
-        f.write_all(b"\n")?;
-        let f = f
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)?;
-        if durable {
-            f.sync_data()?;
+    let file = std::fs::File::create(&tmp)?;
+    temporaries().push(tmp.clone());
+    // From here on, dropping `pending` removes the temporary file.
+    let pending = Pending {
+        file,
+        tmp,
+        path: path.to_path_buf(),
+        done: false,
+    };
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, &pending.file);
+    write(&mut w)?;
+    w.write_all(b"\n")?;
+    w.flush()?;
+    drop(w);
+    Ok(pending)
+}
+
+/// Ask the kernel to start writing `file`'s pages to disk now, without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a later `fdatasync` then mostly finds
+/// the work done. Best effort: where it is not supported nothing changes.
+#[allow(unsafe_code)]
+fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on a file descriptor we own for the whole call; it
+        // touches no memory of ours.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
         }
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 #[cfg(test)]
@@ -227,6 +310,59 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_prepared_journal_replaces_the_old_one_only_when_committed() {
+        let dir = std::env::temp_dir().join(format!("fl-journal-pending-{}", std::process::id()));
+        let path = dir.join("j.json");
+        write_atomic(&path, &json!({"run": "old"})).unwrap();
+
+        let pending = prepare(&path, &json!({"run": "new"})).unwrap();
+        // Written in full beside the destination; the destination is still the old run.
+        let tmp = format!(".j.json.{}.tmp", std::process::id());
+        assert_eq!(names_in(&dir), [tmp.clone(), "j.json".to_string()]);
+        let staged: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(&tmp)).unwrap()).unwrap();
+        assert_eq!(staged["run"], "new");
+        let old: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(old["run"], "old");
+
+        pending.commit().unwrap();
+        assert_eq!(names_in(&dir), ["j.json"]);
+        let new: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(new["run"], "new");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_journal_leaves_no_temporary_file_behind() {
+        let dir = std::env::temp_dir().join(format!("fl-journal-drop-{}", std::process::id()));
+        let path = dir.join("j.json");
+        drop(prepare(&path, &json!({"a": 1})).unwrap());
+        assert!(names_in(&dir).is_empty());
+
+        // An exit that skips destructors (a second signal) finds them in the registry;
+        // `remove_temporaries` itself is not called here: it would also remove the
+        // files of tests running alongside.
+        let tmp = dir.join(format!(".j.json.{}.tmp", std::process::id()));
+        let pending = prepare(&path, &json!({"a": 2})).unwrap();
+        assert!(temporaries().contains(&tmp));
+        pending.commit().unwrap();
+        assert!(!temporaries().contains(&tmp));
+        let pending = prepare(&path, &json!({"a": 3})).unwrap();
+        drop(pending);
+        assert!(!temporaries().contains(&tmp));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

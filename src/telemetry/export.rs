@@ -132,9 +132,10 @@ impl FileSink {
     }
 
     /// Everything collected so far, as one OTLP request (one resource, spans grouped
-    /// by instrumentation scope).
-    pub fn request(&self) -> ExportTraceServiceRequest {
-        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    /// by instrumentation scope). The spans are handed over, not copied: the file is
+    /// written once, at shutdown.
+    pub fn take_request(&self) -> ExportTraceServiceRequest {
+        let spans = std::mem::take(&mut *self.spans.lock().unwrap_or_else(|p| p.into_inner()));
         let resource = ResourceAttributesWithSchema::from(&self.resource);
         ExportTraceServiceRequest {
             resource_spans: if spans.is_empty() {
@@ -145,10 +146,11 @@ impl FileSink {
         }
     }
 
-    /// Write the file atomically (temporary file, rename; no flush to disk: the journal is the durable record): a reader sees the
-    /// previous file or the complete new one, never half a trace.
+    /// Write the file atomically (temporary file, rename; no flush to disk: the
+    /// journal is the durable record): a reader sees the previous file or the complete
+    /// new one, never half a trace.
     pub fn write(&self) -> Result<usize, String> {
-        let request = self.request();
+        let request = self.take_request();
         let n = request
             .resource_spans
             .iter()
@@ -161,10 +163,11 @@ impl FileSink {
     }
 }
 
-/// OTLP JSON (the protobuf-JSON mapping with hex ids) of `request` at `path`.
+/// OTLP JSON (the protobuf-JSON mapping with hex ids) of `request` at `path`, on one
+/// line as the OpenTelemetry Collector's file exporter writes it, so that its
+/// `otlpjsonfile` receiver can read the file back.
 pub fn write_json(path: &Path, request: &ExportTraceServiceRequest) -> std::io::Result<()> {
-    let value = serde_json::to_value(request)?;
-    crate::run::journal::write_atomic_with(path, &value, false)
+    crate::run::journal::write_temporary(path, |w| serde_json::to_writer(w, request))?.rename()
 }
 
 /// The exporter side of the file sink: collecting costs a lock and a push.

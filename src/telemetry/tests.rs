@@ -106,8 +106,14 @@ async fn the_embedded_default_writes_loadable_otlp_json_next_to_the_journal() {
         assert!(attr(&s.attributes, "chaos.activity.name").is_some());
     }
 
+    // One request per line, as the Collector's file exporter writes and its
+    // `otlpjsonfile` receiver reads.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.ends_with("}\n"));
+
     // Untyped: ids are lower-case hex strings as the OTLP JSON mapping wants.
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let span = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
     let tid = span["traceId"].as_str().expect("traceId is a string");
     assert_eq!(tid, trace_id);
