@@ -25,3 +25,4 @@ pub mod settings;
 pub mod sink;
 pub mod telemetry;
 pub mod timefmt;
+pub mod tls;

@@ -323,6 +323,9 @@ async fn stop_signal() {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    // The OTLP/HTTP exporter's client needs a TLS provider; faultline builds reqwest
+    // without one and installs *ring* (see src/tls.rs).
+    faultline::tls::init();
     let metrics_handle = PrometheusBuilder::new()
         .set_buckets(DURATION_BUCKETS)?
         .install_recorder()?;

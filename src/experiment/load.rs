@@ -94,6 +94,7 @@ pub async fn load(location: &str) -> Result<Document, LoadError> {
             url: location.to_string(),
             reason,
         };
+        crate::tls::init();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

@@ -387,6 +387,7 @@ impl Clients {
         if let Some(c) = map.get(&(verify_tls, connect)) {
             return Ok(c.clone());
         }
+        crate::tls::init();
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
             .tls_danger_accept_invalid_certs(!verify_tls);

@@ -170,6 +170,7 @@ pub(crate) fn display_url(url: &str) -> String {
 /// setup: building a client costs milliseconds). `tls: false` when no destination is
 /// `https://`.
 pub(crate) fn client(tls: bool) -> Result<reqwest::Client, String> {
+    crate::tls::init();
     let mut b =
         reqwest::Client::builder().user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")));
     if !tls {

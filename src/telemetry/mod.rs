@@ -324,6 +324,8 @@ impl Telemetry {
         cfg: TelemetryConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Telemetry, String> {
+        // The OTLP exporters build their HTTP clients themselves.
+        crate::tls::init();
         let plan = config::plan(&cfg, env)?;
         let mut warnings = plan.warnings;
         let parent = propagation::parent_from_env(env);

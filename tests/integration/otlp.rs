@@ -1003,6 +1003,7 @@ mod selftest {
     #[test]
     fn otlp_receivers_get_logs_over_http_and_grpc() {
         let http = OtlpReceiver::http();
+        faultline::tls::init();
         let client = reqwest::blocking::Client::new();
         let r = client
             .post(http.logs_url())
@@ -1040,6 +1041,7 @@ mod selftest {
     #[test]
     fn otlp_receiver_rejects_what_is_not_otlp() {
         let rx = OtlpReceiver::http();
+        faultline::tls::init();
         let client = reqwest::blocking::Client::new();
         let r = client
             .post(rx.traces_url())
@@ -1068,6 +1070,7 @@ mod selftest {
     #[test]
     fn otlp_outage_modes_fail_as_advertised() {
         let failing = OtlpReceiver::failing(500);
+        faultline::tls::init();
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_millis(300))
             .build()
@@ -1253,6 +1256,7 @@ pub(crate) mod demo {
     }
 
     fn http() -> reqwest::blocking::Client {
+        faultline::tls::init();
         reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

@@ -328,6 +328,110 @@ fn http_verify_tls_false_is_accepted() {
     assert_eq!(srv.requests().len(), 1);
 }
 
+/// An HTTPS server on 127.0.0.1 with a freshly made self-signed certificate
+/// (`openssl req`, Python's `ssl`), answering every GET with `{"tls": true}`.
+struct TlsServer {
+    port: u16,
+    _child: ChildGuard,
+}
+
+impl TlsServer {
+    fn start(dir: &TempDir) -> TlsServer {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("the openssl command line tool (Debian package openssl) is needed");
+        assert!(
+            made.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let script = dir.write(
+            "tls_server.py",
+            r#"import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'{"tls": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#,
+        );
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(&cert)
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 is needed");
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        let guard = ChildGuard(Some(child));
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no port from the TLS server: {line:?}"));
+        TlsServer {
+            port,
+            _child: guard,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.port)
+    }
+}
+
+#[test]
+fn https_with_verify_tls_false_reaches_a_self_signed_server_and_verification_refuses_it() {
+    let dir = TempDir::new("https");
+    let srv = TlsServer::start(&dir);
+    let e = exp(vec![
+        http("insecure", json!({"url": srv.url(), "verify_tls": false})),
+        http("verified", json!({"url": srv.url()})),
+    ]);
+    let out = run_ok(&dir, &e, &[]);
+    let en = method_entry(&out, "insecure");
+    assert_succeeded(en);
+    assert_eq!(en["output"]["status"], 200);
+    assert_eq!(en["output"]["body"], json!({"tls": true}));
+    // Certificates are checked by default: a self-signed one is refused, plainly.
+    let text = assert_failed_with(method_entry(&out, "verified"), "certificate");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
 // ---------------------------------------------------------------- process
 
 #[test]
