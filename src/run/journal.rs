@@ -137,20 +137,63 @@ pub fn build(p: JournalParts<'_>, redactor: &Redactor) -> Value {
 /// Write `value` to `path` atomically: a temporary file in the same directory,
 /// flushed to disk, then renamed over the target. Readers never see a partial file.
 pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
-    prepare(path, value)?.commit()
+    write_temporary(path, |w| serde_json::to_writer_pretty(w, value))?.commit()
 }
 
-/// First half of [`write_atomic`]: the journal is written to its temporary file and
-/// the kernel starts writing it to disk, without waiting. [`Pending::commit`] then
-/// waits for the disk and puts the file in place. Work done in between (the trace
-/// file, telemetry shutdown) overlaps the disk write instead of following it.
-pub fn prepare(path: &Path, value: &Value) -> std::io::Result<Pending> {
-    let pending = write_temporary(path, |w| serde_json::to_writer_pretty(w, value))?;
-    start_writeback(&pending.file);
-    Ok(pending)
+/// [`write_atomic`] on a thread of its own, so that the disk flush overlaps other work
+/// (the telemetry shutdown). The handle gives the result and the journal back (for a
+/// fallback destination). Where no thread can be started, it writes here and now.
+pub fn write_in_background(path: PathBuf, value: Value) -> Background {
+    use std::sync::mpsc;
+    let (job_tx, job_rx) = mpsc::channel::<(PathBuf, Value)>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let here = done_tx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("journal".into())
+        .spawn(move || {
+            if let Ok((path, value)) = job_rx.recv() {
+                // A panic must not take the journal with it: it comes back either way.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    write_atomic(&path, &value)
+                }))
+                .unwrap_or_else(|_| Err(std::io::Error::other("the journal writer panicked")));
+                let _ = done_tx.send((r, value));
+            }
+        });
+    // No thread (or it is gone): the job comes back, and is done here.
+    let job = match spawned {
+        Ok(_) => job_tx.send((path, value)).err().map(|e| e.0),
+        Err(_) => Some((path, value)),
+    };
+    if let Some((path, value)) = job {
+        let r = write_atomic(&path, &value);
+        let _ = here.send((r, value));
+    }
+    Background(done_rx)
 }
 
-/// A complete file under a temporary name beside its destination. Dropped without
+/// A journal being written by [`write_in_background`].
+#[derive(Debug)]
+pub struct Background(std::sync::mpsc::Receiver<(std::io::Result<()>, Value)>);
+
+impl Background {
+    /// Wait for the write; the journal comes back with the result (always, short of
+    /// the writer thread vanishing, which `catch_unwind` rules out).
+    pub fn wait(self) -> (std::io::Result<()>, Option<Value>) {
+        match self.0.recv() {
+            Ok((r, v)) => (r, Some(v)),
+            Err(_) => (
+                Err(std::io::Error::other(
+                    "the journal writer stopped before finishing",
+                )),
+                None,
+            ),
+        }
+    }
+}
+
+/// A complete file under a temporary name beside its destination (see
+/// [`write_temporary`]). Dropped without
 /// [`Pending::commit`] or [`Pending::rename`], the temporary file is removed.
 #[derive(Debug)]
 pub struct Pending {
@@ -237,24 +280,6 @@ pub fn write_temporary(
     Ok(pending)
 }
 
-/// Ask the kernel to start writing `file`'s pages to disk now, without waiting
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a later `fdatasync` then mostly finds
-/// the work done. Best effort: where it is not supported nothing changes.
-#[allow(unsafe_code)]
-fn start_writeback(file: &std::fs::File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain syscall on a file descriptor we own for the whole call; it
-        // touches no memory of ours.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +338,25 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[test]
+    fn a_background_write_puts_the_journal_in_place_and_gives_it_back() {
+        let dir = std::env::temp_dir().join(format!("fl-journal-bg-{}", std::process::id()));
+        let path = dir.join("j.json");
+        let (r, back) = write_in_background(path.clone(), json!({"run": 1})).wait();
+        r.unwrap();
+        assert_eq!(back, Some(json!({"run": 1})));
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v, json!({"run": 1}));
+        assert_eq!(names_in(&dir), ["j.json"]);
+
+        // A destination that cannot be written: the error, and the journal for a fallback.
+        let blocked = dir.join("j.json").join("under-a-file.json");
+        let (r, back) = write_in_background(blocked, json!({"run": 2})).wait();
+        assert!(r.is_err());
+        assert_eq!(back, Some(json!({"run": 2})));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     fn names_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -328,7 +372,8 @@ mod tests {
         let path = dir.join("j.json");
         write_atomic(&path, &json!({"run": "old"})).unwrap();
 
-        let pending = prepare(&path, &json!({"run": "new"})).unwrap();
+        let pending =
+            write_temporary(&path, |w| serde_json::to_writer(w, &json!({"run": "new"}))).unwrap();
         // Written in full beside the destination; the destination is still the old run.
         let tmp = format!(".j.json.{}.tmp", std::process::id());
         assert_eq!(names_in(&dir), [tmp.clone(), "j.json".to_string()]);
@@ -349,18 +394,19 @@ mod tests {
     fn an_abandoned_journal_leaves_no_temporary_file_behind() {
         let dir = std::env::temp_dir().join(format!("fl-journal-drop-{}", std::process::id()));
         let path = dir.join("j.json");
-        drop(prepare(&path, &json!({"a": 1})).unwrap());
+        let stage = |v: Value| write_temporary(&path, |w| serde_json::to_writer(w, &v)).unwrap();
+        drop(stage(json!({"a": 1})));
         assert!(names_in(&dir).is_empty());
 
         // An exit that skips destructors (a second signal) finds them in the registry;
         // `remove_temporaries` itself is not called here: it would also remove the
         // files of tests running alongside.
         let tmp = dir.join(format!(".j.json.{}.tmp", std::process::id()));
-        let pending = prepare(&path, &json!({"a": 2})).unwrap();
+        let pending = stage(json!({"a": 2}));
         assert!(temporaries().contains(&tmp));
         pending.commit().unwrap();
         assert!(!temporaries().contains(&tmp));
-        let pending = prepare(&path, &json!({"a": 3})).unwrap();
+        let pending = stage(json!({"a": 3}));
         drop(pending);
         assert!(!temporaries().contains(&tmp));
         std::fs::remove_dir_all(dir).unwrap();

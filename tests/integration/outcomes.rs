@@ -534,3 +534,65 @@ fn journal_keys_timestamps_durations_and_extension_follow_ctk() {
         "the console shows the same run id"
     );
 }
+
+#[test]
+fn an_unwritable_journal_path_falls_back_to_the_temporary_directory_and_loses_nothing() {
+    let dir = TempDir::new("out-journal-fallback");
+    let exp = experiment(
+        vec![healthy_probe()],
+        vec![tracer("action", "act", "method")],
+        vec![rollback()],
+    );
+    let path = dir.experiment(&exp);
+    // A journal path under a regular file cannot be created.
+    let blocker = dir.write("not-a-directory", "x");
+    let journal = blocker.join("journal.json");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = faultline(
+        &dir,
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--journal-path",
+            journal.to_str().unwrap(),
+        ],
+        &[("TMPDIR", tmp.to_str().unwrap())],
+    );
+    // The run itself went fine; the exit code says the journal is not where asked.
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    let saved: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let name = saved[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("faultline-journal-") && name.ends_with(".json"),
+        "{name}"
+    );
+    assert!(
+        out.stderr.contains("cannot write the journal to")
+            && out.stderr.contains(saved[0].to_str().unwrap()),
+        "{}",
+        out.stderr
+    );
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&saved[0]).unwrap()).unwrap();
+    assert_eq!(j["status"], "completed");
+    assert_eq!(j["deviated"], false);
+    assert_eq!(names(&j["run"]), ["act"]);
+    assert_eq!(names(&j["rollbacks"]), ["repair"]);
+    // Nothing half-written is left beside the blocker either.
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp"))
+            .count(),
+        0
+    );
+}
