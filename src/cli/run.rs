@@ -377,9 +377,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         safeguards: std::mem::take(&mut built.safeguards),
     };
     let outcome = runner.run().await;
-    // The journal goes to disk (fdatasync) while telemetry finishes.
-    let journal =
-        faultline::run::journal::write_in_background(args.journal_path.clone(), outcome.journal);
+    // The journal goes to disk while telemetry finishes; it is put in place after.
+    let pending = faultline::run::journal::prepare(&args.journal_path, &outcome.journal);
     // Telemetry and sinks finish together, within one shared limit.
     let limit = telemetry.shutdown_limit();
     let (report, sink_reports) = tokio::join!(telemetry.shutdown(), async {
@@ -422,8 +421,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         &report.to_string(),
     );
     let code = ExitCode::for_run(outcome.status, outcome.deviated);
-    let (written, journal) = journal.wait();
-    match written {
+    match pending.and_then(|p| p.commit()) {
         Ok(()) => console.line(
             Level::Info,
             "journal.written",
@@ -432,12 +430,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Err(e) => {
             // Nothing recorded may be lost: fall back to the temporary directory.
             let fallback = std::env::temp_dir().join(format!("faultline-journal-{run_id}.json"));
-            let saved = match &journal {
-                Some(j) => faultline::run::journal::write_atomic(&fallback, j),
-                None => Err(std::io::Error::other(
-                    "the journal was lost with its writer",
-                )),
-            };
+            let saved = faultline::run::journal::write_atomic(&fallback, &outcome.journal);
             console.line(
                 Level::Critical,
                 "journal.failed",

@@ -140,56 +140,15 @@ pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
     write_temporary(path, |w| serde_json::to_writer_pretty(w, value))?.commit()
 }
 
-/// [`write_atomic`] on a thread of its own, so that the disk flush overlaps other work
-/// (the telemetry shutdown). The handle gives the result and the journal back (for a
-/// fallback destination). Where no thread can be started, it writes here and now.
-pub fn write_in_background(path: PathBuf, value: Value) -> Background {
-    use std::sync::mpsc;
-    let (job_tx, job_rx) = mpsc::channel::<(PathBuf, Value)>();
-    let (done_tx, done_rx) = mpsc::channel();
-    let here = done_tx.clone();
-    let spawned = std::thread::Builder::new()
-        .name("journal".into())
-        .spawn(move || {
-            if let Ok((path, value)) = job_rx.recv() {
-                // A panic must not take the journal with it: it comes back either way.
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    write_atomic(&path, &value)
-                }))
-                .unwrap_or_else(|_| Err(std::io::Error::other("the journal writer panicked")));
-                let _ = done_tx.send((r, value));
-            }
-        });
-    // No thread (or it is gone): the job comes back, and is done here.
-    let job = match spawned {
-        Ok(_) => job_tx.send((path, value)).err().map(|e| e.0),
-        Err(_) => Some((path, value)),
-    };
-    if let Some((path, value)) = job {
-        let r = write_atomic(&path, &value);
-        let _ = here.send((r, value));
-    }
-    Background(done_rx)
-}
-
-/// A journal being written by [`write_in_background`].
-#[derive(Debug)]
-pub struct Background(std::sync::mpsc::Receiver<(std::io::Result<()>, Value)>);
-
-impl Background {
-    /// Wait for the write; the journal comes back with the result (always, short of
-    /// the writer thread vanishing, which `catch_unwind` rules out).
-    pub fn wait(self) -> (std::io::Result<()>, Option<Value>) {
-        match self.0.recv() {
-            Ok((r, v)) => (r, Some(v)),
-            Err(_) => (
-                Err(std::io::Error::other(
-                    "the journal writer stopped before finishing",
-                )),
-                None,
-            ),
-        }
-    }
+/// First half of [`write_atomic`]: the journal is written to its temporary file and
+/// the kernel starts writing it to disk, without waiting. [`Pending::commit`] then
+/// waits for the disk and puts the file in place. Work done in between (telemetry
+/// shutdown, the trace file) overlaps the disk write instead of following it; on this
+/// thread, because waking another costs more than it saves here.
+pub fn prepare(path: &Path, value: &Value) -> std::io::Result<Pending> {
+    let pending = write_temporary(path, |w| serde_json::to_writer_pretty(w, value))?;
+    start_writeback(&pending.file);
+    Ok(pending)
 }
 
 /// A complete file under a temporary name beside its destination (see
@@ -241,6 +200,24 @@ impl Drop for Pending {
             forget_temporary(&self.tmp);
         }
     }
+}
+
+/// Ask the kernel to start writing `file`'s pages to disk now, without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a later `fdatasync` then finds part of
+/// the work done. Best effort: where it is not supported nothing changes.
+#[allow(unsafe_code)]
+fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on a file descriptor we own for the whole call; it
+        // touches no memory of ours.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// Swap the names `a` and `b` atomically; false when that cannot be done (either is
@@ -384,41 +361,19 @@ mod tests {
     }
 
     #[test]
-    fn a_background_write_puts_the_journal_in_place_and_gives_it_back() {
-        let dir = std::env::temp_dir().join(format!("fl-journal-bg-{}", std::process::id()));
+    fn a_prepared_journal_is_complete_beside_the_old_one_until_committed() {
+        let dir = std::env::temp_dir().join(format!("fl-journal-prep-{}", std::process::id()));
         let path = dir.join("j.json");
-        let (r, back) = write_in_background(path.clone(), json!({"run": 1})).wait();
-        r.unwrap();
-        assert_eq!(back, Some(json!({"run": 1})));
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(v, json!({"run": 1}));
+        write_atomic(&path, &json!({"run": 1})).unwrap();
+        let pending = prepare(&path, &json!({"run": 2})).unwrap();
+        let old: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(old, json!({"run": 1}));
+        pending.commit().unwrap();
+        let new: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(new, json!({"run": 2}));
         assert_eq!(names_in(&dir), ["j.json"]);
-
-        // A destination that cannot be written: the error, and the journal for a fallback.
-        let blocked = dir.join("j.json").join("under-a-file.json");
-        let (r, back) = write_in_background(blocked, json!({"run": 2})).wait();
-        assert!(r.is_err());
-        assert_eq!(back, Some(json!({"run": 2})));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_file_put_in_place_without_flush_replaces_the_old_one_whole() {
-        let dir = std::env::temp_dir().join(format!("fl-journal-swap-{}", std::process::id()));
-        let path = dir.join("t.json");
-        let put = |v: Value| {
-            write_temporary(&path, |w| serde_json::to_writer(w, &v))
-                .unwrap()
-                .rename()
-                .unwrap()
-        };
-        // No destination yet (a plain rename), then over an existing one (an exchange).
-        put(json!({"n": 1}));
-        put(json!({"n": 2, "pad": "x".repeat(10_000)}));
-        put(json!({"n": 3}));
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(v, json!({"n": 3}));
-        assert_eq!(names_in(&dir), ["t.json"]);
+        // A destination that cannot be written fails at once, naming nothing half-done.
+        assert!(prepare(&dir.join("j.json").join("under-a-file.json"), &json!({})).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
