@@ -62,12 +62,18 @@ pub async fn check(
     };
     let mut problems = Vec::new();
     let mut python: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Each executable is looked up on PATH once, however many activities run it.
+    let mut found: BTreeMap<String, bool> = BTreeMap::new();
     for (path, a) in activities(exp) {
         let p = vars.value(&a.provider);
         match p.get("type").and_then(Value::as_str) {
             Some("process") => {
                 if let Some(exe) = p.get("path").and_then(Value::as_str) {
-                    if !exe.contains('$') && which(exe).is_none() {
+                    let missing = !exe.contains('$')
+                        && !*found
+                            .entry(exe.to_string())
+                            .or_insert_with(|| which(exe).is_some());
+                    if missing {
                         problems.push(
                             Problem::new(format!("{path}.provider.path"), format!("activity '{}': executable '{exe}' is not found on this machine", a.name))
                                 .hint("install it or fix the path (or run with --no-validation to start anyway)"),

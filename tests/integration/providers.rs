@@ -519,6 +519,34 @@ fn process_missing_executable_fails_the_activity_with_a_clear_message() {
 }
 
 #[test]
+fn every_activity_running_a_missing_executable_is_named_once_each() {
+    // The preflight looks each executable up once; every activity using it is reported.
+    let dir = TempDir::new("proc-missing-twice");
+    let e = json!({
+        "title": "t", "description": "d",
+        "method": [
+            process("action", "first", "faultline-no-such-program", &[]),
+            process("probe", "fine", "true", &[]),
+            process("action", "second", "faultline-no-such-program", &["again"]),
+        ],
+    });
+    let out = run_experiment(&dir, &e, &[]);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    for (at, name) in [("$.method[0]", "first"), ("$.method[2]", "second")] {
+        let wanted =
+            format!("activity '{name}': executable 'faultline-no-such-program' is not found");
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains(&format!("{at}.provider.path")) && l.contains(&wanted)),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!out.stderr.contains("activity 'fine'"), "{}", out.stderr);
+}
+
+#[test]
 fn process_non_zero_exit_is_not_a_failure() {
     let dir = TempDir::new("proc-exit");
     let e = exp(vec![sh("probe", "exit3", "echo out; echo err >&2; exit 3")]);
