@@ -91,21 +91,41 @@ pub struct JournalParts<'a> {
 
 /// `platform.platform()`-like text: `Linux-6.1.0-x86_64`.
 pub fn platform() -> String {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let os = match std::env::consts::OS {
         "linux" => "Linux",
         "macos" => "Darwin",
         other => other,
     };
-    format!("{os}-{}-{}", release.trim(), std::env::consts::ARCH)
+    let release = uname().map(|u| u.0).unwrap_or_default();
+    format!("{os}-{release}-{}", std::env::consts::ARCH)
 }
 
 /// The host name.
 pub fn node() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
+    uname()
+        .map(|u| u.1)
+        .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_default()
+}
+
+/// Kernel release and host name from one `uname` call (no files to open).
+#[allow(unsafe_code)]
+fn uname() -> Option<(String, String)> {
+    // SAFETY: `utsname` is a plain C struct of byte arrays; `uname` fills it in and
+    // NUL-terminates every field.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Some((field(&u.release), field(&u.nodename)))
 }
 
 /// Build the journal value, secrets masked.
@@ -394,6 +414,18 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "A");
         assert!(!exchange(&a, &dir.join("missing")));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn platform_and_node_match_what_the_kernel_reports() {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(
+            platform(),
+            format!("Linux-{}-{}", release.trim(), std::env::consts::ARCH)
+        );
+        assert_eq!(node(), host.trim());
     }
 
     fn names_in(dir: &Path) -> Vec<String> {
