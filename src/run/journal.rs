@@ -183,8 +183,9 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Flush to disk (`fdatasync`), then rename over the destination: after a crash the
-    /// destination holds the old file or the whole new one, never a truncated one.
+    /// Flush to disk (`fdatasync`), then put the file in place (see [`Pending::rename`]):
+    /// after a crash the destination holds the old file or the whole new one, never a
+    /// truncated one.
     pub fn commit(self) -> std::io::Result<()> {
         self.file.sync_data()?;
         self.rename()
@@ -199,7 +200,11 @@ impl Pending {
     /// always holds a complete file. Where exchange is not possible (no destination
     /// yet, a filesystem without it), this is a plain rename.
     pub fn rename(mut self) -> std::io::Result<()> {
-        if exchange(&self.tmp, &self.path) {
+        // Only a regular file is swapped out: exchange would also move a directory (or
+        // anything else) aside, where rename refuses.
+        let replaces_a_file =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_file());
+        if replaces_a_file && exchange(&self.tmp, &self.path) {
             // The temporary name now holds the previous file.
             self.done = true;
             forget_temporary(&self.tmp);
@@ -380,23 +385,6 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn a_prepared_journal_is_complete_beside_the_old_one_until_committed() {
-        let dir = std::env::temp_dir().join(format!("fl-journal-prep-{}", std::process::id()));
-        let path = dir.join("j.json");
-        write_atomic(&path, &json!({"run": 1})).unwrap();
-        let pending = prepare(&path, &json!({"run": 2})).unwrap();
-        let old: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(old, json!({"run": 1}));
-        pending.commit().unwrap();
-        let new: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(new, json!({"run": 2}));
-        assert_eq!(names_in(&dir), ["j.json"]);
-        // A destination that cannot be written fails at once, naming nothing half-done.
-        assert!(prepare(&dir.join("j.json").join("under-a-file.json"), &json!({})).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
     #[cfg(target_os = "linux")]
     #[test]
     fn exchange_swaps_two_files_and_refuses_a_missing_one() {
@@ -443,8 +431,7 @@ mod tests {
         let path = dir.join("j.json");
         write_atomic(&path, &json!({"run": "old"})).unwrap();
 
-        let pending =
-            write_temporary(&path, |w| serde_json::to_writer(w, &json!({"run": "new"}))).unwrap();
+        let pending = prepare(&path, &json!({"run": "new"})).unwrap();
         // Written in full beside the destination; the destination is still the old run.
         let tmp = format!(".j.json.{}.tmp", std::process::id());
         assert_eq!(names_in(&dir), [tmp.clone(), "j.json".to_string()]);
@@ -458,6 +445,18 @@ mod tests {
         assert_eq!(names_in(&dir), ["j.json"]);
         let new: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(new["run"], "new");
+        // A destination that cannot be written fails at once, leaving nothing behind.
+        assert!(prepare(&dir.join("j.json").join("under-a-file.json"), &json!({})).is_err());
+        assert_eq!(names_in(&dir), ["j.json"]);
+
+        // A directory in the way is refused, and stays where it is, untouched.
+        let blocked = dir.join("a-directory");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        assert!(write_atomic(&blocked, &json!({})).is_err());
+        let pending = write_temporary(&blocked, |w| serde_json::to_writer(w, &json!({}))).unwrap();
+        assert!(pending.rename().is_err());
+        assert!(blocked.join("inside").is_dir());
+        assert_eq!(names_in(&dir), ["a-directory", "j.json"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
