@@ -1,5 +1,5 @@
 //! TLS for every HTTP client faultline builds (HTTP provider, experiment URLs, log
-//! sinks, OTLP exporters, Pushgateway): rustls with the *ring* crypto provider.
+//! sinks, OTLP exporters): rustls with the *ring* crypto provider.
 //!
 //! reqwest is built without a provider of its own, so one must be installed for the
 //! process before the first client is built (building one panics otherwise). Every

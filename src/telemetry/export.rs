@@ -146,7 +146,7 @@ impl FileSink {
         }
     }
 
-    /// Write the file atomically (temporary file, rename; no flush to disk: the
+    /// Write the file atomically (temporary file put in place; no flush to disk: the
     /// journal is the durable record): a reader sees the previous file or the complete
     /// new one, never half a trace.
     pub fn write(&self) -> Result<usize, String> {
