@@ -204,16 +204,16 @@ impl Pending {
         // anything else) aside, where rename refuses.
         let replaces_a_file =
             std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_file());
-        if replaces_a_file && exchange(&self.tmp, &self.path) {
-            // The temporary name now holds the previous file.
-            self.done = true;
-            forget_temporary(&self.tmp);
-            let _ = std::fs::remove_file(&self.tmp);
-            return Ok(());
+        let swapped = replaces_a_file && exchange(&self.tmp, &self.path);
+        if !swapped {
+            std::fs::rename(&self.tmp, &self.path)?;
         }
-        std::fs::rename(&self.tmp, &self.path)?;
         self.done = true;
         forget_temporary(&self.tmp);
+        if swapped {
+            // The temporary name now holds the previous file.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
         Ok(())
     }
 }
