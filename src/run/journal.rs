@@ -166,14 +166,29 @@ pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
 /// shutdown, the trace file) overlaps the disk write instead of following it; on this
 /// thread, because waking another costs more than it saves here.
 pub fn prepare(path: &Path, value: &Value) -> std::io::Result<Pending> {
-    let pending = write_temporary(path, |w| serde_json::to_writer_pretty(w, value))?;
+    prepare_staged(stage(path), path, value)
+}
+
+/// [`prepare`] into a temporary file made earlier by [`stage`], so that the end of a
+/// run only writes. When staging failed, it is tried once more here: the cause may
+/// have gone, and if not, this error is the one to report.
+pub fn prepare_staged(
+    staged: std::io::Result<Pending>,
+    path: &Path,
+    value: &Value,
+) -> std::io::Result<Pending> {
+    let staged = match staged {
+        Ok(p) => p,
+        Err(_) => stage(path)?,
+    };
+    let pending = staged.fill(|w| serde_json::to_writer_pretty(w, value))?;
     start_writeback(&pending.file);
     Ok(pending)
 }
 
-/// A complete file under a temporary name beside its destination (see
-/// [`write_temporary`]). Dropped without
-/// [`Pending::commit`] or [`Pending::rename`], the temporary file is removed.
+/// A file under a temporary name beside its destination: created empty by [`stage`],
+/// filled by [`Pending::fill`], then put in place. Dropped without [`Pending::commit`]
+/// or [`Pending::rename`], the temporary file is removed.
 #[derive(Debug)]
 pub struct Pending {
     file: std::fs::File,
@@ -183,6 +198,19 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Write the file's content with `write`, through a buffer, and a final newline.
+    pub fn fill(
+        self,
+        write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> serde_json::Result<()>,
+    ) -> std::io::Result<Pending> {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &self.file);
+        write(&mut w)?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+        drop(w);
+        Ok(self)
+    }
+
     /// Flush to disk (`fdatasync`), then put the file in place (see [`Pending::rename`]):
     /// after a crash the destination holds the old file or the whole new one, never a
     /// truncated one.
@@ -300,6 +328,14 @@ pub fn write_temporary(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> serde_json::Result<()>,
 ) -> std::io::Result<Pending> {
+    stage(path)?.fill(write)
+}
+
+/// Create the empty temporary file `.{name}.{pid}.tmp` beside `path` (and the
+/// directories above it). Creating a file is the slowest step of writing a small one
+/// on a cold machine, so a run stages its journal while it waits for its first
+/// activity, and only writes at the end.
+pub fn stage(path: &Path) -> std::io::Result<Pending> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -312,19 +348,13 @@ pub fn write_temporary(
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let file = std::fs::File::create(&tmp)?;
     temporaries().push(tmp.clone());
-    // From here on, dropping `pending` removes the temporary file.
-    let pending = Pending {
+    // From here on, dropping the `Pending` removes the temporary file.
+    Ok(Pending {
         file,
         tmp,
         path: path.to_path_buf(),
         done: false,
-    };
-    let mut w = std::io::BufWriter::with_capacity(64 * 1024, &pending.file);
-    write(&mut w)?;
-    w.write_all(b"\n")?;
-    w.flush()?;
-    drop(w);
-    Ok(pending)
+    })
 }
 
 #[cfg(test)]
@@ -457,6 +487,42 @@ mod tests {
         assert!(pending.rename().is_err());
         assert!(blocked.join("inside").is_dir());
         assert_eq!(names_in(&dir), ["a-directory", "j.json"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_staged_journal_is_created_empty_and_filled_at_the_end() {
+        let dir = std::env::temp_dir().join(format!("fl-journal-staged-{}", std::process::id()));
+        let path = dir.join("deeper").join("j.json");
+        let tmp = format!(".j.json.{}.tmp", std::process::id());
+        let staged = stage(&path);
+        // The directories are made and the temporary file exists, empty; the
+        // destination does not exist yet.
+        assert_eq!(names_in(&dir.join("deeper")), [tmp.as_str()]);
+        assert_eq!(std::fs::read(dir.join("deeper").join(&tmp)).unwrap(), b"");
+        let pending = prepare_staged(staged, &path, &json!({"run": 1})).unwrap();
+        assert_eq!(names_in(&dir.join("deeper")), [tmp.as_str()]);
+        pending.commit().unwrap();
+        let j: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(j["run"], 1);
+        assert_eq!(names_in(&dir.join("deeper")), ["j.json"]);
+
+        // Staging failed (here: the directory was not there yet): tried again at the end.
+        let later = dir.join("later").join("j.json");
+        let failed = Err(std::io::Error::other("staging failed"));
+        prepare_staged(failed, &later, &json!({"run": 2}))
+            .unwrap()
+            .commit()
+            .unwrap();
+        let j: Value = serde_json::from_str(&std::fs::read_to_string(&later).unwrap()).unwrap();
+        assert_eq!(j["run"], 2);
+        // ... and when it fails again, that error is reported and nothing is left.
+        std::fs::write(dir.join("a-file"), "x").unwrap();
+        let blocked = dir.join("a-file").join("j.json");
+        let failed = Err(std::io::Error::other("staging failed"));
+        let e = prepare_staged(failed, &blocked, &json!({})).unwrap_err();
+        assert_ne!(e.to_string(), "staging failed");
+        assert_eq!(names_in(&dir), ["a-file", "deeper", "later"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

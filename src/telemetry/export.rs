@@ -9,7 +9,7 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use opentelemetry_sdk::Resource;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -120,6 +120,8 @@ pub struct FileSink {
     pub path: PathBuf,
     resource: Resource,
     spans: Mutex<Vec<SpanData>>,
+    /// The file's temporary name, created ahead by [`FileSink::stage`].
+    staged: Mutex<Option<crate::run::journal::Pending>>,
 }
 
 impl FileSink {
@@ -128,6 +130,7 @@ impl FileSink {
             path,
             resource,
             spans: Mutex::new(Vec::new()),
+            staged: Mutex::new(None),
         })
     }
 
@@ -146,9 +149,21 @@ impl FileSink {
         }
     }
 
+    /// Create the file's temporary name now (see [`crate::run::journal::stage`]), so
+    /// that [`FileSink::write`] only writes. Best effort: on failure, `write` tries
+    /// again and reports the error.
+    pub fn stage(&self) {
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        if staged.is_none() {
+            *staged = crate::run::journal::stage(&self.path).ok();
+        }
+    }
+
     /// Write the file atomically (temporary file put in place; no flush to disk: the
     /// journal is the durable record): a reader sees the previous file or the complete
-    /// new one, never half a trace.
+    /// new one, never half a trace. The content is OTLP JSON (the protobuf-JSON mapping
+    /// with hex ids) on one line, as the OpenTelemetry Collector's file exporter writes
+    /// it, so that its `otlpjsonfile` receiver can read the file back.
     pub fn write(&self) -> Result<usize, String> {
         let request = self.take_request();
         let n = request
@@ -157,17 +172,17 @@ impl FileSink {
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len())
             .sum();
-        write_json(&self.path, &request)
+        let staged = self.staged.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let pending = match staged {
+            Some(p) => Ok(p),
+            None => crate::run::journal::stage(&self.path),
+        };
+        pending
+            .and_then(|p| p.fill(|w| serde_json::to_writer(w, &request)))
+            .and_then(crate::run::journal::Pending::rename)
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
         Ok(n)
     }
-}
-
-/// OTLP JSON (the protobuf-JSON mapping with hex ids) of `request` at `path`, on one
-/// line as the OpenTelemetry Collector's file exporter writes it, so that its
-/// `otlpjsonfile` receiver can read the file back.
-pub fn write_json(path: &Path, request: &ExportTraceServiceRequest) -> std::io::Result<()> {
-    crate::run::journal::write_temporary(path, |w| serde_json::to_writer(w, request))?.rename()
 }
 
 /// The exporter side of the file sink: collecting costs a lock and a push.
