@@ -211,12 +211,16 @@ impl Pending {
         Ok(self)
     }
 
-    /// Flush to disk (`fdatasync`), then put the file in place (see [`Pending::rename`]):
-    /// after a crash the destination holds the old file or the whole new one, never a
-    /// truncated one.
-    pub fn commit(self) -> std::io::Result<()> {
+    /// Flush to disk (`fdatasync`), then rename over the destination: after a crash
+    /// the destination holds the old file or the whole new one, never a truncated
+    /// one. (A plain rename: with the data already on disk, ext4 has nothing to write
+    /// inside it, which is what [`Pending::rename`] works around.)
+    pub fn commit(mut self) -> std::io::Result<()> {
         self.file.sync_data()?;
-        self.rename()
+        std::fs::rename(&self.tmp, &self.path)?;
+        self.done = true;
+        forget_temporary(&self.tmp);
+        Ok(())
     }
 
     /// Put the file in place without waiting for the disk, atomically all the same.

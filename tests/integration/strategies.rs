@@ -297,6 +297,34 @@ fn strategies_from_a_settings_file() {
 }
 
 #[test]
+fn strategies_from_a_settings_file_named_in_the_environment() {
+    let dir = TempDir::new("st-settings-env");
+    let settings = dir.write(
+        "settings.yaml",
+        &settings_yaml("after-method-only", "never"),
+    );
+    let out = run_experiment_env(
+        &dir,
+        &simple(),
+        &[],
+        &[("FAULTLINE_SETTINGS", settings.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(lines(&dir, "trace"), ["method", "probe"]);
+    // The flag wins over the environment.
+    std::fs::remove_file(dir.join("trace")).unwrap();
+    let other = dir.write("other.yaml", &settings_yaml("before-method-only", "never"));
+    let out = run_experiment_env(
+        &dir,
+        &simple(),
+        &["--settings", other.to_str().unwrap()],
+        &[("FAULTLINE_SETTINGS", settings.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(lines(&dir, "trace"), ["probe", "method"]);
+}
+
+#[test]
 fn strategies_from_the_default_settings_path() {
     let dir = TempDir::new("st-xdg");
     std::fs::create_dir_all(dir.join("xdg/faultline")).unwrap();
