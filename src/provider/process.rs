@@ -8,7 +8,7 @@
 use super::{field, seconds, ActivityError, Ctx};
 use crate::experiment::substitute::python_str;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -120,24 +120,51 @@ impl ProcessProvider {
 }
 
 /// Find an executable like `shutil.which`, expanding a leading `~`.
+///
+/// A name found on PATH is remembered for the rest of the run, and the remembered
+/// file is checked again (one `stat`) at each use: searching PATH costs a `stat` per
+/// directory, and a run spawns the same few programs again and again. When the file is
+/// gone or no longer executable, PATH is searched again. (The one difference from
+/// searching every time: a program installed mid-run in an earlier PATH directory
+/// than the one found first is not picked up.)
 pub fn which(path: &str) -> Option<PathBuf> {
     let expanded = match path.strip_prefix("~/") {
         Some(rest) => std::env::var_os("HOME").map(|h| Path::new(&h).join(rest))?,
         None => PathBuf::from(path),
     };
-    let is_exec = |p: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
     if expanded.components().count() > 1 || path.contains('/') {
-        return is_exec(&expanded).then_some(expanded);
+        return is_executable(&expanded).then_some(expanded);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(&expanded))
-            .find(|p| is_exec(p))
-    })
+    on_path(path, &std::env::var_os("PATH")?)
+}
+
+/// [`which`] for a bare name, on the directories of `paths` (a PATH value).
+fn on_path(name: &str, paths: &std::ffi::OsStr) -> Option<PathBuf> {
+    type Found = BTreeMap<(std::ffi::OsString, String), PathBuf>;
+    static FOUND: Mutex<Found> = Mutex::new(BTreeMap::new());
+    let found = || FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (paths.to_os_string(), name.to_string());
+    let known = found().get(&key).cloned();
+    if let Some(known) = known {
+        if is_executable(&known) {
+            return Some(known);
+        }
+    }
+    let hit = std::env::split_paths(paths)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p));
+    match &hit {
+        Some(p) => found().insert(key, p.clone()),
+        None => found().remove(&key),
+    };
+    hit
+}
+
+/// A regular file with an execute bit.
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// A finished child.
@@ -256,6 +283,35 @@ mod tests {
         assert!(which("sh").is_some());
         assert!(which("/bin/sh").is_some());
         assert!(which("surely-not-a-program-xyz").is_none());
+    }
+
+    #[test]
+    fn a_program_found_on_path_is_looked_up_again_once_it_is_gone() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("fl-which-{}", std::process::id()));
+        let (first, second) = (root.join("first"), root.join("second"));
+        for d in [&first, &second] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let paths = std::env::join_paths([&first, &second]).unwrap();
+        let put = |dir: &Path| {
+            let p = dir.join("fl-tool");
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        assert_eq!(on_path("fl-tool", &paths), None);
+        let in_second = put(&second);
+        assert_eq!(on_path("fl-tool", &paths), Some(in_second.clone()));
+        // Remembered: a copy appearing earlier on PATH is not picked up...
+        let in_first = put(&first);
+        assert_eq!(on_path("fl-tool", &paths), Some(in_second.clone()));
+        // ... until the remembered one is gone or no longer executable.
+        std::fs::set_permissions(&in_second, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(on_path("fl-tool", &paths), Some(in_first.clone()));
+        std::fs::remove_file(&in_first).unwrap();
+        assert_eq!(on_path("fl-tool", &paths), None);
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
