@@ -64,6 +64,16 @@ impl Redactor {
         out
     }
 
+    /// [`Redactor::value`] of a value that is no longer needed: without secrets it is
+    /// returned as is, not copied.
+    pub fn into_value(&self, v: Value) -> Value {
+        if self.secrets.is_empty() {
+            v
+        } else {
+            self.value(&v)
+        }
+    }
+
     /// Mask secrets in every string (keys included) of a JSON value.
     pub fn value(&self, v: &Value) -> Value {
         if self.secrets.is_empty() {
@@ -133,6 +143,15 @@ mod tests {
         assert_eq!(
             r.value(&json!({"s3cr3t": [12345, "ab", "abc"]})),
             json!({"***": ["***", "***", "abc"]})
+        );
+        assert_eq!(
+            r.into_value(json!({"s3cr3t": [12345, "ab", "abc"]})),
+            json!({"***": ["***", "***", "abc"]})
+        );
+        let none = Redactor::new(Vec::<String>::new());
+        assert_eq!(
+            none.into_value(json!({"k": "s3cr3t"})),
+            json!({"k": "s3cr3t"})
         );
     }
 

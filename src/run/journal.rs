@@ -151,7 +151,7 @@ pub fn build(p: JournalParts<'_>, redactor: &Redactor) -> Value {
         "duration": p.duration,
         "extensions": [p.extension],
     });
-    redactor.value(&j)
+    redactor.into_value(j)
 }
 
 /// Write `value` to `path` atomically: a temporary file in the same directory,
