@@ -30,10 +30,17 @@ impl Console {
 
     /// Print a line outside the event stream (validation, journal path...).
     pub fn line(&self, level: Level, event: &str, message: &str) {
-        self.write(level, event, message, serde_json::json!({}));
+        self.write(level, event, message, || serde_json::json!({}));
     }
 
-    fn write(&self, level: Level, event: &str, message: &str, fields: serde_json::Value) {
+    /// One line; `fields` (the event's structured fields) are only built for JSON lines.
+    fn write(
+        &self,
+        level: Level,
+        event: &str,
+        message: &str,
+        fields: impl FnOnce() -> serde_json::Value,
+    ) {
         if level == Level::Debug && !self.verbose {
             return;
         }
@@ -46,7 +53,7 @@ impl Console {
                     "message": message,
                     "run_id": self.run_id,
                 });
-                if let (Some(o), serde_json::Value::Object(f)) = (obj.as_object_mut(), fields) {
+                if let (Some(o), serde_json::Value::Object(f)) = (obj.as_object_mut(), fields()) {
                     for (k, v) in f {
                         o.entry(k).or_insert(v);
                     }
@@ -81,18 +88,21 @@ impl Control for Console {
         "console"
     }
     fn on_event(&self, e: &Event, trace: Option<&TraceIds>) {
-        let mut fields = e.fields();
-        if let (Some(t), Some(o)) = (trace, fields.as_object_mut()) {
-            o.insert("trace_id".into(), t.trace_id.clone().into());
-            o.insert("span_id".into(), t.span_id.clone().into());
-        }
+        let fields = || {
+            let mut fields = e.fields();
+            if let (Some(t), Some(o)) = (trace, fields.as_object_mut()) {
+                o.insert("trace_id".into(), t.trace_id.clone().into());
+                o.insert("span_id".into(), t.span_id.clone().into());
+            }
+            fields
+        };
         self.write(e.level(), e.name(), &e.message(), fields);
         if let (Event::RunStarted { .. }, Some(t)) = (e, trace) {
             self.write(
                 Level::Info,
                 "experiment.trace_id",
                 &format!("Trace id: {}", t.trace_id),
-                serde_json::json!({"trace_id": t.trace_id}),
+                || serde_json::json!({"trace_id": t.trace_id}),
             );
         }
     }

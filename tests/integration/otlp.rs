@@ -814,6 +814,8 @@ mod selftest {
     /// Export a root INTERNAL span with a CLIENT child (attributes, an event, ERROR
     /// status) through `protocol` to `endpoint`, sending an `authorization` header.
     fn export_two_spans(protocol: Protocol, endpoint: &str) {
+        // The HTTP exporters build a reqwest client: TLS needs its provider first.
+        faultline::tls::init();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
