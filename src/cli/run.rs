@@ -428,7 +428,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
         &report.to_string(),
     );
     let code = ExitCode::for_run(outcome.status, outcome.deviated);
-    match pending.and_then(|p| p.commit()) {
+    // Staged at the start, the temporary file may have gone with its directory (an
+    // activity cleaning up): then the whole write is tried once more, from scratch.
+    let committed = pending
+        .and_then(|p| p.commit())
+        .or_else(|_| faultline::run::journal::write_atomic(&args.journal_path, &outcome.journal));
+    match committed {
         Ok(()) => console.line(
             Level::Info,
             "journal.written",

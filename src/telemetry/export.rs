@@ -172,14 +172,15 @@ impl FileSink {
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len())
             .sum();
-        let staged = self.staged.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let pending = match staged {
-            Some(p) => Ok(p),
-            None => crate::run::journal::stage(&self.path),
+        let write = |p: crate::run::journal::Pending| {
+            p.fill(|w| serde_json::to_writer(w, &request))?.rename()
         };
-        pending
-            .and_then(|p| p.fill(|w| serde_json::to_writer(w, &request)))
-            .and_then(crate::run::journal::Pending::rename)
+        let staged = self.staged.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // A file staged at the start may have gone with its directory (an activity
+        // cleaning up): then it is written once more, from scratch.
+        staged
+            .map_or_else(|| Err(std::io::Error::other("not staged")), write)
+            .or_else(|_| crate::run::journal::stage(&self.path).and_then(write))
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
         Ok(n)
     }

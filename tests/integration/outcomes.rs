@@ -536,6 +536,55 @@ fn journal_keys_timestamps_durations_and_extension_follow_ctk() {
 }
 
 #[test]
+fn an_activity_removing_the_journal_s_directory_does_not_lose_the_journal() {
+    // The journal's and the trace file's temporary files are created early in the
+    // run; an action that removes their directory must not cost the journal.
+    let dir = TempDir::new("out-journal-dir-removed");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let exp = experiment(
+        vec![healthy_probe()],
+        vec![
+            tracer("action", "act", "method"),
+            sh(
+                "action",
+                "clean-up",
+                &format!("rm -rf {}", out_dir.display()),
+            ),
+        ],
+        vec![rollback()],
+    );
+    let path = dir.experiment(&exp);
+    let journal = out_dir.join("journal.json");
+    let out = faultline(
+        &dir,
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--journal-path",
+            journal.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    assert_eq!(j["status"], "completed");
+    assert_eq!(names(&j["run"]), ["act", "clean-up"]);
+    assert_eq!(names(&j["rollbacks"]), ["repair"]);
+    let trace = std::fs::read_to_string(out_dir.join("journal.trace.json")).unwrap();
+    assert!(trace.contains("\"resourceSpans\""), "{trace}");
+    let names_left: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names_left.iter().all(|n| !n.ends_with(".tmp")),
+        "{names_left:?}"
+    );
+    assert!(!out.stderr.contains("cannot write"), "{}", out.stderr);
+}
+
+#[test]
 fn an_unwritable_journal_path_falls_back_to_the_temporary_directory_and_loses_nothing() {
     let dir = TempDir::new("out-journal-fallback");
     let exp = experiment(
