@@ -94,6 +94,17 @@ impl Output {
     }
 }
 
+/// The temporary files (`.<name>.<pid>.tmp`) a run stages for its journal and trace
+/// file, left in `dir`: none once the run is over, whatever happened.
+pub fn assert_no_temporaries(dir: &Path) {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
+}
+
 pub fn names(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {

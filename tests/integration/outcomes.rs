@@ -573,14 +573,7 @@ fn an_activity_removing_the_journal_s_directory_does_not_lose_the_journal() {
     assert_eq!(names(&j["rollbacks"]), ["repair"]);
     let trace = std::fs::read_to_string(out_dir.join("journal.trace.json")).unwrap();
     assert!(trace.contains("\"resourceSpans\""), "{trace}");
-    let names_left: Vec<String> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        names_left.iter().all(|n| !n.ends_with(".tmp")),
-        "{names_left:?}"
-    );
+    assert_no_temporaries(&out_dir);
     assert!(!out.stderr.contains("cannot write"), "{}", out.stderr);
 }
 
@@ -632,16 +625,5 @@ fn an_unwritable_journal_path_falls_back_to_the_temporary_directory_and_loses_no
     assert_eq!(names(&j["run"]), ["act"]);
     assert_eq!(names(&j["rollbacks"]), ["repair"]);
     // Nothing half-written is left beside the blocker either.
-    assert_eq!(
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| e
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".tmp"))
-            .count(),
-        0
-    );
+    assert_no_temporaries(dir.path());
 }

@@ -40,17 +40,6 @@ fn assert_sleeper_gone(dir: &TempDir, tag: &str) {
     }
 }
 
-/// The temporary files a run stages for its journal and trace file
-/// (`.<name>.<pid>.tmp`) are gone: put in place, or removed.
-fn assert_no_temporaries(dir: &TempDir) {
-    let left: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
-    assert!(left.is_empty(), "temporary files left behind: {left:?}");
-}
-
 /// Start `faultline run` on `e`; wait for `<ready>.ready`; send `sig`; return the
 /// output and the time from the signal to the exit.
 fn run_and_signal(
@@ -193,7 +182,7 @@ fn a_second_signal_during_a_slow_rollback_exits_at_once() {
     // journal's and the trace file's were created when the run started).
     assert_sleeper_gone(&dir, "long");
     assert_sleeper_gone(&dir, "rollback");
-    assert_no_temporaries(&dir);
+    assert_no_temporaries(dir.path());
 }
 
 #[test]
@@ -211,7 +200,7 @@ fn sigterm_during_a_pause_interrupts_it() {
     assert_eq!(out.status(), "interrupted");
     assert_eq!(lines(&dir, "trace"), ["undo"]);
     assert!(dir.join("journal.trace.json").exists());
-    assert_no_temporaries(&dir);
+    assert_no_temporaries(dir.path());
 }
 
 #[test]
