@@ -42,11 +42,9 @@ use std::process::{Command, ExitCode};
 
 mod common;
 use common::{
-    fixtures_dir, hundred_echo_probes, is_executable, median, render, tail, three_activities,
-    Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
+    check_journal, fixtures_dir, hundred_echo_probes, is_executable, median, render, tail,
+    three_activities, Expect, Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
 };
-
-use serde_json::Value;
 
 /// Rounds run and thrown away before measuring (page cache, Python bytecode cache).
 const WARMUP_ROUNDS: usize = 2;
@@ -260,23 +258,20 @@ impl Tool {
 }
 
 /// What a successful run's journal must show, so that a fast but wrong run is caught.
-struct Expect {
+/// Where a contender's journal is, and what it must show.
+struct Check {
     journal: PathBuf,
-    method_entries: usize,
-    rollback_entries: usize,
-    hypothesis_probes: usize,
+    expect: Expect,
 }
 
 struct Contender {
     scenario: Scenario,
     tool: Tool,
     argv: Vec<OsString>,
-    expect: Option<Expect>,
+    expect: Option<Check>,
     samples: Vec<Sample>,
     /// Why this contender's figures cannot be trusted, if they cannot.
     broken: Option<String>,
-    /// Non-fatal remarks from the sanity run (e.g. journal differences).
-    notes: Vec<String>,
 }
 
 fn os(s: impl Into<OsString>) -> OsString {
@@ -295,23 +290,26 @@ fn contenders(faultline: &Path, chaos: Option<&Path>, dir: &Path) -> Vec<Contend
             expect,
             samples: Vec::new(),
             broken: None,
-            notes: Vec::new(),
         })
     };
     let expect3 = |j: &str| {
-        Some(Expect {
+        Some(Check {
             journal: dir.join(j),
-            method_entries: 1,
-            rollback_entries: 1,
-            hypothesis_probes: 1,
+            expect: Expect {
+                method_entries: 1,
+                rollback_entries: 1,
+                hypothesis_probes: 1,
+            },
         })
     };
     let expect100 = |j: &str| {
-        Some(Expect {
+        Some(Check {
             journal: dir.join(j),
-            method_entries: ECHO_PROBES,
-            rollback_entries: 0,
-            hypothesis_probes: 0,
+            expect: Expect {
+                method_entries: ECHO_PROBES,
+                rollback_entries: 0,
+                hypothesis_probes: 0,
+            },
         })
     };
     let fl_run = |j: &str, file: &Path| {
@@ -396,63 +394,6 @@ fn contenders(faultline: &Path, chaos: Option<&Path>, dir: &Path) -> Vec<Contend
     list
 }
 
-/// Checks the journal a sanity run wrote: the run completed, did not deviate, and has
-/// as many entries as the experiment has activities.
-fn check_journal(e: &Expect) -> Result<(), String> {
-    let text = fs::read_to_string(&e.journal)
-        .map_err(|err| format!("no journal at {}: {err}", e.journal.display()))?;
-    let j: Value =
-        serde_json::from_str(&text).map_err(|err| format!("journal is not JSON: {err}"))?;
-    let mut problems = Vec::new();
-    if j.get("status").and_then(Value::as_str) != Some("completed") {
-        problems.push(format!(
-            "status is {}, not \"completed\"",
-            j.get("status").unwrap_or(&Value::Null)
-        ));
-    }
-    if j.get("deviated").and_then(Value::as_bool) != Some(false) {
-        problems.push(format!(
-            "deviated is {}, not false",
-            j.get("deviated").unwrap_or(&Value::Null)
-        ));
-    }
-    let len = |v: Option<&Value>| v.and_then(Value::as_array).map(Vec::len);
-    let run = len(j.get("run"));
-    if run != Some(e.method_entries) {
-        problems.push(format!(
-            "run has {run:?} entries, expected {}",
-            e.method_entries
-        ));
-    }
-    let rb = len(j.get("rollbacks"));
-    if rb != Some(e.rollback_entries) {
-        problems.push(format!(
-            "rollbacks has {rb:?} entries, expected {}",
-            e.rollback_entries
-        ));
-    }
-    if e.hypothesis_probes > 0 {
-        for phase in ["before", "after"] {
-            let ss = j.pointer(&format!("/steady_states/{phase}"));
-            let probes = len(ss.and_then(|s| s.get("probes")));
-            let met = ss
-                .and_then(|s| s.get("steady_state_met"))
-                .and_then(Value::as_bool);
-            if probes != Some(e.hypothesis_probes) || met != Some(true) {
-                problems.push(format!(
-                    "steady_states.{phase}: {probes:?} probes, met {met:?}; expected {} probe(s), met true",
-                    e.hypothesis_probes
-                ));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("; "))
-    }
-}
-
 /// One run with its output kept, before any timing: a contender that does not run the
 /// experiment successfully is reported as broken rather than timed.
 fn sanity_run(c: &mut Contender, dir: &Path, idx: usize) {
@@ -477,8 +418,9 @@ fn sanity_run(c: &mut Contender, dir: &Path, idx: usize) {
         }
         Ok(_) => {
             if let Some(e) = &c.expect {
-                if let Err(why) = check_journal(e) {
-                    c.notes.push(format!("journal check: {why}"));
+                if let Err(why) = check_journal(&e.journal, &e.expect) {
+                    // Fast but wrong is not a result: no timing, and the bench fails.
+                    c.broken = Some(format!("journal check: {why}"));
                 }
             }
         }
@@ -673,9 +615,6 @@ fn print_table(list: &[Contender], runs: usize) {
                 c.tool.label(),
                 "FAILED (see below)"
             ),
-        }
-        for n in &c.notes {
-            println!("{:<28} {:<20} note: {n}", "", "");
         }
     }
     println!(

@@ -74,8 +74,8 @@ use std::time::Duration;
 
 mod common;
 use common::{
-    fixtures_dir, hundred_echo_probes, is_executable, median, render, tail, three_activities,
-    Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
+    check_journal, fixtures_dir, hundred_echo_probes, is_executable, median, render, tail,
+    three_activities, Expect, Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
 };
 
 use axum::body::Bytes;
@@ -572,13 +572,6 @@ enum Kind {
     Outage,
 }
 
-/// What a run's journal must show, so that a fast but wrong run is caught.
-struct Expect {
-    method_entries: usize,
-    rollback_entries: usize,
-    hypothesis_probes: usize,
-}
-
 struct Config {
     part: Part,
     kind: Kind,
@@ -781,63 +774,6 @@ fn configs(faultline: &Path, dir: &Path, rx: &Receivers) -> Result<Vec<Config>, 
 // ---------------------------------------------------------------------------
 // Checking a run
 
-/// Checks a journal: the run completed, did not deviate, and has as many entries as
-/// the experiment has activities. Returns the journal's shape on success.
-fn check_journal(path: &Path, e: &Expect) -> Result<Value, String> {
-    let text = fs::read_to_string(path)
-        .map_err(|err| format!("no journal at {}: {err}", path.display()))?;
-    let j: Value =
-        serde_json::from_str(&text).map_err(|err| format!("journal is not JSON: {err}"))?;
-    let mut problems = Vec::new();
-    if j.get("status").and_then(Value::as_str) != Some("completed") {
-        problems.push(format!(
-            "status is {}, not \"completed\"",
-            j.get("status").unwrap_or(&Value::Null)
-        ));
-    }
-    if j.get("deviated").and_then(Value::as_bool) != Some(false) {
-        problems.push(format!(
-            "deviated is {}, not false",
-            j.get("deviated").unwrap_or(&Value::Null)
-        ));
-    }
-    let len = |v: Option<&Value>| v.and_then(Value::as_array).map(Vec::len);
-    let run = len(j.get("run"));
-    if run != Some(e.method_entries) {
-        problems.push(format!(
-            "run has {run:?} entries, expected {}",
-            e.method_entries
-        ));
-    }
-    let rb = len(j.get("rollbacks"));
-    if rb != Some(e.rollback_entries) {
-        problems.push(format!(
-            "rollbacks has {rb:?} entries, expected {}",
-            e.rollback_entries
-        ));
-    }
-    if e.hypothesis_probes > 0 {
-        for phase in ["before", "after"] {
-            let ss = j.pointer(&format!("/steady_states/{phase}"));
-            let probes = len(ss.and_then(|s| s.get("probes")));
-            let met = ss
-                .and_then(|s| s.get("steady_state_met"))
-                .and_then(Value::as_bool);
-            if probes != Some(e.hypothesis_probes) || met != Some(true) {
-                problems.push(format!(
-                    "steady_states.{phase}: {probes:?} probes, met {met:?}; expected {} probe(s), met true",
-                    e.hypothesis_probes
-                ));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(shape(&j))
-    } else {
-        Err(problems.join("; "))
-    }
-}
-
 /// The part of a journal that must not depend on telemetry: the verdict and, for
 /// every activity, its name, status and output (times, ids and trace ids left out).
 fn shape(j: &Value) -> Value {
@@ -914,7 +850,9 @@ fn checked_run(
                 .map_or("a signal".to_string(), |c| format!("code {c}"))
         ));
     }
-    let got = check_journal(&c.journal, &c.expect).map_err(|e| format!("journal: {e}"))?;
+    let got = check_journal(&c.journal, &c.expect)
+        .map(|j| shape(&j))
+        .map_err(|e| format!("journal: {e}"))?;
     if let Some(r) = reference {
         if &got != r {
             return Err(

@@ -250,3 +250,67 @@ pub fn write_fixtures(program: &str, fixtures: &[(&str, String)]) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// What a run's journal must show, so that a fast but wrong run is caught.
+pub struct Expect {
+    pub method_entries: usize,
+    pub rollback_entries: usize,
+    pub hypothesis_probes: usize,
+}
+
+/// Checks a journal: the run completed, did not deviate, and has as many entries as
+/// the experiment has activities. Returns the journal on success.
+pub fn check_journal(path: &Path, e: &Expect) -> Result<Value, String> {
+    let text = fs::read_to_string(path)
+        .map_err(|err| format!("no journal at {}: {err}", path.display()))?;
+    let j: Value =
+        serde_json::from_str(&text).map_err(|err| format!("journal is not JSON: {err}"))?;
+    let mut problems = Vec::new();
+    if j.get("status").and_then(Value::as_str) != Some("completed") {
+        problems.push(format!(
+            "status is {}, not \"completed\"",
+            j.get("status").unwrap_or(&Value::Null)
+        ));
+    }
+    if j.get("deviated").and_then(Value::as_bool) != Some(false) {
+        problems.push(format!(
+            "deviated is {}, not false",
+            j.get("deviated").unwrap_or(&Value::Null)
+        ));
+    }
+    let len = |v: Option<&Value>| v.and_then(Value::as_array).map(Vec::len);
+    let run = len(j.get("run"));
+    if run != Some(e.method_entries) {
+        problems.push(format!(
+            "run has {run:?} entries, expected {}",
+            e.method_entries
+        ));
+    }
+    let rb = len(j.get("rollbacks"));
+    if rb != Some(e.rollback_entries) {
+        problems.push(format!(
+            "rollbacks has {rb:?} entries, expected {}",
+            e.rollback_entries
+        ));
+    }
+    if e.hypothesis_probes > 0 {
+        for phase in ["before", "after"] {
+            let ss = j.pointer(&format!("/steady_states/{phase}"));
+            let probes = len(ss.and_then(|s| s.get("probes")));
+            let met = ss
+                .and_then(|s| s.get("steady_state_met"))
+                .and_then(Value::as_bool);
+            if probes != Some(e.hypothesis_probes) || met != Some(true) {
+                problems.push(format!(
+                    "steady_states.{phase}: {probes:?} probes, met {met:?}; expected {} probe(s), met true",
+                    e.hypothesis_probes
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(j)
+    } else {
+        Err(problems.join("; "))
+    }
+}
