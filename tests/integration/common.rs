@@ -516,8 +516,20 @@ pub fn run_experiment_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
-    let path = dir.experiment(exp);
     let journal = dir.join("journal.json");
+    run_experiment_at(dir, exp, &journal, extra, env)
+}
+
+/// [`run_experiment_env`] with the journal at `journal` (the returned output's
+/// `journal` is read from `<dir>/journal.json` only).
+pub fn run_experiment_at(
+    dir: &TempDir,
+    exp: &Value,
+    journal: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let path = dir.experiment(exp);
     let mut args = vec![
         "run",
         path.to_str().unwrap(),

@@ -554,18 +554,8 @@ fn an_activity_removing_the_journal_s_directory_does_not_lose_the_journal() {
         ],
         vec![rollback()],
     );
-    let path = dir.experiment(&exp);
     let journal = out_dir.join("journal.json");
-    let out = faultline(
-        &dir,
-        &[
-            "run",
-            path.to_str().unwrap(),
-            "--journal-path",
-            journal.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = run_experiment_at(&dir, &exp, &journal, &[], &[]);
     assert_eq!(out.code, 0, "{}", out.all_text());
     let j: Value = serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
     assert_eq!(j["status"], "completed");
@@ -585,20 +575,16 @@ fn an_unwritable_journal_path_falls_back_to_the_temporary_directory_and_loses_no
         vec![tracer("action", "act", "method")],
         vec![rollback()],
     );
-    let path = dir.experiment(&exp);
     // A journal path under a regular file cannot be created.
     let blocker = dir.write("not-a-directory", "x");
     let journal = blocker.join("journal.json");
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
-    let out = faultline(
+    let out = run_experiment_at(
         &dir,
-        &[
-            "run",
-            path.to_str().unwrap(),
-            "--journal-path",
-            journal.to_str().unwrap(),
-        ],
+        &exp,
+        &journal,
+        &[],
         &[("TMPDIR", tmp.to_str().unwrap())],
     );
     // The run itself went fine; the exit code says the journal is not where asked.
