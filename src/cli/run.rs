@@ -7,6 +7,7 @@ use faultline::event::Level;
 use faultline::exit::ExitCode;
 use faultline::experiment::config::{parse_var, resolve, Overrides};
 use faultline::experiment::{load, locate::locate_all, parse, Problem};
+use faultline::run::journal::Written;
 use faultline::run::{Dry, HypothesisStrategy, Interrupt, RollbackStrategy, RunOptions, Runner};
 use faultline::telemetry::{Telemetry, TelemetryConfig};
 use std::path::PathBuf;
@@ -377,15 +378,15 @@ pub async fn run(args: RunArgs) -> ExitCode {
         safeguards: std::mem::take(&mut built.safeguards),
     };
     // The files written at the end are created as soon as the run first waits (for
-    // its first child process, say), when this thread is idle anyway: at the end,
-    // they are only written.
-    let (outcome, staged) = tokio::join!(runner.run(), async {
+    // its first child process, say), when this process is idle anyway: at the end,
+    // they are only written. The journal gets a thread of its own then.
+    let (mut outcome, journal) = tokio::join!(runner.run(), async {
         telemetry.stage_files();
-        faultline::run::journal::stage(&args.journal_path)
+        faultline::run::journal::Finisher::start(&args.journal_path)
     });
-    // The journal goes to disk while telemetry finishes; it is put in place after.
-    let pending =
-        faultline::run::journal::prepare_staged(staged, &args.journal_path, &outcome.journal);
+    // The journal goes to disk on its thread while telemetry finishes here.
+    let fallback = std::env::temp_dir().join(format!("faultline-journal-{run_id}.json"));
+    let journal = journal.hand(std::mem::take(&mut outcome.journal), fallback);
     // Telemetry and sinks finish together, within one shared limit.
     let limit = telemetry.shutdown_limit();
     let (report, sink_reports) = tokio::join!(telemetry.shutdown(), async {
@@ -428,36 +429,39 @@ pub async fn run(args: RunArgs) -> ExitCode {
         &report.to_string(),
     );
     let code = ExitCode::for_run(outcome.status, outcome.deviated);
-    // Staged at the start, the temporary file may have gone with its directory (an
-    // activity cleaning up): then the whole write is tried once more, from scratch.
-    let committed = pending
-        .and_then(|p| p.commit())
-        .or_else(|_| faultline::run::journal::write_atomic(&args.journal_path, &outcome.journal));
-    match committed {
-        Ok(()) => console.line(
+    match journal.wait().await {
+        Written::Journal => console.line(
             Level::Info,
             "journal.written",
             &format!("Journal written to {}", args.journal_path.display()),
         ),
-        Err(e) => {
-            // Nothing recorded may be lost: fall back to the temporary directory.
-            let fallback = std::env::temp_dir().join(format!("faultline-journal-{run_id}.json"));
-            let saved = faultline::run::journal::write_atomic(&fallback, &outcome.journal);
+        // Nothing recorded may be lost: the journal went to the temporary directory.
+        Written::Fallback { error, fallback } => {
             console.line(
                 Level::Critical,
                 "journal.failed",
-                &match saved {
-                    Ok(()) => format!(
-                        "cannot write the journal to {}: {e}; it was written to {} instead",
-                        args.journal_path.display(),
-                        fallback.display()
-                    ),
-                    Err(e2) => format!(
-                        "cannot write the journal to {} ({e}) nor to {} ({e2})",
-                        args.journal_path.display(),
-                        fallback.display()
-                    ),
-                },
+                &format!(
+                    "cannot write the journal to {}: {error}; it was written to {} instead",
+                    args.journal_path.display(),
+                    fallback.display()
+                ),
+            );
+            signals.abort();
+            return ExitCode::Failed;
+        }
+        Written::Lost {
+            error,
+            fallback,
+            fallback_error,
+        } => {
+            console.line(
+                Level::Critical,
+                "journal.failed",
+                &format!(
+                    "cannot write the journal to {} ({error}) nor to {} ({fallback_error})",
+                    args.journal_path.display(),
+                    fallback.display()
+                ),
             );
             signals.abort();
             return ExitCode::Failed;

@@ -154,17 +154,15 @@ pub fn build(p: JournalParts<'_>, redactor: &Redactor) -> Value {
     redactor.into_value(j)
 }
 
-/// Write `value` to `path` atomically: a temporary file in the same directory,
-/// flushed to disk, then renamed over the target. Readers never see a partial file.
+/// Write `value` to `path` atomically: a temporary file in the same directory, its
+/// content on disk (see [`Pending::commit`]), then renamed over the target. Readers
+/// never see a partial file, and neither does anyone after a crash.
 pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
     write_temporary(path, |w| serde_json::to_writer_pretty(w, value))?.commit()
 }
 
-/// First half of [`write_atomic`]: the journal is written to its temporary file and
-/// the kernel starts writing it to disk, without waiting. [`Pending::commit`] then
-/// waits for the disk and puts the file in place. Work done in between (telemetry
-/// shutdown, the trace file) overlaps the disk write instead of following it; on this
-/// thread, because waking another costs more than it saves here.
+/// [`write_atomic`] in two halves: the journal is written to its temporary file now,
+/// and [`Pending::commit`] puts it in place.
 pub fn prepare(path: &Path, value: &Value) -> std::io::Result<Pending> {
     prepare_staged(stage(path), path, value)
 }
@@ -181,9 +179,148 @@ pub fn prepare_staged(
         Ok(p) => p,
         Err(_) => stage(path)?,
     };
-    let pending = staged.fill(|w| serde_json::to_writer_pretty(w, value))?;
-    start_writeback(&pending.file);
-    Ok(pending)
+    staged.fill(|w| serde_json::to_writer_pretty(w, value))
+}
+
+/// Where the journal of a run went.
+#[derive(Debug)]
+pub enum Written {
+    /// To the path asked for.
+    Journal,
+    /// Not there (`error`), so to `fallback` instead.
+    Fallback {
+        /// Why the path asked for could not be written.
+        error: std::io::Error,
+        /// Where the journal is.
+        fallback: PathBuf,
+    },
+    /// Neither there nor to `fallback`.
+    Lost {
+        /// Why the path asked for could not be written.
+        error: std::io::Error,
+        /// The fallback tried.
+        fallback: PathBuf,
+        /// Why the fallback could not be written either.
+        fallback_error: std::io::Error,
+    },
+}
+
+/// The last write of a run's journal: into the file staged at the start (written from
+/// scratch if staging failed or an activity removed it), put in place; failing that,
+/// to `fallback`, since nothing recorded may be lost.
+pub fn finish(
+    staged: std::io::Result<Pending>,
+    path: &Path,
+    value: &Value,
+    fallback: &Path,
+) -> Written {
+    let error = match prepare_staged(staged, path, value)
+        .and_then(Pending::commit)
+        .or_else(|_| write_atomic(path, value))
+    {
+        Ok(()) => return Written::Journal,
+        Err(e) => e,
+    };
+    match write_atomic(fallback, value) {
+        Ok(()) => Written::Fallback {
+            error,
+            fallback: fallback.to_path_buf(),
+        },
+        Err(fallback_error) => Written::Lost {
+            error,
+            fallback: fallback.to_path_buf(),
+            fallback_error,
+        },
+    }
+}
+
+/// [`finish`] on a thread of its own, so that the journal's disk write overlaps what
+/// the end of a run does meanwhile (telemetry shutdown, the trace file).
+/// [`Finisher::start`] is called while the run waits for its first activity: the
+/// thread is made and the temporary file created then, when this process is idle
+/// anyway. Where no thread can be made (a run that exhausted the process table, say),
+/// everything happens on the caller's thread, in the same order.
+#[derive(Debug)]
+pub struct Finisher {
+    path: PathBuf,
+    how: How,
+}
+
+#[derive(Debug)]
+enum How {
+    Thread {
+        job: std::sync::mpsc::SyncSender<(Value, PathBuf)>,
+        done: tokio::sync::oneshot::Receiver<Written>,
+    },
+    Here(std::io::Result<Pending>),
+}
+
+impl Finisher {
+    /// Start the thread, which stages the journal's temporary file beside `path`.
+    pub fn start(path: &Path) -> Finisher {
+        let (job, jobs) = std::sync::mpsc::sync_channel::<(Value, PathBuf)>(1);
+        let (report, done) = tokio::sync::oneshot::channel();
+        let target = path.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("faultline-journal".into())
+            .spawn(move || {
+                let staged = stage(&target);
+                // No journal handed over (the caller went away): the staged file is
+                // dropped, which removes it.
+                if let Ok((value, fallback)) = jobs.recv() {
+                    let _ = report.send(finish(staged, &target, &value, &fallback));
+                }
+            });
+        let how = match spawned {
+            Ok(_) => How::Thread { job, done },
+            Err(_) => How::Here(stage(path)),
+        };
+        Finisher {
+            path: path.to_path_buf(),
+            how,
+        }
+    }
+
+    /// Hand the journal over: the thread writes it now. [`Handed::wait`] says where it
+    /// went.
+    pub fn hand(self, value: Value, fallback: PathBuf) -> Handed {
+        match self.how {
+            How::Thread { job, done } => match job.send((value, fallback.clone())) {
+                Ok(()) => Handed(HandedHow::Thread(done, fallback)),
+                // The thread is gone (it cannot be, short of a panic): write here.
+                Err(std::sync::mpsc::SendError((value, fallback))) => Handed(HandedHow::Done(
+                    finish(stage(&self.path), &self.path, &value, &fallback),
+                )),
+            },
+            How::Here(staged) => Handed(HandedHow::Done(finish(
+                staged, &self.path, &value, &fallback,
+            ))),
+        }
+    }
+}
+
+/// A journal handed to its [`Finisher`].
+#[derive(Debug)]
+pub struct Handed(HandedHow);
+
+#[derive(Debug)]
+enum HandedHow {
+    Thread(tokio::sync::oneshot::Receiver<Written>, PathBuf),
+    Done(Written),
+}
+
+impl Handed {
+    /// Wait until the journal is written, and say where.
+    pub async fn wait(self) -> Written {
+        match self.0 {
+            HandedHow::Done(w) => w,
+            HandedHow::Thread(done, fallback) => done.await.unwrap_or_else(|_| Written::Lost {
+                error: std::io::Error::other("the thread writing the journal stopped"),
+                fallback,
+                fallback_error: std::io::Error::other("not tried"),
+            }),
+        }
+    }
 }
 
 /// A file under a temporary name beside its destination: created empty by [`stage`],
@@ -211,12 +348,12 @@ impl Pending {
         Ok(self)
     }
 
-    /// Flush to disk (`fdatasync`), then rename over the destination: after a crash
-    /// the destination holds the old file or the whole new one, never a truncated
-    /// one. (A plain rename: with the data already on disk, ext4 has nothing to write
-    /// inside it, which is what [`Pending::rename`] works around.)
+    /// Put the file in place once its content is on the disk ([`settle`]): after a
+    /// crash the destination holds the old file or the whole new one, never a
+    /// truncated one. (A plain rename: with the data already written, ext4 has nothing
+    /// to write inside it, which is what [`Pending::rename`] works around.)
     pub fn commit(mut self) -> std::io::Result<()> {
-        self.file.sync_data()?;
+        settle(&self.file)?;
         std::fs::rename(&self.tmp, &self.path)?;
         self.done = true;
         forget_temporary(&self.tmp);
@@ -259,22 +396,42 @@ impl Drop for Pending {
     }
 }
 
-/// Ask the kernel to start writing `file`'s pages to disk now, without waiting
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a later `fdatasync` then finds part of
-/// the work done. Best effort: where it is not supported nothing changes.
+/// Make `file`'s content reach the disk before the file is renamed into place, so
+/// that no crash can leave the destination truncated.
+///
+/// On ext4 and XFS, writing the data out and waiting for it is enough
+/// (`sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`): the rename is committed to
+/// the filesystem's journal after that, and a journal commit first flushes the disk's
+/// cache, so a crash leaves either no rename (the old file) or the rename with the data
+/// behind it (the new one). That costs a third of an `fdatasync`, which would also
+/// commit the journal and flush the cache right away, for a temporary file whose name
+/// is about to go. Everywhere else (network and other filesystems, whose ordering is
+/// not known), `fdatasync`.
 #[allow(unsafe_code)]
-fn start_writeback(file: &std::fs::File) {
+fn settle(file: &std::fs::File) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        // SAFETY: a plain syscall on a file descriptor we own for the whole call; it
-        // touches no memory of ours.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        const EXT4: libc::c_long = 0xEF53;
+        const XFS: libc::c_long = 0x5846_5342;
+        let fd = file.as_raw_fd();
+        // SAFETY: `statfs` is a plain C struct the kernel fills in; `fd` stays open for
+        // the whole call.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        let ordered = unsafe { libc::fstatfs(fd, &mut fs) } == 0
+            && matches!(fs.f_type as libc::c_long, EXT4 | XFS);
+        if ordered {
+            let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            // SAFETY: a plain syscall on a file descriptor we own; it touches no memory
+            // of ours.
+            if unsafe { libc::sync_file_range(fd, 0, 0, flags) } == 0 {
+                return Ok(());
+            }
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
+    file.sync_data()
 }
 
 /// Swap the names `a` and `b` atomically; false when that cannot be done (either is
@@ -312,6 +469,10 @@ fn exchange(_: &Path, _: &Path) -> bool {
 /// destructors (a second signal) can still remove them.
 static TEMPORARIES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
+/// Set by [`remove_temporaries`], under the registry's lock: the process is about to
+/// exit, and [`stage`] (on the journal's own thread, say) makes no new file.
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn temporaries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     TEMPORARIES.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -320,9 +481,12 @@ fn forget_temporary(tmp: &Path) {
     temporaries().retain(|t| t != tmp);
 }
 
-/// Remove every temporary file not yet renamed into place (before exiting at once).
+/// Remove every temporary file not yet renamed into place, before exiting at once;
+/// none is made after this.
 pub fn remove_temporaries() {
-    for t in temporaries().drain(..) {
+    let mut registry = temporaries();
+    EXITING.store(true, std::sync::atomic::Ordering::SeqCst);
+    for t in registry.drain(..) {
         let _ = std::fs::remove_file(t);
     }
 }
@@ -350,8 +514,14 @@ pub fn stage(path: &Path) -> std::io::Result<Pending> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "journal.json".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Made and registered under the lock, so that `remove_temporaries` finds it.
+    let mut registry = temporaries();
+    if EXITING.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(std::io::Error::other("faultline is exiting"));
+    }
     let file = std::fs::File::create(&tmp)?;
-    temporaries().push(tmp.clone());
+    registry.push(tmp.clone());
+    drop(registry);
     // From here on, dropping the `Pending` removes the temporary file.
     Ok(Pending {
         file,
@@ -528,6 +698,89 @@ mod tests {
         assert_ne!(e.to_string(), "staging failed");
         assert_eq!(names_in(&dir), ["a-file", "deeper", "later"]);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn read(path: &Path) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_finisher_stages_early_and_writes_when_handed_the_journal() {
+        let dir = std::env::temp_dir().join(format!("fl-journal-finisher-{}", std::process::id()));
+        let path = dir.join("j.json");
+        let fallback = dir.join("fallback.json");
+        write_atomic(&path, &json!({"run": "old"})).unwrap();
+        let tmp = format!(".j.json.{}.tmp", std::process::id());
+
+        // On its thread: the temporary file appears without waiting for the journal.
+        let finisher = Finisher::start(&path);
+        assert!(matches!(finisher.how, How::Thread { .. }));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while names_in(&dir) != [tmp.clone(), "j.json".to_string()] {
+            assert!(std::time::Instant::now() < deadline, "{:?}", names_in(&dir));
+            std::thread::yield_now();
+        }
+        assert_eq!(read(&path)["run"], "old");
+        let written = finisher
+            .hand(json!({"run": "new"}), fallback.clone())
+            .wait()
+            .await;
+        assert!(matches!(written, Written::Journal), "{written:?}");
+        assert_eq!(read(&path)["run"], "new");
+        assert_eq!(names_in(&dir), ["j.json"]);
+
+        // Without a thread, on the caller's: the same files, in the same order.
+        let finisher = Finisher {
+            path: path.clone(),
+            how: How::Here(stage(&path)),
+        };
+        assert_eq!(names_in(&dir), [tmp.clone(), "j.json".to_string()]);
+        let written = finisher
+            .hand(json!({"run": "here"}), fallback.clone())
+            .wait()
+            .await;
+        assert!(matches!(written, Written::Journal), "{written:?}");
+        assert_eq!(read(&path)["run"], "here");
+        assert_eq!(names_in(&dir), ["j.json"]);
+
+        // A path that cannot be written: the journal goes to the fallback.
+        let blocked = dir.join("j.json").join("under-a-file.json");
+        let written = Finisher::start(&blocked)
+            .hand(json!({"run": "saved"}), fallback.clone())
+            .wait()
+            .await;
+        assert!(
+            matches!(&written, Written::Fallback { fallback: f, .. } if *f == fallback),
+            "{written:?}"
+        );
+        assert_eq!(read(&fallback)["run"], "saved");
+        // And when the fallback cannot be written either, both errors are reported.
+        let written = Finisher::start(&blocked)
+            .hand(json!({}), blocked.clone())
+            .wait()
+            .await;
+        assert!(matches!(written, Written::Lost { .. }), "{written:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_committed_file_holds_its_content_on_ext4_tmpfs_and_elsewhere() {
+        // `settle` takes `sync_file_range` on ext4/XFS and `fdatasync` elsewhere: both
+        // paths must leave the whole content in place. (/dev/shm is tmpfs where it
+        // exists; the temporary directory is whatever this machine has.)
+        let mut dirs = vec![std::env::temp_dir()];
+        if Path::new("/dev/shm").is_dir() {
+            dirs.push(PathBuf::from("/dev/shm"));
+        }
+        for base in dirs {
+            let dir = base.join(format!("fl-journal-settle-{}", std::process::id()));
+            let path = dir.join("j.json");
+            let big: Vec<u32> = (0..50_000).collect();
+            write_atomic(&path, &json!({"big": big})).unwrap();
+            assert_eq!(read(&path)["big"].as_array().unwrap().len(), 50_000);
+            assert_eq!(names_in(&dir), ["j.json"]);
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 
     #[test]

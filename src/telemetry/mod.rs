@@ -236,6 +236,9 @@ fn otlp_exporter(
     timeout: Duration,
     warnings: &mut Vec<String>,
 ) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    // The exporters build their HTTP clients themselves: TLS must be ready. (The file
+    // sink needs none, and a run that only writes the file never loads it.)
+    crate::tls::init();
     // One retry: a refused connection is retried once after ~0.1 s; the timeout bounds
     // the whole batch, retries included.
     let retry = RetryPolicy::recommended().with_max_retries(1);
@@ -324,8 +327,6 @@ impl Telemetry {
         cfg: TelemetryConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Telemetry, String> {
-        // The OTLP exporters build their HTTP clients themselves.
-        crate::tls::init();
         let plan = config::plan(&cfg, env)?;
         let mut warnings = plan.warnings;
         let parent = propagation::parent_from_env(env);
