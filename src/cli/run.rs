@@ -378,15 +378,15 @@ pub async fn run(args: RunArgs) -> ExitCode {
         safeguards: std::mem::take(&mut built.safeguards),
     };
     // The files written at the end are created as soon as the run first waits (for
-    // its first child process, say), when this process is idle anyway: at the end,
-    // they are only written. The journal gets a thread of its own then.
-    let (mut outcome, journal) = tokio::join!(runner.run(), async {
+    // its first child process, say), when this thread is idle anyway: at the end,
+    // they are only written.
+    let (outcome, staged) = tokio::join!(runner.run(), async {
         telemetry.stage_files();
-        faultline::run::journal::Finisher::start(&args.journal_path)
+        faultline::run::journal::stage(&args.journal_path)
     });
-    // The journal goes to disk on its thread while telemetry finishes here.
-    let fallback = std::env::temp_dir().join(format!("faultline-journal-{run_id}.json"));
-    let journal = journal.hand(std::mem::take(&mut outcome.journal), fallback);
+    // The journal goes to disk while telemetry finishes; it is put in place after.
+    let pending =
+        faultline::run::journal::prepare_staged(staged, &args.journal_path, &outcome.journal);
     // Telemetry and sinks finish together, within one shared limit.
     let limit = telemetry.shutdown_limit();
     let (report, sink_reports) = tokio::join!(telemetry.shutdown(), async {
@@ -429,7 +429,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
         &report.to_string(),
     );
     let code = ExitCode::for_run(outcome.status, outcome.deviated);
-    match journal.wait().await {
+    let fallback = std::env::temp_dir().join(format!("faultline-journal-{run_id}.json"));
+    let written =
+        faultline::run::journal::finish(pending, &args.journal_path, &outcome.journal, &fallback);
+    match written {
         Written::Journal => console.line(
             Level::Info,
             "journal.written",

@@ -161,8 +161,12 @@ pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
     write_temporary(path, |w| serde_json::to_writer_pretty(w, value))?.commit()
 }
 
-/// [`write_atomic`] in two halves: the journal is written to its temporary file now,
-/// and [`Pending::commit`] puts it in place.
+/// First half of [`write_atomic`]: the journal is written to its temporary file and
+/// the kernel starts writing it to disk, without waiting. [`Pending::commit`] then
+/// waits for the disk and puts the file in place. Work done in between (telemetry
+/// shutdown, the trace file) overlaps the disk write instead of following it; on this
+/// thread, because waking another costs more than it saves here (measured twice, see
+/// BENCHMARKS.md).
 pub fn prepare(path: &Path, value: &Value) -> std::io::Result<Pending> {
     prepare_staged(stage(path), path, value)
 }
@@ -179,7 +183,9 @@ pub fn prepare_staged(
         Ok(p) => p,
         Err(_) => stage(path)?,
     };
-    staged.fill(|w| serde_json::to_writer_pretty(w, value))
+    let pending = staged.fill(|w| serde_json::to_writer_pretty(w, value))?;
+    start_writeback(&pending.file);
+    Ok(pending)
 }
 
 /// Where the journal of a run went.
@@ -205,16 +211,17 @@ pub enum Written {
     },
 }
 
-/// The last write of a run's journal: into the file staged at the start (written from
-/// scratch if staging failed or an activity removed it), put in place; failing that,
-/// to `fallback`, since nothing recorded may be lost.
+/// The last step of a run's journal: put the prepared file in place; if that fails
+/// (the staged file went with its directory, an activity cleaning up, say), write it
+/// once more from scratch; failing that, write it to `fallback`, since nothing
+/// recorded may be lost.
 pub fn finish(
-    staged: std::io::Result<Pending>,
+    prepared: std::io::Result<Pending>,
     path: &Path,
     value: &Value,
     fallback: &Path,
 ) -> Written {
-    let error = match prepare_staged(staged, path, value)
+    let error = match prepared
         .and_then(Pending::commit)
         .or_else(|_| write_atomic(path, value))
     {
@@ -231,95 +238,6 @@ pub fn finish(
             fallback: fallback.to_path_buf(),
             fallback_error,
         },
-    }
-}
-
-/// [`finish`] on a thread of its own, so that the journal's disk write overlaps what
-/// the end of a run does meanwhile (telemetry shutdown, the trace file).
-/// [`Finisher::start`] is called while the run waits for its first activity: the
-/// thread is made and the temporary file created then, when this process is idle
-/// anyway. Where no thread can be made (a run that exhausted the process table, say),
-/// everything happens on the caller's thread, in the same order.
-#[derive(Debug)]
-pub struct Finisher {
-    path: PathBuf,
-    how: How,
-}
-
-#[derive(Debug)]
-enum How {
-    Thread {
-        job: std::sync::mpsc::SyncSender<(Value, PathBuf)>,
-        done: tokio::sync::oneshot::Receiver<Written>,
-    },
-    Here(std::io::Result<Pending>),
-}
-
-impl Finisher {
-    /// Start the thread, which stages the journal's temporary file beside `path`.
-    pub fn start(path: &Path) -> Finisher {
-        let (job, jobs) = std::sync::mpsc::sync_channel::<(Value, PathBuf)>(1);
-        let (report, done) = tokio::sync::oneshot::channel();
-        let target = path.to_path_buf();
-        let spawned = std::thread::Builder::new()
-            .name("faultline-journal".into())
-            .spawn(move || {
-                let staged = stage(&target);
-                // No journal handed over (the caller went away): the staged file is
-                // dropped, which removes it.
-                if let Ok((value, fallback)) = jobs.recv() {
-                    let _ = report.send(finish(staged, &target, &value, &fallback));
-                }
-            });
-        let how = match spawned {
-            Ok(_) => How::Thread { job, done },
-            Err(_) => How::Here(stage(path)),
-        };
-        Finisher {
-            path: path.to_path_buf(),
-            how,
-        }
-    }
-
-    /// Hand the journal over: the thread writes it now. [`Handed::wait`] says where it
-    /// went.
-    pub fn hand(self, value: Value, fallback: PathBuf) -> Handed {
-        match self.how {
-            How::Thread { job, done } => match job.send((value, fallback.clone())) {
-                Ok(()) => Handed(HandedHow::Thread(done, fallback)),
-                // The thread is gone (it cannot be, short of a panic): write here.
-                Err(std::sync::mpsc::SendError((value, fallback))) => Handed(HandedHow::Done(
-                    finish(stage(&self.path), &self.path, &value, &fallback),
-                )),
-            },
-            How::Here(staged) => Handed(HandedHow::Done(finish(
-                staged, &self.path, &value, &fallback,
-            ))),
-        }
-    }
-}
-
-/// A journal handed to its [`Finisher`].
-#[derive(Debug)]
-pub struct Handed(HandedHow);
-
-#[derive(Debug)]
-enum HandedHow {
-    Thread(tokio::sync::oneshot::Receiver<Written>, PathBuf),
-    Done(Written),
-}
-
-impl Handed {
-    /// Wait until the journal is written, and say where.
-    pub async fn wait(self) -> Written {
-        match self.0 {
-            HandedHow::Done(w) => w,
-            HandedHow::Thread(done, fallback) => done.await.unwrap_or_else(|_| Written::Lost {
-                error: std::io::Error::other("the thread writing the journal stopped"),
-                fallback,
-                fallback_error: std::io::Error::other("not tried"),
-            }),
-        }
     }
 }
 
@@ -396,6 +314,24 @@ impl Drop for Pending {
     }
 }
 
+/// Ask the kernel to start writing `file`'s pages to disk now, without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a later `fdatasync` then finds part of
+/// the work done. Best effort: where it is not supported nothing changes.
+#[allow(unsafe_code)]
+fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on a file descriptor we own for the whole call; it
+        // touches no memory of ours.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
 /// Make `file`'s content reach the disk before the file is renamed into place, so
 /// that no crash can leave the destination truncated.
 ///
@@ -469,10 +405,6 @@ fn exchange(_: &Path, _: &Path) -> bool {
 /// destructors (a second signal) can still remove them.
 static TEMPORARIES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
-/// Set by [`remove_temporaries`], under the registry's lock: the process is about to
-/// exit, and [`stage`] (on the journal's own thread, say) makes no new file.
-static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 fn temporaries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     TEMPORARIES.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -481,12 +413,9 @@ fn forget_temporary(tmp: &Path) {
     temporaries().retain(|t| t != tmp);
 }
 
-/// Remove every temporary file not yet renamed into place, before exiting at once;
-/// none is made after this.
+/// Remove every temporary file not yet renamed into place (before exiting at once).
 pub fn remove_temporaries() {
-    let mut registry = temporaries();
-    EXITING.store(true, std::sync::atomic::Ordering::SeqCst);
-    for t in registry.drain(..) {
+    for t in temporaries().drain(..) {
         let _ = std::fs::remove_file(t);
     }
 }
@@ -514,14 +443,8 @@ pub fn stage(path: &Path) -> std::io::Result<Pending> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "journal.json".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    // Made and registered under the lock, so that `remove_temporaries` finds it.
-    let mut registry = temporaries();
-    if EXITING.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(std::io::Error::other("faultline is exiting"));
-    }
     let file = std::fs::File::create(&tmp)?;
-    registry.push(tmp.clone());
-    drop(registry);
+    temporaries().push(tmp.clone());
     // From here on, dropping the `Pending` removes the temporary file.
     Ok(Pending {
         file,
@@ -704,62 +627,42 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
-    #[tokio::test]
-    async fn the_finisher_stages_early_and_writes_when_handed_the_journal() {
-        let dir = std::env::temp_dir().join(format!("fl-journal-finisher-{}", std::process::id()));
+    #[test]
+    fn finishing_puts_the_journal_in_place_or_somewhere_else_never_nowhere_silently() {
+        let dir = std::env::temp_dir().join(format!("fl-journal-finish-{}", std::process::id()));
         let path = dir.join("j.json");
         let fallback = dir.join("fallback.json");
         write_atomic(&path, &json!({"run": "old"})).unwrap();
-        let tmp = format!(".j.json.{}.tmp", std::process::id());
 
-        // On its thread: the temporary file appears without waiting for the journal.
-        let finisher = Finisher::start(&path);
-        assert!(matches!(finisher.how, How::Thread { .. }));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while names_in(&dir) != [tmp.clone(), "j.json".to_string()] {
-            assert!(std::time::Instant::now() < deadline, "{:?}", names_in(&dir));
-            std::thread::yield_now();
-        }
-        assert_eq!(read(&path)["run"], "old");
-        let written = finisher
-            .hand(json!({"run": "new"}), fallback.clone())
-            .wait()
-            .await;
+        // Prepared: committed in place.
+        let value = json!({"run": "new"});
+        let written = finish(prepare(&path, &value), &path, &value, &fallback);
         assert!(matches!(written, Written::Journal), "{written:?}");
         assert_eq!(read(&path)["run"], "new");
         assert_eq!(names_in(&dir), ["j.json"]);
 
-        // Without a thread, on the caller's: the same files, in the same order.
-        let finisher = Finisher {
-            path: path.clone(),
-            how: How::Here(stage(&path)),
-        };
-        assert_eq!(names_in(&dir), [tmp.clone(), "j.json".to_string()]);
-        let written = finisher
-            .hand(json!({"run": "here"}), fallback.clone())
-            .wait()
-            .await;
+        // The prepared file vanished (an activity removed it): written from scratch.
+        let value = json!({"run": "again"});
+        let prepared = prepare(&path, &value).unwrap();
+        std::fs::remove_file(dir.join(format!(".j.json.{}.tmp", std::process::id()))).unwrap();
+        let written = finish(Ok(prepared), &path, &value, &fallback);
         assert!(matches!(written, Written::Journal), "{written:?}");
-        assert_eq!(read(&path)["run"], "here");
+        assert_eq!(read(&path)["run"], "again");
         assert_eq!(names_in(&dir), ["j.json"]);
 
         // A path that cannot be written: the journal goes to the fallback.
         let blocked = dir.join("j.json").join("under-a-file.json");
-        let written = Finisher::start(&blocked)
-            .hand(json!({"run": "saved"}), fallback.clone())
-            .wait()
-            .await;
+        let value = json!({"run": "saved"});
+        let written = finish(prepare(&blocked, &value), &blocked, &value, &fallback);
         assert!(
             matches!(&written, Written::Fallback { fallback: f, .. } if *f == fallback),
             "{written:?}"
         );
         assert_eq!(read(&fallback)["run"], "saved");
         // And when the fallback cannot be written either, both errors are reported.
-        let written = Finisher::start(&blocked)
-            .hand(json!({}), blocked.clone())
-            .wait()
-            .await;
+        let written = finish(prepare(&blocked, &value), &blocked, &value, &blocked);
         assert!(matches!(written, Written::Lost { .. }), "{written:?}");
+        assert_eq!(names_in(&dir), ["fallback.json", "j.json"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
