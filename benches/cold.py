@@ -44,6 +44,9 @@ def main() -> int:
     if not os.access(chaos, os.X_OK):
         print(f"cold.py: {chaos} is not an executable (FAULTLINE_BENCH_CHAOS)", file=sys.stderr)
         return 2
+    os.chdir(ROOT)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    quiet = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
     times = {name: [] for name, _ in commands}
     failed = 0
     for _ in range(rounds):
@@ -52,13 +55,20 @@ def main() -> int:
         for name, argv in order:
             subprocess.run(pollute, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=60, cwd=ROOT)
+            # posix_spawn, not subprocess: Python's fork-based spawn added a bimodal
+            # delay of several ms to every command alike on this VM.
             start = time.perf_counter_ns()
-            p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               timeout=60, cwd=ROOT)
+            try:
+                pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=quiet)
+            except OSError as e:
+                print(f"cold.py: cannot start {name} ({argv[0]}): {e}", file=sys.stderr)
+                return 2
+            _, status = os.waitpid(pid, 0)
             times[name].append((time.perf_counter_ns() - start) / 1e6)
-            if p.returncode != 0:
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
                 failed += 1
-                print(f"cold.py: {name} exited with {p.returncode}", file=sys.stderr)
+                print(f"cold.py: {name} exited with {code}", file=sys.stderr)
     for name, _ in commands:
         v = sorted(times[name])
         q1, q3 = v[len(v) // 4], v[(3 * len(v)) // 4]
