@@ -7,7 +7,6 @@ use faultline::event::Level;
 use faultline::exit::ExitCode;
 use faultline::experiment::config::{parse_var, resolve, Overrides};
 use faultline::experiment::{load, locate::locate_all, parse, Problem};
-use faultline::run::journal::Written;
 use faultline::run::{Dry, HypothesisStrategy, Interrupt, RollbackStrategy, RunOptions, Runner};
 use faultline::telemetry::{Telemetry, TelemetryConfig};
 use std::path::PathBuf;
@@ -432,40 +431,16 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let fallback = std::env::temp_dir().join(format!("faultline-journal-{run_id}.json"));
     let written =
         faultline::run::journal::finish(pending, &args.journal_path, &outcome.journal, &fallback);
-    match written {
-        Written::Journal => console.line(
+    match written.problem(&args.journal_path) {
+        None => console.line(
             Level::Info,
             "journal.written",
             &format!("Journal written to {}", args.journal_path.display()),
         ),
-        // Nothing recorded may be lost: the journal went to the temporary directory.
-        Written::Fallback { error, fallback } => {
-            console.line(
-                Level::Critical,
-                "journal.failed",
-                &format!(
-                    "cannot write the journal to {}: {error}; it was written to {} instead",
-                    args.journal_path.display(),
-                    fallback.display()
-                ),
-            );
-            signals.abort();
-            return ExitCode::Failed;
-        }
-        Written::Lost {
-            error,
-            fallback,
-            fallback_error,
-        } => {
-            console.line(
-                Level::Critical,
-                "journal.failed",
-                &format!(
-                    "cannot write the journal to {} ({error}) nor to {} ({fallback_error})",
-                    args.journal_path.display(),
-                    fallback.display()
-                ),
-            );
+        // Nothing recorded may be lost: the message says where the journal went, if
+        // anywhere.
+        Some(problem) => {
+            console.line(Level::Critical, "journal.failed", &problem);
             signals.abort();
             return ExitCode::Failed;
         }

@@ -211,6 +211,30 @@ pub enum Written {
     },
 }
 
+impl Written {
+    /// What went wrong, for the console, naming `path` (the path asked for); `None`
+    /// when the journal is where it was asked to be.
+    pub fn problem(&self, path: &Path) -> Option<String> {
+        match self {
+            Written::Journal => None,
+            Written::Fallback { error, fallback } => Some(format!(
+                "cannot write the journal to {}: {error}; it was written to {} instead",
+                path.display(),
+                fallback.display()
+            )),
+            Written::Lost {
+                error,
+                fallback,
+                fallback_error,
+            } => Some(format!(
+                "cannot write the journal to {} ({error}) nor to {} ({fallback_error})",
+                path.display(),
+                fallback.display()
+            )),
+        }
+    }
+}
+
 /// The last step of a run's journal: put the prepared file in place; if that fails
 /// (the staged file went with its directory, an activity cleaning up, say), write it
 /// once more from scratch; failing that, write it to `fallback`, since nothing
@@ -638,6 +662,7 @@ mod tests {
         let value = json!({"run": "new"});
         let written = finish(prepare(&path, &value), &path, &value, &fallback);
         assert!(matches!(written, Written::Journal), "{written:?}");
+        assert_eq!(written.problem(&path), None);
         assert_eq!(read(&path)["run"], "new");
         assert_eq!(names_in(&dir), ["j.json"]);
 
@@ -659,9 +684,19 @@ mod tests {
             "{written:?}"
         );
         assert_eq!(read(&fallback)["run"], "saved");
+        let said = written.problem(&blocked).unwrap();
+        assert!(
+            said.starts_with(&format!(
+                "cannot write the journal to {}: ",
+                blocked.display()
+            )) && said.ends_with(&format!("it was written to {} instead", fallback.display())),
+            "{said}"
+        );
         // And when the fallback cannot be written either, both errors are reported.
         let written = finish(prepare(&blocked, &value), &blocked, &value, &blocked);
         assert!(matches!(written, Written::Lost { .. }), "{written:?}");
+        let said = written.problem(&blocked).unwrap();
+        assert!(said.contains(") nor to "), "{said}");
         assert_eq!(names_in(&dir), ["fallback.json", "j.json"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
