@@ -6,6 +6,7 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
+use std::path::PathBuf;
 
 fn probe() -> Value {
     with(tracer("probe", "check", "probe"), "tolerance", json!(0))
@@ -239,8 +240,12 @@ fn runtime(hypothesis: &str, rollbacks: &str) -> Value {
     json!({"hypothesis": {"strategy": hypothesis}, "rollbacks": {"strategy": rollbacks}})
 }
 
-fn settings_yaml(hypothesis: &str, rollbacks: &str) -> String {
-    format!("runtime:\n  hypothesis:\n    strategy: {hypothesis}\n  rollbacks:\n    strategy: {rollbacks}\n")
+/// A settings file `name` in `dir` whose `runtime` block names both strategies.
+fn write_settings(dir: &TempDir, name: &str, hypothesis: &str, rollbacks: &str) -> PathBuf {
+    dir.write(
+        name,
+        &format!("runtime:\n  hypothesis:\n    strategy: {hypothesis}\n  rollbacks:\n    strategy: {rollbacks}\n"),
+    )
 }
 
 #[test]
@@ -284,10 +289,7 @@ fn frequency_and_fail_fast_from_the_experiment_runtime_block() {
 #[test]
 fn strategies_from_a_settings_file() {
     let dir = TempDir::new("st-settings");
-    let settings = dir.write(
-        "settings.yaml",
-        &settings_yaml("after-method-only", "never"),
-    );
+    let settings = write_settings(&dir, "settings.yaml", "after-method-only", "never");
     let out = run_experiment(&dir, &simple(), &["--settings", settings.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.all_text());
     assert_eq!(lines(&dir, "trace"), ["method", "probe"]);
@@ -299,10 +301,7 @@ fn strategies_from_a_settings_file() {
 #[test]
 fn strategies_from_a_settings_file_named_in_the_environment() {
     let dir = TempDir::new("st-settings-env");
-    let settings = dir.write(
-        "settings.yaml",
-        &settings_yaml("after-method-only", "never"),
-    );
+    let settings = write_settings(&dir, "settings.yaml", "after-method-only", "never");
     let out = run_experiment_env(
         &dir,
         &simple(),
@@ -313,7 +312,7 @@ fn strategies_from_a_settings_file_named_in_the_environment() {
     assert_eq!(lines(&dir, "trace"), ["method", "probe"]);
     // The flag wins over the environment.
     std::fs::remove_file(dir.join("trace")).unwrap();
-    let other = dir.write("other.yaml", &settings_yaml("before-method-only", "never"));
+    let other = write_settings(&dir, "other.yaml", "before-method-only", "never");
     let out = run_experiment_env(
         &dir,
         &simple(),
@@ -328,9 +327,11 @@ fn strategies_from_a_settings_file_named_in_the_environment() {
 fn strategies_from_the_default_settings_path() {
     let dir = TempDir::new("st-xdg");
     std::fs::create_dir_all(dir.join("xdg/faultline")).unwrap();
-    dir.write(
+    write_settings(
+        &dir,
         "xdg/faultline/settings.yaml",
-        &settings_yaml("after-method-only", "never"),
+        "after-method-only",
+        "never",
     );
     let out = run_experiment(&dir, &simple(), &[]);
     assert_eq!(out.code, 0, "{}", out.all_text());
@@ -340,10 +341,7 @@ fn strategies_from_the_default_settings_path() {
 #[test]
 fn experiment_runtime_wins_over_settings() {
     let dir = TempDir::new("st-prec-rt");
-    let settings = dir.write(
-        "settings.yaml",
-        &settings_yaml("after-method-only", "never"),
-    );
+    let settings = write_settings(&dir, "settings.yaml", "after-method-only", "never");
     let mut exp = simple();
     exp["runtime"] = runtime("before-method-only", "always");
     let out = run_experiment(&dir, &exp, &["--settings", settings.to_str().unwrap()]);
@@ -354,10 +352,7 @@ fn experiment_runtime_wins_over_settings() {
 #[test]
 fn flags_win_over_experiment_runtime_and_settings() {
     let dir = TempDir::new("st-prec-flag");
-    let settings = dir.write(
-        "settings.yaml",
-        &settings_yaml("after-method-only", "always"),
-    );
+    let settings = write_settings(&dir, "settings.yaml", "after-method-only", "always");
     let mut exp = simple();
     exp["runtime"] = runtime("before-method-only", "always");
     let out = run_experiment(
