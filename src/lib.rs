@@ -15,6 +15,7 @@
 //! ([`exit::ExitCode`]).
 
 pub mod control;
+pub mod duration;
 pub mod event;
 pub mod exit;
 pub mod experiment;

@@ -104,8 +104,8 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
             "tracing" => match serde_json::from_value::<TracingSettings>(v.clone()) {
                 Ok(t) => {
                     for (k, x) in [("timeout", t.timeout), ("shutdown_limit", t.shutdown_limit)] {
-                        if x.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
-                            problems.push(Problem::new(format!("$.tracing.{k}"), "expected a positive number of seconds"));
+                        if let Some(Err(e)) = x.map(crate::duration::positive_seconds) {
+                            problems.push(Problem::new(format!("$.tracing.{k}"), e).hint(crate::duration::HINT));
                         }
                     }
                     s.tracing = t;
@@ -120,9 +120,10 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                 Value::Null => {}
                 other => problems.push(Problem::new("$.sinks", format!("expected a list of sinks, found {other}"))),
             },
-            "activity_timeout" => match v.as_f64() {
-                Some(f) if f > 0.0 => s.activity_timeout = Some(f),
-                _ => problems.push(Problem::new("$.activity_timeout", "expected a positive number of seconds")),
+            "activity_timeout" => match v.as_f64().map(|f| (f, crate::duration::positive_seconds(f))) {
+                Some((f, Ok(_))) => s.activity_timeout = Some(f),
+                Some((_, Err(e))) => problems.push(Problem::new("$.activity_timeout", e).hint(crate::duration::HINT)),
+                None => problems.push(Problem::new("$.activity_timeout", "expected a positive number of seconds")),
             },
             // Read by the Chaos Toolkit; accepted so users can share one file.
             "notifications" | "auths" | "vaults" => {}

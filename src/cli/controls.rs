@@ -134,9 +134,19 @@ fn safeguards(b: &mut Built, origin: &str, arguments: &Value) {
             p.get("frequency"),
             p.get("background").and_then(Value::as_bool),
         ) {
-            (Some(f), _) => match f.as_f64() {
-                Some(s) if s > 0.0 => SafeguardMode::Every(std::time::Duration::from_secs_f64(s)),
-                _ => {
+            (Some(f), _) => match f.as_f64().map(faultline::duration::positive_seconds) {
+                Some(Ok(d)) => SafeguardMode::Every(d),
+                Some(Err(e)) => {
+                    b.problems.push(
+                        Problem::new(
+                            format!("{origin}.provider.arguments.probes[{i}].frequency"),
+                            e,
+                        )
+                        .hint(faultline::duration::HINT),
+                    );
+                    continue;
+                }
+                None => {
                     b.problems.push(Problem::new(
                         format!("{origin}.provider.arguments.probes[{i}].frequency"),
                         "expected a positive number of seconds",

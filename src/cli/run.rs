@@ -245,28 +245,36 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let rt = &experiment.runtime;
     let srt = &settings.runtime;
     let defaults = RunOptions::default();
-    let frequency = args
-        .hypothesis_frequency
-        .or(rt.hypothesis_frequency)
-        .or(srt.hypothesis_frequency)
-        .unwrap_or(defaults.hypothesis_frequency);
-    let activity_timeout = args
-        .activity_timeout
-        .or(settings.activity_timeout)
-        .unwrap_or(defaults.activity_timeout.as_secs_f64());
-    for (what, v) in [
-        ("--hypothesis-frequency", frequency),
-        ("--activity-timeout", activity_timeout),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
+    // Each value is checked where it was written, so the message names its source.
+    let checked = |what: &str, v: f64| {
+        faultline::duration::positive_seconds(v).map_err(|e| {
             console.line(
                 Level::Error,
                 "input.invalid",
-                &format!("{what} must be a positive number of seconds, got {v}"),
+                &format!("{what}: {e} ({})", faultline::duration::HINT),
             );
-            return ExitCode::InvalidInput;
-        }
-    }
+            ExitCode::InvalidInput
+        })
+    };
+    let frequency = match (
+        args.hypothesis_frequency,
+        rt.hypothesis_frequency,
+        srt.hypothesis_frequency,
+    ) {
+        (Some(f), _, _) => checked("--hypothesis-frequency", f),
+        (None, Some(f), _) => checked("the experiment's runtime.hypothesis.frequency", f),
+        (None, None, Some(f)) => checked("the settings' runtime.hypothesis.frequency", f),
+        (None, None, None) => Ok(defaults.hypothesis_frequency),
+    };
+    let activity_timeout = match (args.activity_timeout, settings.activity_timeout) {
+        (Some(t), _) => checked("--activity-timeout", t),
+        (None, Some(t)) => checked("the settings' activity_timeout", t),
+        (None, None) => Ok(defaults.activity_timeout),
+    };
+    let (frequency, activity_timeout) = match (frequency, activity_timeout) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
     let options = RunOptions {
         hypothesis_strategy: args
             .hypothesis_strategy
@@ -281,7 +289,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
             .or(srt.rollback_strategy)
             .unwrap_or(defaults.rollback_strategy),
         dry: args.dry,
-        activity_timeout: Duration::from_secs_f64(activity_timeout),
+        activity_timeout,
     };
 
     let interrupt = Interrupt::new();
@@ -303,10 +311,16 @@ pub async fn run(args: RunArgs) -> ExitCode {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    tcfg.export_timeout = ts.timeout.map(Duration::from_secs_f64);
+    // The settings file checked both (`settings::load`); telemetry never stops a run.
+    tcfg.export_timeout = ts
+        .timeout
+        .and_then(|t| faultline::duration::positive_seconds(t).ok());
     tcfg.service_name = ts.service_name.clone();
-    if let Some(l) = ts.shutdown_limit {
-        tcfg.shutdown_limit = Duration::from_secs_f64(l);
+    if let Some(l) = ts
+        .shutdown_limit
+        .and_then(|l| faultline::duration::positive_seconds(l).ok())
+    {
+        tcfg.shutdown_limit = l;
     }
     let telemetry = match Telemetry::init(tcfg, &env) {
         Ok(t) => t,

@@ -189,12 +189,19 @@ impl Checker {
 
     /// A number of seconds (or a template), non-negative.
     fn seconds(&mut self, v: &Value, path: &str) {
-        match v {
-            Value::Number(n) if n.as_f64().is_some_and(|f| f >= 0.0) => {}
-            Value::Number(_) => self.err(path, "expected a non-negative number of seconds"),
-            v if is_template(v) => {}
-            Value::String(s) if s.trim().parse::<f64>().is_ok() => {}
-            v => self.wrong_type(path, "a number of seconds", v),
+        let f = match v {
+            Value::Number(n) => n.as_f64(),
+            v if is_template(v) => return,
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match f {
+            Some(f) => {
+                if let Err(e) = crate::duration::seconds(f) {
+                    self.err_hint(path, e, crate::duration::HINT);
+                }
+            }
+            None => self.wrong_type(path, "a number of seconds", v),
         }
     }
 
@@ -627,8 +634,16 @@ impl Checker {
                     }
                     match h.get("frequency") {
                         None | Some(Value::Null) => {}
-                        Some(Value::Number(n)) if n.as_f64().is_some_and(|f| f > 0.0) => {
-                            rt.hypothesis_frequency = n.as_f64()
+                        Some(Value::Number(n)) => {
+                            let f = n.as_f64().unwrap_or(f64::NAN);
+                            match crate::duration::positive_seconds(f) {
+                                Ok(_) => rt.hypothesis_frequency = Some(f),
+                                Err(e) => self.err_hint(
+                                    &format!("{p}.frequency"),
+                                    e,
+                                    crate::duration::HINT,
+                                ),
+                            }
                         }
                         Some(v) => self.wrong_type(
                             &format!("{p}.frequency"),

@@ -109,8 +109,8 @@ pub(crate) fn seconds(v: &Value, what: &str) -> Result<Duration, String> {
         _ => None,
     };
     match f {
-        Some(f) if f.is_finite() && f >= 0.0 => Ok(Duration::from_secs_f64(f)),
-        _ => Err(format!(
+        Some(f) => crate::duration::seconds(f).map_err(|e| format!("{what}: {e}")),
+        None => Err(format!(
             "{what} must be a non-negative number of seconds, got {v}"
         )),
     }

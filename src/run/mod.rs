@@ -196,8 +196,8 @@ pub struct Safeguard {
 pub struct RunOptions {
     /// When the hypothesis is checked.
     pub hypothesis_strategy: HypothesisStrategy,
-    /// Seconds between two continuous checks.
-    pub hypothesis_frequency: f64,
+    /// Time between two continuous checks.
+    pub hypothesis_frequency: Duration,
     /// Stop the method when a continuous check deviates.
     pub fail_fast: bool,
     /// When rollbacks are played.
@@ -212,7 +212,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             hypothesis_strategy: HypothesisStrategy::Default,
-            hypothesis_frequency: 1.0,
+            hypothesis_frequency: Duration::from_secs(1),
             fail_fast: false,
             rollback_strategy: RollbackStrategy::Always,
             dry: None,

@@ -225,25 +225,30 @@ impl Shared {
         }
     }
 
-    /// Pause for a (substituted) number of seconds; false when interrupted.
+    /// An activity's pauses, substituted: a value that is not a number of seconds (or
+    /// one out of range) is the activity's failure, found before anything runs, and
+    /// like any definition wrong once substituted, the run's unexpected error.
+    fn pauses(&self, a: &Activity) -> Result<(Option<Duration>, Option<Duration>), String> {
+        let one = |p: &Option<Value>, when: &str| {
+            p.as_ref()
+                .map(|p| provider::seconds(&self.vars().value(p), &format!("pauses.{when}")))
+                .transpose()
+        };
+        Ok((
+            one(&a.pause_before, "before")?,
+            one(&a.pause_after, "after")?,
+        ))
+    }
+
+    /// Pause; false when interrupted.
     async fn pause(
         &self,
-        v: &Value,
+        secs: Duration,
         before: bool,
         skip: bool,
         cancel: &Interrupt,
         cx: &Context,
     ) -> bool {
-        let v = self.vars().value(v);
-        let secs = match provider::seconds(&v, "pause") {
-            Ok(d) => d,
-            Err(e) => {
-                self.emit(Event::Warning {
-                    message: format!("ignoring pause: {e}"),
-                });
-                return true;
-            }
-        };
         if secs.is_zero() {
             return true;
         }
@@ -511,9 +516,10 @@ impl Shared {
         }
         let is_dry = self.is_dry(a.kind);
         let skip_pauses = is_dry || self.opts.dry == Some(Dry::Pause);
-        if let Some(p) = &a.pause_before {
+        let pauses = self.pauses(a);
+        if let Ok((Some(d), _)) = pauses {
             notify();
-            self.pause(p, true, skip_pauses, cancel, &cx).await;
+            self.pause(d, true, skip_pauses, cancel, &cx).await;
         }
         self.emit_in(
             Event::ActivityStarted {
@@ -535,6 +541,8 @@ impl Shared {
                 ))),
                 Flag::Interrupted,
             )
+        } else if let Err(e) = &pauses {
+            (Err(provider::ActivityError::new(e.clone())), Flag::Invalid)
         } else if is_dry {
             (Ok(Value::Null), Flag::Ok)
         } else {
@@ -600,9 +608,9 @@ impl Shared {
             }
         }
         self.controls.after_activity(&info, &entry);
-        if let Some(p) = &a.pause_after {
+        if let Ok((_, Some(d))) = pauses {
             if flag != Flag::Interrupted {
-                self.pause(p, false, skip_pauses, cancel, &cx).await;
+                self.pause(d, false, skip_pauses, cancel, &cx).await;
             }
         }
         (Some(entry), flag, cx)
@@ -990,8 +998,10 @@ async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt, parent: Co
 }
 
 async fn continuous(shared: Arc<Shared>, stop: Interrupt, parent: Context) {
-    let freq = shared.opts.hypothesis_frequency.max(0.0);
-    shared.emit(Event::ContinuousStarted { frequency: freq });
+    let freq = shared.opts.hypothesis_frequency;
+    shared.emit(Event::ContinuousStarted {
+        frequency: freq.as_secs_f64(),
+    });
     let cancel = shared.interrupt.clone();
     let (mut iteration, mut failed) = (0usize, 0usize);
     loop {
@@ -1033,7 +1043,7 @@ async fn continuous(shared: Arc<Shared>, stop: Interrupt, parent: Context) {
             break;
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs_f64(freq)) => {}
+            _ = tokio::time::sleep(freq) => {}
             _ = stop.triggered() => break,
             _ = cancel.triggered() => break,
         }

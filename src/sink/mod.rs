@@ -401,12 +401,8 @@ impl SinkConfig {
             if *queue == Some(0) {
                 p.push("queue_size must be at least 1".to_string());
             }
-            if let Some(t) = t {
-                if !(t.is_finite() && *t > 0.0) {
-                    p.push(format!(
-                        "timeout must be a positive number of seconds, got {t}"
-                    ));
-                }
+            if let Some(Err(e)) = t.map(crate::duration::positive_seconds) {
+                p.push(format!("timeout: {e} ({})", crate::duration::HINT));
             }
         };
         match self {
@@ -515,7 +511,9 @@ impl SinkConfig {
         Policy {
             batch_size: batch.unwrap_or(base.batch_size),
             queue_size: queue.unwrap_or(base.queue_size),
-            timeout: timeout.map(Duration::from_secs_f64).unwrap_or(base.timeout),
+            timeout: timeout
+                .and_then(|t| crate::duration::positive_seconds(t).ok())
+                .unwrap_or(base.timeout),
             retries: retries.unwrap_or(base.retries),
             ..base
         }

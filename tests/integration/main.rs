@@ -4,6 +4,7 @@
 mod common;
 mod controls;
 mod examples;
+mod hardening;
 mod method;
 mod metrics;
 mod otlp;

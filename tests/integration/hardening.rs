@@ -1,0 +1,156 @@
+//! Hardening: what an adversarial user tried, each kept as a regression test. Huge
+//! durations, `validate` and `run` agreeing, telemetry configuration that must never
+//! stop a run, and the malformed-input corpus (`tests/corpus/`).
+
+use crate::common::*;
+use serde_json::{json, Value};
+
+const HUGE: f64 = 1.8e19;
+
+/// Exit 3, a located problem at `path` with the durations hint, and no panic.
+fn assert_rejected_at(out: &Output, path: &str) {
+    assert_no_panic(out);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    let text = out.all_text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(path) && l.contains("100 years")),
+        "no problem at {path} naming the limit:\n{text}"
+    );
+}
+
+#[test]
+fn validate_rejects_durations_that_cannot_be_honoured_with_their_path() {
+    let dir = TempDir::new("huge-validate");
+    let exp = json!({
+        "title": "huge", "description": "d",
+        "steady-state-hypothesis": {"title": "s", "probes": [
+            {"type": "probe", "name": "p", "tolerance": 0,
+             "provider": {"type": "process", "path": "true", "timeout": HUGE}}]},
+        "method": [
+            {"type": "action", "name": "a", "timeout": HUGE, "pauses": {"before": HUGE, "after": "1e300"},
+             "provider": {"type": "process", "path": "true"}},
+            {"type": "action", "name": "h", "provider": {"type": "http", "url": "http://127.0.0.1:1/", "timeout": [1, HUGE]}}],
+        "runtime": {"hypothesis": {"strategy": "continuously", "frequency": HUGE}}
+    });
+    let path = dir.experiment(&exp);
+    let out = faultline(&dir, &["validate", path.to_str().unwrap()], &[]);
+    for p in [
+        "$.steady-state-hypothesis.probes[0].provider.timeout",
+        "$.method[0].timeout",
+        "$.method[0].pauses.before",
+        "$.method[0].pauses.after",
+        "$.method[1].provider.timeout[1]",
+        "$.runtime.hypothesis.frequency",
+    ] {
+        assert_rejected_at(&out, p);
+    }
+    // `run` refuses the same experiment before anything runs.
+    let out = run_experiment(&dir, &exp, &[]);
+    assert_rejected_at(&out, "$.method[0].timeout");
+    assert!(out.journal.is_none());
+}
+
+#[test]
+fn a_duration_made_huge_by_substitution_is_the_activity_s_failure() {
+    // Like any definition that is wrong once substituted: that activity fails with the
+    // reason, the run is aborted (the method stops), rollbacks still play.
+    let dir = TempDir::new("huge-subst");
+    let timed = with(sh("action", "bad", "true"), "timeout", json!("${t}"));
+    let paused_before = with(
+        sh("action", "bad", "true"),
+        "pauses",
+        json!({"before": "${t}"}),
+    );
+    let paused_after = with(
+        sh("action", "bad", "true"),
+        "pauses",
+        json!({"after": "${t}"}),
+    );
+    let provider_timeout = json!({"type": "action", "name": "bad",
+        "provider": {"type": "process", "path": "true", "timeout": "${t}"}});
+    for (bad, dry_too) in [
+        (timed, false),
+        (paused_before, true),
+        (paused_after, true),
+        (provider_timeout, false),
+    ] {
+        let mut exp = experiment(
+            vec![],
+            vec![bad.clone(), tracer("action", "after", "after")],
+            vec![tracer("action", "rollback", "rolled-back")],
+        );
+        exp["configuration"] = json!({"t": HUGE});
+        for extra in [&[][..], &["--dry", "activities"][..]] {
+            let out = run_experiment(&dir, &exp, extra);
+            assert_no_panic(&out);
+            let j = out.journal();
+            if extra.is_empty() || dry_too {
+                let e = entry(&j["run"], "bad");
+                assert_eq!(e["status"], "failed", "{bad} {extra:?}: {e}");
+                assert!(exception_text(e).contains("100 years"), "{e}");
+                assert_eq!(out.status(), "aborted", "{bad}");
+                assert_eq!(out.run_names(), ["bad"], "{bad}");
+            } else {
+                assert_eq!(out.status(), "completed", "{bad}");
+            }
+            assert_eq!(out.rollback_names(), ["rollback"], "{bad} {extra:?}");
+        }
+    }
+}
+
+#[test]
+fn a_huge_activity_timeout_flag_is_refused_before_the_run() {
+    let dir = TempDir::new("huge-flag");
+    let exp = experiment(vec![], vec![sh("action", "a", "true")], vec![]);
+    for flag in ["--activity-timeout", "--hypothesis-frequency"] {
+        let out = run_experiment(&dir, &exp, &[flag, "1.8e19"]);
+        assert_no_panic(&out);
+        assert_eq!(out.code, 3, "{}", out.all_text());
+        assert!(out.all_text().contains(flag), "{}", out.all_text());
+        assert!(out.all_text().contains("100 years"), "{}", out.all_text());
+    }
+}
+
+#[test]
+fn huge_durations_in_the_settings_file_are_located_problems() {
+    let dir = TempDir::new("huge-settings");
+    let exp = experiment(vec![], vec![sh("action", "a", "true")], vec![]);
+    for (text, path) in [
+        ("activity_timeout: 1.8e19\n", "$.activity_timeout"),
+        ("tracing:\n  timeout: 1.8e19\n", "$.tracing.timeout"),
+        ("tracing:\n  shutdown_limit: 1e300\n", "$.tracing.shutdown_limit"),
+        ("runtime:\n  hypothesis:\n    frequency: 1.8e19\n", "$.runtime.hypothesis.frequency"),
+        (
+            "sinks:\n  - {type: jsonl, path: out.jsonl}\n  - {type: http, url: 'http://127.0.0.1:1/', timeout: 1.8e19}\n",
+            "100 years",
+        ),
+    ] {
+        let settings = dir.write("settings.yaml", text);
+        let out = run_experiment(&dir, &exp, &["--settings", settings.to_str().unwrap()]);
+        assert_no_panic(&out);
+        assert_eq!(out.code, 3, "{text}: {}", out.all_text());
+        assert!(out.all_text().contains(path), "{text}: {}", out.all_text());
+        assert!(out.all_text().contains("100 years"), "{text}: {}", out.all_text());
+        assert!(out.journal.is_none());
+    }
+}
+
+#[test]
+fn a_huge_safeguard_frequency_is_refused() {
+    let dir = TempDir::new("huge-safeguard");
+    let mut exp = experiment(vec![], vec![sh("action", "a", "true")], vec![]);
+    exp["controls"] = json!([{"name": "safeguards", "provider": {"type": "python",
+        "module": "chaosaddons.controls.safeguards", "arguments": {"probes": [
+            {"type": "probe", "name": "g", "frequency": HUGE, "tolerance": 0,
+             "provider": {"type": "process", "path": "true"}}]}}}]);
+    let out = run_experiment(&dir, &exp, &[]);
+    assert_no_panic(&out);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    assert!(
+        out.all_text().contains("probes[0].frequency"),
+        "{}",
+        out.all_text()
+    );
+    assert!(out.all_text().contains("100 years"), "{}", out.all_text());
+}
