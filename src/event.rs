@@ -6,6 +6,7 @@
 //! Chaos Toolkit's wording where it has one), so the console, the JSON log format and
 //! later sinks and controls all say the same thing.
 
+use crate::redact::Redactor;
 use crate::run::{Phase, Status};
 use serde_json::{json, Value};
 
@@ -276,6 +277,118 @@ impl Event {
         }
     }
 
+    /// The event with every secret masked, in every text it carries. The match is
+    /// exhaustive on purpose: a new variant must say what it carries, so nothing passes
+    /// through unmasked by default.
+    pub fn redacted(self, r: &Redactor) -> Event {
+        if r.is_empty() {
+            return self;
+        }
+        let t = |s: String| r.text(&s).into_owned();
+        match self {
+            Event::RunStarted { title, run_id } => Event::RunStarted {
+                title: t(title),
+                run_id,
+            },
+            Event::Strategies {
+                hypothesis,
+                rollbacks,
+            } => Event::Strategies {
+                hypothesis,
+                rollbacks,
+            },
+            Event::DryRun { mode } => Event::DryRun { mode },
+            Event::HypothesisStarted { title, phase } => Event::HypothesisStarted {
+                title: t(title),
+                phase,
+            },
+            Event::HypothesisEnded {
+                phase,
+                met,
+                failing_probe,
+            } => Event::HypothesisEnded {
+                phase,
+                met,
+                failing_probe: failing_probe.map(t),
+            },
+            Event::ContinuousStarted { frequency } => Event::ContinuousStarted { frequency },
+            Event::ContinuousEnded {
+                iterations,
+                deviations,
+            } => Event::ContinuousEnded {
+                iterations,
+                deviations,
+            },
+            Event::NoHypothesis => Event::NoHypothesis,
+            Event::MethodStarted => Event::MethodStarted,
+            Event::NoActivities => Event::NoActivities,
+            Event::MethodEnded => Event::MethodEnded,
+            Event::ActivityStarted {
+                kind,
+                name,
+                background,
+                phase,
+            } => Event::ActivityStarted {
+                kind,
+                name: t(name),
+                background,
+                phase,
+            },
+            Event::ActivityEnded {
+                name,
+                phase,
+                succeeded,
+                error,
+                output,
+            } => Event::ActivityEnded {
+                name: t(name),
+                phase,
+                succeeded,
+                error: error.map(t),
+                output: r.into_value(output),
+            },
+            Event::ProviderOutput { name, line } => Event::ProviderOutput {
+                name: t(name),
+                line: t(line),
+            },
+            Event::ActivitySkipped { name, reason } => Event::ActivitySkipped {
+                name: t(name),
+                reason: t(reason),
+            },
+            Event::ControlInterrupted { reason } => Event::ControlInterrupted { reason: t(reason) },
+            Event::SafeguardTripped { name, reason } => Event::SafeguardTripped {
+                name: t(name),
+                reason: t(reason),
+            },
+            Event::ToleranceChecked { name, met, reason } => Event::ToleranceChecked {
+                name: t(name),
+                met,
+                reason: t(reason),
+            },
+            Event::Pause {
+                seconds,
+                before,
+                skipped,
+            } => Event::Pause {
+                seconds,
+                before,
+                skipped,
+            },
+            Event::RollbacksStarted => Event::RollbacksStarted,
+            Event::NoRollbacks => Event::NoRollbacks,
+            Event::RollbacksSkipped { strategy, reason } => Event::RollbacksSkipped {
+                strategy,
+                reason: t(reason),
+            },
+            Event::Interrupted { reason } => Event::Interrupted { reason: t(reason) },
+            Event::FailFast { ratio } => Event::FailFast { ratio },
+            Event::Warning { message } => Event::Warning {
+                message: t(message),
+            },
+            Event::RunEnded { status, deviated } => Event::RunEnded { status, deviated },
+        }
+    }
+
     /// Structured fields for machine formats.
     pub fn fields(&self) -> Value {
         match self {
@@ -313,6 +426,11 @@ impl Event {
             }
             Event::Interrupted { reason } => json!({"reason": reason}),
             Event::ProviderOutput { name, .. } => json!({"activity": name}),
+            Event::SafeguardTripped { name, reason } => {
+                json!({"safeguard": name, "reason": reason})
+            }
+            Event::ActivitySkipped { name, reason } => json!({"activity": name, "reason": reason}),
+            Event::ControlInterrupted { reason } => json!({"reason": reason}),
             _ => json!({}),
         }
     }

@@ -1,12 +1,22 @@
-//! Secret masking: no secret value ever leaves faultline (journal, console, files).
+//! Secret masking: no secret value ever leaves faultline (journal, console, files,
+//! spans, log sinks), in any form it can take on the way out.
 //!
 //! Every resolved secret value is replaced by [`MASK`] wherever it appears inside a
-//! string. Values shorter than [`MIN_SUBSTRING`] characters are masked only where a
-//! whole string equals them: masking every "ab" inside every output would make
-//! journals unreadable, and such short values are not secrets worth the name.
+//! string, raw or encoded as a client or a server would: percent-encoded (whole or in
+//! part, upper- or lower-case hex: each URL component encodes its own set), form-encoded
+//! (`+` for a space), JSON-escaped (`\"`, `\u00e9`, as an echoing server writes it), or
+//! base64-encoded inside a longer value (HTTP basic auth: `base64("user:" + secret)`).
+//! One pattern per secret accepts every form of every character, so mixed forms
+//! (`p@ss%20word`, `p%40ss+word`) are found too.
+//!
+//! Values shorter than [`MIN_SUBSTRING`] characters are masked only where a whole
+//! string equals them: masking every "ab" inside every output would make journals
+//! unreadable, and such short values are not secrets worth the name.
 
+use regex::Regex;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// What a secret becomes.
 pub const MASK: &str = "***";
@@ -14,60 +24,88 @@ pub const MASK: &str = "***";
 /// Shortest secret masked inside longer strings.
 pub const MIN_SUBSTRING: usize = 3;
 
-/// Masks a fixed set of secret values.
-#[derive(Debug, Clone, Default)]
+/// Fewest base64 characters masked: shorter runs would mask parts of unrelated
+/// base64 data far more often than they hide a secret.
+const MIN_BASE64: usize = 4;
+
+/// Masks a fixed set of secret values. Its `Debug` shows how many, never which.
+#[derive(Clone, Default)]
 pub struct Redactor {
-    secrets: Vec<String>,
+    /// Whole strings equal to one of these are masked (every secret, even short).
+    exact: Vec<String>,
+    /// Every form of every secret of at least [`MIN_SUBSTRING`] characters.
+    pattern: Option<Regex>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} secrets)", self.exact.len())
+    }
+}
+
+impl PartialEq for Redactor {
+    fn eq(&self, other: &Redactor) -> bool {
+        self.exact == other.exact
+    }
 }
 
 impl Redactor {
     /// A redactor for these values (empty ones are ignored).
     pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
-        // Also the forms a secret takes inside URLs (error texts quote request URLs).
-        let mut secrets: Vec<String> = values
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .flat_map(|s| {
-                let pct = percent_encode(&s);
-                let form = pct.replace("%20", "+");
-                [s, pct, form]
-            })
-            .collect();
+        let mut secrets: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        Redactor { secrets }
+        let mut alternatives: Vec<String> = Vec::new();
+        for s in secrets
+            .iter()
+            .filter(|s| s.chars().count() >= MIN_SUBSTRING)
+        {
+            alternatives.push(s.chars().map(char_forms).collect());
+            alternatives.extend(base64_forms(s.as_bytes()));
+        }
+        // Longest first: the leftmost match then takes the whole of a longer secret.
+        alternatives.sort_by_key(|a| std::cmp::Reverse(a.len()));
+        let pattern = (!alternatives.is_empty()).then(|| {
+            let all = alternatives.join("|");
+            regex::RegexBuilder::new(&all)
+                .size_limit(64 << 20)
+                .build()
+                // Only a pathological secret (megabytes) could exceed the size limit:
+                // fall back to its raw form rather than masking nothing.
+                .unwrap_or_else(|_| {
+                    let raw: Vec<String> = secrets.iter().map(|s| regex::escape(s)).collect();
+                    Regex::new(&raw.join("|")).unwrap_or_else(|_| Regex::new("$^").expect("valid"))
+                })
+        });
+        Redactor {
+            exact: secrets,
+            pattern,
+        }
     }
 
     /// True when there is nothing to mask.
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
+        self.exact.is_empty()
     }
 
     /// Mask secrets inside a string.
     pub fn text<'a>(&self, s: &'a str) -> Cow<'a, str> {
-        if self.secrets.is_empty() {
+        if self.exact.is_empty() {
             return Cow::Borrowed(s);
         }
-        if self.secrets.iter().any(|x| x == s) {
+        if self.exact.iter().any(|x| x == s) {
             return Cow::Owned(MASK.to_string());
         }
-        let mut out = Cow::Borrowed(s);
-        for secret in self
-            .secrets
-            .iter()
-            .filter(|x| x.chars().count() >= MIN_SUBSTRING)
-        {
-            if out.contains(secret.as_str()) {
-                out = Cow::Owned(out.replace(secret.as_str(), MASK));
-            }
+        match &self.pattern {
+            Some(p) => p.replace_all(s, MASK),
+            None => Cow::Borrowed(s),
         }
-        out
     }
 
     /// [`Redactor::value`] of a value that is no longer needed: without secrets it is
     /// returned as is, not copied.
     pub fn into_value(&self, v: Value) -> Value {
-        if self.secrets.is_empty() {
+        if self.exact.is_empty() {
             v
         } else {
             self.value(&v)
@@ -76,12 +114,12 @@ impl Redactor {
 
     /// Mask secrets in every string (keys included) of a JSON value.
     pub fn value(&self, v: &Value) -> Value {
-        if self.secrets.is_empty() {
+        if self.exact.is_empty() {
             return v.clone();
         }
         match v {
             Value::String(s) => Value::String(self.text(s).into_owned()),
-            Value::Number(n) if self.secrets.iter().any(|x| *x == n.to_string()) => {
+            Value::Number(n) if self.exact.iter().any(|x| *x == n.to_string()) => {
                 Value::String(MASK.into())
             }
             Value::Array(a) => Value::Array(a.iter().map(|v| self.value(v)).collect()),
@@ -95,14 +133,73 @@ impl Redactor {
     }
 }
 
-/// Percent-encode everything but RFC 3986's unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+/// A regex matching every form one character of a secret takes on the way out.
+fn char_forms(c: char) -> String {
+    let mut forms = vec![regex::escape(c.encode_utf8(&mut [0; 4]))];
+    // Percent-encoded: its UTF-8 bytes, hex in either case.
+    let mut pct = String::new();
+    for b in c.encode_utf8(&mut [0; 4]).bytes() {
+        let _ = write!(pct, "%(?i:{b:02x})");
+    }
+    forms.push(pct);
+    if c == ' ' {
+        forms.push(r"\+".into());
+    }
+    // JSON-escaped: the short escapes, and \uXXXX (UTF-16, as Python's json.dumps
+    // writes every non-ASCII character).
+    match c {
+        '"' => forms.push(r#"\\""#.into()),
+        '\\' => forms.push(r"\\\\".into()),
+        '/' => forms.push(r"\\/".into()),
+        '\n' => forms.push(r"\\n".into()),
+        '\r' => forms.push(r"\\r".into()),
+        '\t' => forms.push(r"\\t".into()),
+        '\u{8}' => forms.push(r"\\b".into()),
+        '\u{c}' => forms.push(r"\\f".into()),
+        _ => {}
+    }
+    let mut units = [0u16; 2];
+    let mut escaped = String::new();
+    for u in c.encode_utf16(&mut units) {
+        let _ = write!(escaped, r"\\u(?i:{u:04x})");
+    }
+    forms.push(escaped);
+    // In HTML (an echoing server's error page).
+    match c {
+        '&' => forms.push("&amp;".into()),
+        '<' => forms.push("&lt;".into()),
+        '>' => forms.push("&gt;".into()),
+        '"' => forms.push("&quot;".into()),
+        '\'' => forms.push("&#0?39;".into()),
+        _ => {}
+    }
+    format!("(?:{})", forms.join("|"))
+}
+
+/// The base64 characters that encode only the secret's own bits, for each of the three
+/// alignments it can have inside a longer encoded value (`user:secret`), in the
+/// standard and the URL-safe alphabets.
+fn base64_forms(secret: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    for offset in 0..3usize {
+        let mut data = vec![0u8; offset];
+        data.extend_from_slice(secret);
+        // Character i encodes bits [6i, 6i + 6) of the data.
+        let first = (8 * offset).div_ceil(6);
+        let end = (8 * data.len()) / 6;
+        if end < first + MIN_BASE64 {
+            continue;
+        }
+        for engine in [
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            let encoded = engine.encode(&data);
+            let core = regex::escape(&encoded[first..end]);
+            if !out.contains(&core) {
+                out.push(core);
+            }
         }
     }
     out
@@ -164,6 +261,41 @@ mod tests {
         );
         assert_eq!(r.text("k=canary+spaced%2F1"), "k=***");
         assert_eq!(r.text("canary spaced/1"), "***");
+    }
+
+    #[test]
+    fn every_form_a_secret_takes_on_the_way_out_is_masked() {
+        use base64::Engine as _;
+        let r = Redactor::new(["p@ss word".to_string(), "caf\u{e9}\"q".to_string()]);
+        for leaked in [
+            "p@ss word",
+            "p%40ss%20word",
+            "p@ss%20word",
+            "p%40ss+word",
+            "p%40ss%20word".to_lowercase().as_str(),
+            "p@ss+word",
+            "caf\u{e9}\"q",
+            "caf%C3%A9%22q",
+            "caf\\u00e9\\\"q",
+            "caf\\u00E9\\\"q",
+            "caf\u{e9}&quot;q",
+        ] {
+            let text = format!("GET http://h/x?k={leaked}&y=1 failed");
+            assert_eq!(r.text(&text), "GET http://h/x?k=***&y=1 failed", "{leaked}");
+        }
+        // Basic auth, whatever comes before the secret.
+        for user in ["u", "us", "use", "someone"] {
+            let header =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:p@ss word"));
+            let masked = r.text(&header).into_owned();
+            assert!(masked.contains(MASK), "{user}: {header} -> {masked}");
+            // What is left is only the user's part and at most two characters.
+            let left = masked.replace(MASK, "");
+            assert!(left.len() <= header.len() - 10, "{header} -> {masked}");
+        }
+        // Nothing else is touched.
+        assert_eq!(r.text("p@ss wor"), "p@ss wor");
+        assert_eq!(r.text("plain text 100%"), "plain text 100%");
     }
 
     #[test]

@@ -316,6 +316,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
         .timeout
         .and_then(|t| faultline::duration::positive_seconds(t).ok());
     tcfg.service_name = ts.service_name.clone();
+    tcfg.redactor = faultline::redact::Redactor::new(faultline::experiment::config::secret_values(
+        &resolved.secrets,
+    ));
     if let Some(l) = ts
         .shutdown_limit
         .and_then(|l| faultline::duration::positive_seconds(l).ok())

@@ -124,49 +124,7 @@ impl Shared {
 
     /// Emit an event that belongs to the span in `cx` (its ids go with the event).
     fn emit_in(&self, e: Event, cx: &Context) {
-        let r = &self.redactor;
-        let e = if r.is_empty() {
-            e
-        } else {
-            let t = |s: String| r.text(&s).into_owned();
-            match e {
-                Event::RunStarted { title, run_id } => Event::RunStarted {
-                    title: t(title),
-                    run_id,
-                },
-                Event::HypothesisStarted { title, phase } => Event::HypothesisStarted {
-                    title: t(title),
-                    phase,
-                },
-                Event::ActivityEnded {
-                    name,
-                    phase,
-                    succeeded,
-                    error,
-                    output,
-                } => Event::ActivityEnded {
-                    name,
-                    phase,
-                    succeeded,
-                    error: error.map(t),
-                    output: r.value(&output),
-                },
-                Event::ToleranceChecked { name, met, reason } => Event::ToleranceChecked {
-                    name,
-                    met,
-                    reason: t(reason),
-                },
-                Event::Warning { message } => Event::Warning {
-                    message: t(message),
-                },
-                Event::ProviderOutput { name, line } => Event::ProviderOutput {
-                    name,
-                    line: t(line),
-                },
-                Event::Interrupted { reason } => Event::Interrupted { reason: t(reason) },
-                other => other,
-            }
-        };
+        let e = e.redacted(&self.redactor);
         let ids = propagation::ids(cx).map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
         self.controls.on_event(&e, ids.as_ref());
     }
@@ -887,8 +845,10 @@ impl Shared {
             name: name.to_string(),
             reason: reason.clone(),
         });
+        // The reason travels on (activity errors, spans, the journal): masked once here.
+        let why = format!("safeguard '{name}' tripped: {reason}");
         self.interrupt
-            .trigger(format!("safeguard '{name}' tripped: {reason}"));
+            .trigger(self.redactor.text(&why).into_owned());
     }
 }
 

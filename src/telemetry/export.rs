@@ -2,7 +2,8 @@
 //! does not give: counting what was delivered (the SDK's `shutdown` returns Ok even
 //! when every span was lost) and the embedded OTLP JSON file.
 
-use opentelemetry::Context;
+use crate::redact::Redactor;
+use opentelemetry::{Array, Context, KeyValue, StringValue, Value as OtelValue};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
@@ -44,11 +45,68 @@ impl Stats {
 
 /// Counts every sampled span that ends, before the batch queue can drop it, so that
 /// `ended - exported` covers export failures, queue overflow and spans still queued
-/// when the shutdown limit ran out.
+/// when the shutdown limit ran out. Masks every secret in the span on the way, so no
+/// exporter (file or OTLP) ever sees one, whatever the code that made the span wrote.
 #[derive(Debug)]
 pub struct CountingProcessor<P> {
     pub inner: P,
     pub stats: Arc<Stats>,
+    pub redactor: Redactor,
+}
+
+/// Every string of a span (name, attributes, events, links, status) with secrets
+/// masked.
+pub fn redact_span(r: &Redactor, span: &mut SpanData) {
+    if r.is_empty() {
+        return;
+    }
+    let text = |s: &str| -> Option<String> {
+        match r.text(s) {
+            std::borrow::Cow::Owned(o) => Some(o),
+            std::borrow::Cow::Borrowed(_) => None,
+        }
+    };
+    let attributes = |kvs: &mut Vec<KeyValue>| {
+        for kv in kvs.iter_mut() {
+            match &kv.value {
+                OtelValue::String(s) => {
+                    if let Some(m) = text(s.as_str()) {
+                        kv.value = OtelValue::String(m.into());
+                    }
+                }
+                OtelValue::Array(Array::String(items)) => {
+                    let masked: Vec<StringValue> = items
+                        .iter()
+                        .map(|i| {
+                            text(i.as_str())
+                                .map(StringValue::from)
+                                .unwrap_or_else(|| i.clone())
+                        })
+                        .collect();
+                    kv.value = OtelValue::Array(Array::String(masked));
+                }
+                _ => {}
+            }
+        }
+    };
+    if let Some(m) = text(&span.name) {
+        span.name = m.into();
+    }
+    attributes(&mut span.attributes);
+    for e in span.events.events.iter_mut() {
+        if let Some(m) = text(&e.name) {
+            e.name = m.into();
+        }
+        attributes(&mut e.attributes);
+    }
+    for l in span.links.links.iter_mut() {
+        attributes(&mut l.attributes);
+    }
+    if let opentelemetry::trace::Status::Error { description } = &span.status {
+        if let Some(m) = text(description) {
+            span.status = opentelemetry::trace::Status::error(m);
+        }
+    }
 }
 
 impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
@@ -56,7 +114,8 @@ impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
         self.inner.on_start(span, cx);
     }
 
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, mut span: SpanData) {
+        redact_span(&self.redactor, &mut span);
         if span.span_context.is_sampled() {
             self.stats.ended.fetch_add(1, Ordering::Relaxed);
         }

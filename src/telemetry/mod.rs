@@ -132,6 +132,8 @@ pub struct TelemetryConfig {
     pub service_name: Option<String>,
     /// The most [`Telemetry::shutdown`] may take.
     pub shutdown_limit: Duration,
+    /// The run's secrets, masked in every span before any exporter sees it.
+    pub redactor: crate::redact::Redactor,
 }
 
 impl TelemetryConfig {
@@ -147,6 +149,7 @@ impl TelemetryConfig {
             export_timeout: None,
             service_name: None,
             shutdown_limit: DEFAULT_SHUTDOWN_LIMIT,
+            redactor: crate::redact::Redactor::default(),
         }
     }
 }
@@ -349,6 +352,7 @@ impl Telemetry {
                 let processor = CountingProcessor {
                     inner: SimpleSpanProcessor::new(FileExporter(sink.clone())),
                     stats: stats.clone(),
+                    redactor: cfg.redactor.clone(),
                 };
                 (
                     builder
@@ -383,6 +387,7 @@ impl Telemetry {
                 let processor = CountingProcessor {
                     inner: batch,
                     stats: stats.clone(),
+                    redactor: cfg.redactor.clone(),
                 };
                 (
                     builder

@@ -3,7 +3,7 @@
 //! stop a run, and the malformed-input corpus (`tests/corpus/`).
 
 use crate::common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const HUGE: f64 = 1.8e19;
 

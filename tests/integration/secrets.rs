@@ -264,28 +264,30 @@ fn a_provider_without_the_scope_does_not_get_the_secrets() {
 #[test]
 fn secrets_in_error_messages_and_warnings_are_masked() {
     let dir = TempDir::new("sec-errors");
-    let e = json!({"title": "errors", "description": "d",
-    "secrets": {"api": {"token": INLINE}},
-    "method": [
-        {"type": "action", "name": "bad-pause", "pauses": {"after": "${token}"},
-         "provider": {"type": "process", "path": "true"}},
-        {"type": "action", "name": "bad-timeout",
-         "provider": {"type": "process", "path": "true", "timeout": "${token}"}}
-    ]});
-    for flags in [
-        &["--verbose"][..],
-        &["--verbose", "--log-format", "json"][..],
+    // A pause or a provider that is invalid once substituted fails its activity and
+    // aborts the run; the reason names the value, masked.
+    for bad in [
+        json!({"type": "action", "name": "bad", "pauses": {"after": "${token}"},
+               "provider": {"type": "process", "path": "true"}}),
+        json!({"type": "action", "name": "bad",
+               "provider": {"type": "process", "path": "true", "timeout": "${token}"}}),
     ] {
-        let out = run_experiment(&dir, &e, flags);
-        assert_no_panic(&out);
-        // A provider that is invalid once substituted aborts the run.
-        assert_eq!(out.code, 2, "{}", out.all_text());
-        assert_eq!(out.status(), "aborted");
-        assert_nothing_leaked(&out, &dir.join("journal.json"));
-        let failed = entry(&out.journal()["run"], "bad-timeout");
-        assert_eq!(failed["status"], "failed");
-        assert!(exception_text(failed).contains("***"), "{failed:#}");
-        assert!(out.stderr.contains("pause"), "{}", out.stderr);
+        let e = json!({"title": "errors", "description": "d",
+            "secrets": {"api": {"token": INLINE}}, "method": [bad]});
+        for flags in [
+            &["--verbose"][..],
+            &["--verbose", "--log-format", "json"][..],
+        ] {
+            let out = run_experiment(&dir, &e, flags);
+            assert_no_panic(&out);
+            assert_eq!(out.code, 2, "{}", out.all_text());
+            assert_eq!(out.status(), "aborted");
+            assert_nothing_leaked(&out, &dir.join("journal.json"));
+            let failed = entry(&out.journal()["run"], "bad");
+            assert_eq!(failed["status"], "failed");
+            assert!(exception_text(failed).contains("***"), "{failed:#}");
+            assert!(out.stderr.contains("***"), "{}", out.stderr);
+        }
     }
     // An activity that cannot run, named by a secret: whether a check before the run
     // refuses it or the run fails it (--no-validation), the path is named masked.
@@ -310,4 +312,179 @@ fn secrets_in_error_messages_and_warnings_are_masked() {
             out.all_text()
         );
     }
+}
+
+/// A secret with characters that URLs, forms and JSON encode: `@`, a space, a quote.
+const ENCODED: &str = "p@ss word\"7";
+
+/// Every form the secret can take on the way out; none may appear anywhere.
+fn encoded_forms() -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ENCODED}"));
+    vec![
+        ENCODED.to_string(),
+        "p@ss%20word".into(),
+        "p%40ss%20word".into(),
+        "p%40ss+word".into(),
+        "p@ss+word".into(),
+        // JSON-escaped: the quote as \" (serde) and \u0022 (other encoders).
+        r#"word\"7"#.into(),
+        // The secret's own bits of `admin:<secret>` in base64 (basic auth).
+        b64[8..b64.len() - 4].to_string(),
+    ]
+}
+
+fn assert_no_form(what: &str, text: &str) {
+    for f in encoded_forms() {
+        assert!(
+            !text.contains(&f),
+            "the secret leaked as {f:?} into {what}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_in_any_encoded_form_never_leaks_on_any_channel() {
+    use base64::Engine as _;
+    let dir = TempDir::new("sec-encoded");
+    // Echoes what it got, as servers do: the raw query, the decoded query as JSON, and
+    // the credentials as a basic-auth header value would carry them.
+    let srv = HttpServer::start(|r| {
+        let decoded: String = url_decode(&r.query);
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("admin:{}", decoded.trim_start_matches("q=")));
+        if r.path.starts_with("/ingest")
+            || r.path.starts_with("/api/")
+            || r.path.starts_with("/v1/")
+        {
+            return Response::json(200, &json!({}));
+        }
+        let form: String = decoded
+            .trim_start_matches("q=")
+            .bytes()
+            .map(|b| match b {
+                b' ' => "+".to_string(),
+                b if b.is_ascii_alphanumeric() => char::from(b).to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect();
+        // As text: the JSON escapes stay in the body the journal keeps.
+        Response::text(
+            200,
+            &json!({"path": r.path, "query": r.query, "decoded": decoded, "form": form,
+                    "basic": format!("Basic {basic}")})
+            .to_string(),
+        )
+    });
+    let jsonl = dir.join("events.jsonl");
+    let settings = dir.write(
+        "settings.yaml",
+        &format!(
+            "sinks:\n  - {{type: http, url: '{}'}}\n  - {{type: jsonl, path: '{}'}}\n  - {{type: otlp, endpoint: '{}', protocol: http/json}}\n",
+            srv.url("/ingest"),
+            jsonl.display(),
+            srv.url(""),
+        ),
+    );
+    let refused = format!("http://127.0.0.1:{}/r/${{pw}}?q=${{pw}}", closed_port());
+    let e = json!({
+        "title": "encoded", "description": "d",
+        "configuration": {"humio_url": srv.url("")},
+        "secrets": {"s": {"pw": ENCODED, "ingest_token": "humio-token-5a1c"}},
+        "controls": [
+            {"name": "humio-logger", "provider": {"type": "python", "module": "chaoshumio.control", "secrets": ["s"]}},
+            {"name": "safeguards", "provider": {"type": "python", "module": "chaosaddons.controls.safeguards",
+             "arguments": {"probes": [{"type": "probe", "name": "guard", "frequency": 0.05,
+                "tolerance": 0,
+                "provider": {"type": "process", "path": "sh", "arguments": ["-c",
+                    format!("if [ -f {0} ]; then cat {0}; exit 1; fi", dir.join("guard.txt").display())]}}]}}}
+        ],
+        "method": [
+            {"type": "probe", "name": "echo", "provider": {"type": "http", "secrets": ["s"],
+             "url": format!("{}?q=${{pw}}", srv.url("/p/${pw}"))}},
+            {"type": "probe", "name": "refused", "provider": {"type": "http", "secrets": ["s"], "url": refused}},
+            // The guard's probe prints the secret, then the guard trips: its reason
+            // quotes the output.
+            {"type": "action", "name": "arm", "provider": {"type": "process", "path": "sh", "secrets": ["s"],
+             "arguments": ["-c", format!("printf '%s' \"$1\" > {}", dir.join("guard.txt").display()), "_", "${pw}"]}},
+            {"type": "action", "name": "wait", "provider": {"type": "process", "path": "sleep", "arguments": ["30"]}}
+        ],
+        "rollbacks": [{"type": "action", "name": "undo", "provider": {"type": "process", "path": "true"}}]
+    });
+    for flags in [
+        &["--verbose"][..],
+        &["--verbose", "--log-format", "json"][..],
+    ] {
+        let _ = std::fs::remove_file(&jsonl);
+        let _ = std::fs::remove_file(dir.join("guard.txt"));
+        let mut args = flags.to_vec();
+        args.extend(["--settings", settings.to_str().unwrap()]);
+        let out = run_experiment(&dir, &e, &args);
+        assert_no_panic(&out);
+        let j = out.journal();
+        // The secret did its job, and the guard tripped on it.
+        let got = srv
+            .requests()
+            .into_iter()
+            .find(|r| r.path.starts_with("/p/"))
+            .unwrap();
+        assert!(got.query.contains("word"), "{got:?}");
+        assert_eq!(j["status"], "interrupted", "{}", out.all_text());
+        assert!(
+            out.all_text().contains("safeguard.tripped")
+                || out.all_text().contains("Safeguard 'guard' tripped")
+        );
+        assert_no_form("stdout", &out.stdout);
+        assert_no_form("stderr", &out.stderr);
+        assert_no_form(
+            "the journal",
+            &std::fs::read_to_string(dir.join("journal.json")).unwrap(),
+        );
+        assert_no_form(
+            "the trace file",
+            &std::fs::read_to_string(dir.join("journal.trace.json")).unwrap(),
+        );
+        assert_no_form("the jsonl sink", &std::fs::read_to_string(&jsonl).unwrap());
+        let bodies: String = srv
+            .requests()
+            .iter()
+            .filter(|r| !r.path.starts_with("/p/"))
+            .map(|r| r.body.clone())
+            .collect();
+        assert!(
+            bodies.contains("safeguard"),
+            "the sinks got the trip:\n{bodies}"
+        );
+        assert_no_form("the http, Humio and OTLP sinks", &bodies);
+        let echo = entry(&j["run"], "echo");
+        let body = echo["output"]["body"].as_str().unwrap_or_default();
+        assert!(body.contains("\"basic\":\"Basic "), "{echo}");
+        assert!(body.contains("***"), "{echo}");
+    }
+}
+
+/// Percent-decoding (`+` as a space), as a server does.
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
