@@ -90,8 +90,16 @@ pub fn plan(
                 cfg["protocol"] = Value::String(p.clone());
             }
         }
+        // Enabled by telemetry configuration, not asked for as a sink: whatever is
+        // wrong with it is a warning, never a reason to stop the run.
         match serde_json::from_value::<SinkConfig>(cfg) {
-            Ok(c) => plan.configs.push(c),
+            Ok(c) => match c.check_with_env(env).as_slice() {
+                [] => plan.configs.push(c),
+                problems => plan.warnings.push(format!(
+                    "OTLP logs are off for this run: {}",
+                    problems.join("; ")
+                )),
+            },
             Err(e) => plan
                 .warnings
                 .push(format!("OTLP logs are off for this run: {e}")),

@@ -391,6 +391,24 @@ impl SinkConfig {
         }
     }
 
+    /// [`SinkConfig::validate`], and what building the sink would find wrong in the
+    /// environment (an OTLP sink's endpoint, protocol and headers from `OTEL_*`).
+    pub fn check_with_env(&self, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+        let mut p = self.validate();
+        if let SinkConfig::Otlp {
+            endpoint,
+            protocol,
+            headers,
+            ..
+        } = self
+        {
+            if let Err(e) = otlp::resolve(endpoint.as_deref(), *protocol, &headers.0, env) {
+                p.push(e);
+            }
+        }
+        p
+    }
+
     /// Every problem in this sink's settings, without touching the environment.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();

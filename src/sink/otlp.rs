@@ -106,29 +106,13 @@ pub(crate) fn resolve(
         },
     };
     let http = protocol != OtlpProtocol::Grpc;
-    let (source, url) = match endpoint {
-        Some(e) => (
-            "endpoint".to_string(),
-            if http {
-                with_logs_path(e)
-            } else {
-                e.to_string()
-            },
-        ),
+    // The endpoint as written (scheme added when missing), then with the signal path.
+    let (source, as_written, verbatim) = match endpoint {
+        Some(e) => ("endpoint".to_string(), e.to_string(), false),
         None => match env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").filter(|v| !v.trim().is_empty()) {
-            Some(v) => (
-                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT".into(),
-                v.trim().to_string(),
-            ),
+            Some(v) => ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT".into(), v, true),
             None => match env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.trim().is_empty()) {
-                Some(v) => (
-                    "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-                    if http {
-                        with_logs_path(v.trim())
-                    } else {
-                        v.trim().to_string()
-                    },
-                ),
+                Some(v) => ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), v, false),
                 None => (
                     "the default endpoint".into(),
                     if http {
@@ -137,19 +121,18 @@ pub(crate) fn resolve(
                         "http://localhost:4317"
                     }
                     .to_string(),
+                    true,
                 ),
             },
         },
     };
-    let mut problems = Vec::new();
-    let as_written = match (endpoint, source.as_str()) {
-        (Some(e), _) => e.to_string(),
-        (None, "OTEL_EXPORTER_OTLP_ENDPOINT") => env("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        _ => url.clone(),
+    let as_written = crate::telemetry::with_scheme(&source, &as_written, &mut warnings);
+    let url = if http && !verbatim {
+        with_logs_path(&as_written)
+    } else {
+        as_written.clone()
     };
+    let mut problems = Vec::new();
     super::http::check_url(&as_written, &mut problems);
     if let Some(p) = problems.pop() {
         return Err(format!("{source}: {p}"));
@@ -681,13 +664,23 @@ mod tests {
             None,
             None,
             &none,
-            &env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "nope")]),
+            &env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://nope")]),
         )
         .unwrap_err();
         assert!(
-            e.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: url 'nope'"),
+            e.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: url 'ftp://nope'"),
             "{e}"
         );
+        // Without a scheme: http://, said in a warning.
+        let t = resolve(
+            None,
+            None,
+            &none,
+            &env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]),
+        )
+        .unwrap();
+        assert_eq!(t.url, "http://collector:4318/v1/logs");
+        assert!(t.warnings[0].contains("has no scheme"), "{:?}", t.warnings);
         let t = resolve(
             None,
             Some(OtlpProtocol::Grpc),

@@ -138,6 +138,22 @@ fn first(
     })
 }
 
+/// An OTLP endpoint as written (settings or `OTEL_*`), with `http://` put in front
+/// when it has no scheme: `localhost:4317` is a common way to write a local collector,
+/// which the Go and Python SDKs accept for gRPC. Said in a warning, so the user can
+/// write the scheme (`https://` for TLS); never a reason to stop a run.
+pub fn with_scheme(source: &str, raw: &str, warnings: &mut Vec<String>) -> String {
+    let raw = raw.trim();
+    if raw.contains("://") || raw.is_empty() {
+        return raw.to_string();
+    }
+    let fixed = format!("http://{raw}");
+    warnings.push(format!(
+        "{source}: {raw:?} has no scheme; using {fixed:?} (write https:// for TLS)"
+    ));
+    fixed
+}
+
 fn valid_url(s: &str) -> bool {
     let rest = s
         .strip_prefix("http://")
@@ -351,6 +367,7 @@ pub fn plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Resu
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
+        let e = &with_scheme("settings tracing.endpoint", e, &mut warnings);
         // The settings file takes a base or a full URL: be forgiving.
         let url = if grpc || e.trim_end_matches('/').ends_with("/v1/traces") {
             e.to_string()
@@ -359,8 +376,9 @@ pub fn plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Resu
         };
         Some(("settings endpoint", url))
     } else if let Some((var, e)) = first(env, &["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]) {
-        Some((var, e))
+        Some((var, with_scheme(var, &e, &mut warnings)))
     } else if let Some((var, e)) = first(env, &["OTEL_EXPORTER_OTLP_ENDPOINT"]) {
+        let e = with_scheme(var, &e, &mut warnings);
         Some((var, if grpc { e } else { with_traces_path(&e) }))
     } else {
         None
@@ -546,7 +564,20 @@ mod tests {
             }
             s => panic!("{s:?}"),
         }
-        assert!(plan_with(&cfg(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")]).is_err());
+        assert!(plan_with(
+            &cfg(),
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://localhost:4318")]
+        )
+        .is_err());
+        // Without a scheme, as the Go and Python SDKs take it: http://, with a warning.
+        let p = plan_with(&cfg(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")]).unwrap();
+        match p.sink {
+            Sink::Otlp { endpoint, .. } => {
+                assert_eq!(endpoint, "http://localhost:4318/v1/traces")
+            }
+            s => panic!("{s:?}"),
+        }
+        assert!(p.warnings[0].contains("has no scheme"), "{:?}", p.warnings);
     }
 
     #[test]

@@ -71,6 +71,7 @@
 //! ```
 
 mod config;
+pub use config::with_scheme;
 mod export;
 pub mod propagation;
 #[cfg(test)]

@@ -154,3 +154,87 @@ fn a_huge_safeguard_frequency_is_refused() {
     );
     assert!(out.all_text().contains("100 years"), "{}", out.all_text());
 }
+
+#[test]
+fn a_scheme_less_otlp_endpoint_is_used_as_http_with_a_warning_never_stopping_the_run() {
+    use crate::otlp::OtlpReceiver;
+    use std::time::Duration;
+    let exp = experiment(vec![], vec![sh("action", "a", "true")], vec![]);
+    for (rx, protocol) in [
+        (OtlpReceiver::grpc(), "grpc"),
+        (OtlpReceiver::http(), "http/protobuf"),
+    ] {
+        let dir = TempDir::new("otlp-scheme");
+        let bare = rx.endpoint().trim_start_matches("http://").to_string();
+        // From the environment, and as the settings' tracing.endpoint.
+        let settings = dir.write(
+            "settings.yaml",
+            &format!("tracing:\n  endpoint: {bare}\n  protocol: {protocol}\n"),
+        );
+        for (env, extra) in [
+            (
+                vec![
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", bare.as_str()),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ],
+                vec![],
+            ),
+            (vec![], vec!["--settings", settings.to_str().unwrap()]),
+        ] {
+            let before = rx.spans().len();
+            let path = dir.experiment(&exp);
+            let journal = dir.join("journal.json");
+            let mut args = vec![
+                "run",
+                path.to_str().unwrap(),
+                "--journal-path",
+                journal.to_str().unwrap(),
+            ];
+            args.extend(extra.iter().copied());
+            let out = faultline(&dir, &args, &env);
+            assert_no_panic(&out);
+            assert_eq!(out.code, 0, "{protocol} {env:?}: {}", out.all_text());
+            assert_eq!(out.status(), "completed");
+            assert!(
+                out.all_text().contains(&format!("using \"http://{bare}")),
+                "no warning naming the endpoint used:\n{}",
+                out.all_text()
+            );
+            // The spans and the log records reached the collector.
+            rx.wait_for_spans(before + 3, Duration::from_secs(20));
+            assert!(
+                !rx.logs().is_empty(),
+                "{protocol}: no log records:\n{}",
+                out.all_text()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_broken_otlp_endpoint_from_the_environment_is_a_warning_not_a_stop() {
+    let dir = TempDir::new("otlp-broken");
+    let exp = experiment(vec![], vec![sh("action", "a", "true")], vec![]);
+    for endpoint in ["http://[::1", "ftp://collector:4317", "http://"] {
+        let path = dir.experiment(&exp);
+        let journal = dir.join("journal.json");
+        let out = faultline(
+            &dir,
+            &[
+                "run",
+                path.to_str().unwrap(),
+                "--journal-path",
+                journal.to_str().unwrap(),
+            ],
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)],
+        );
+        assert_no_panic(&out);
+        assert_eq!(out.code, 0, "{endpoint}: {}", out.all_text());
+        assert_eq!(out.status(), "completed");
+        assert!(
+            out.all_text().contains("OTLP logs are off"),
+            "{endpoint}: {}",
+            out.all_text()
+        );
+    }
+}
