@@ -22,7 +22,9 @@ pub fn seconds(f: f64) -> Result<Duration, String> {
         return Err("NaN is not a number of seconds".into());
     }
     if f < 0.0 {
-        return Err(format!("{f} is negative"));
+        return Err(format!(
+            "expected a non-negative number of seconds, got {f}"
+        ));
     }
     if f > MAX_SECONDS {
         return Err(format!(
@@ -35,10 +37,10 @@ pub fn seconds(f: f64) -> Result<Duration, String> {
 
 /// [`seconds`], and more than zero.
 pub fn positive_seconds(f: f64) -> Result<Duration, String> {
-    match seconds(f)? {
-        d if d.is_zero() => Err(format!("{f} is not a positive number of seconds")),
-        d => Ok(d),
+    if f <= 0.0 {
+        return Err(format!("expected a positive number of seconds, got {f}"));
     }
+    seconds(f)
 }
 
 #[cfg(test)]

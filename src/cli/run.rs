@@ -154,6 +154,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
         "experiment.validating",
         "Validating the experiment's syntax",
     );
+    for w in &doc.warnings {
+        console.line(
+            Level::Warning,
+            "input.duplicate_key",
+            &format!("{}: {w}", doc.source),
+        );
+    }
     let experiment = match parse(&doc.value) {
         Ok(e) => e,
         Err(mut problems) => {

@@ -2,7 +2,8 @@
 //!
 //! Validation proper is pure (structure only). On top, `validate` looks at this
 //! machine and warns, without failing, about what would break a run here: environment
-//! variables that are not set, executables not on PATH, controls not served yet.
+//! variables that are not set, executables not on PATH. Controls are built as `run`
+//! builds them: what `run` refuses is an error here too, what it warns about a warning.
 
 use super::{Common, LogFormat};
 use faultline::exit::ExitCode;
@@ -37,16 +38,28 @@ async fn warnings(exp: &Experiment) -> Vec<Problem> {
         p.message = redactor.text(&p.message).into_owned();
         p
     }));
-    for c in &exp.controls {
-        out.push(Problem::new(
-            c.path.clone(),
-            format!(
-                "control '{}' is not supported yet: runs go on without it",
-                c.name
-            ),
-        ));
-    }
     out
+}
+
+/// The controls as `run` builds them (the settings' and the experiment's): what `run`
+/// refuses (problems) and what it warns about (warnings).
+fn controls(common: &Common, exp: &Experiment) -> (Vec<Problem>, Vec<Problem>) {
+    let settings = match faultline::settings::load(common.settings.as_deref()) {
+        Ok(s) => s,
+        Err(p) => return (p, Vec::new()),
+    };
+    let globals = match super::controls::collect_globals(&settings, &[]) {
+        Ok(g) => g,
+        Err(p) => return (vec![p], Vec::new()),
+    };
+    let mut built = super::controls::build_globals(&globals);
+    super::controls::add_experiment(&mut built, exp);
+    let warnings = built
+        .warnings
+        .iter()
+        .map(|w| Problem::new("$.controls", w.clone()))
+        .collect();
+    (built.problems, warnings)
 }
 
 /// Run the command; returns the exit code.
@@ -56,13 +69,17 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
         Err(e) => (vec![e.to_problem()], Vec::new()),
         Ok(doc) => match parse(&doc.value) {
             Ok(exp) => {
-                let mut w = warnings(&exp).await;
+                let (mut p, control_warnings) = controls(&args.common, &exp);
+                let mut w = doc.warnings.clone();
+                w.extend(control_warnings);
+                w.extend(warnings(&exp).await);
                 locate_all(&mut w, &doc.text, doc.format);
-                (Vec::new(), w)
+                locate_all(&mut p, &doc.text, doc.format);
+                (p, w)
             }
             Err(mut p) => {
                 locate_all(&mut p, &doc.text, doc.format);
-                (p, Vec::new())
+                (p, doc.warnings.clone())
             }
         },
     };

@@ -25,6 +25,9 @@ pub struct Document {
     pub format: Format,
     /// The parsed value.
     pub value: Value,
+    /// Keys written twice (the last value is kept, as the Chaos Toolkit does): warnings
+    /// naming both places.
+    pub warnings: Vec<Problem>,
 }
 
 /// Why a document could not be loaded.
@@ -175,7 +178,13 @@ pub fn from_text(
             }
             p
         }),
-        Format::Yaml => serde_saphyr::from_str::<Value>(&text).map_err(|e| {
+        Format::Yaml => serde_saphyr::from_str_with_options::<Value>(
+            &text,
+            serde_saphyr::options! {
+                duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+            },
+        )
+        .map_err(|e| {
             let msg = e.to_string();
             let mut p = Problem::new("$", format!("invalid YAML: {msg}"))
                 .hint("check the indentation and quoting around this point");
@@ -190,11 +199,16 @@ pub fn from_text(
         source_name: source.to_string(),
         problem: Box::new(problem),
     })?;
+    let warnings = super::duplicates::find(&text, format)
+        .iter()
+        .map(super::duplicates::Duplicate::to_problem)
+        .collect();
     Ok(Document {
         source: source.to_string(),
         text,
         format,
         value,
+        warnings,
     })
 }
 

@@ -7,6 +7,7 @@
 //! JSON path, its line and column where they can be found, and a hint.
 
 pub mod config;
+pub mod duplicates;
 pub mod load;
 pub mod locate;
 pub mod model;

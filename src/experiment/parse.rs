@@ -819,7 +819,19 @@ impl Checker {
         }
         match ty {
             "http" => {
-                self.req_str(m, "url", path, true);
+                // A literal URL is checked here, purely, so `validate` and `run` agree;
+                // one built by `${}` substitution is checked by the pre-flight.
+                if let Some(url) = self.req_str(m, "url", path, true) {
+                    if !url.contains('$') {
+                        if let Err(e) = reqwest::Url::parse(&url) {
+                            self.err_hint(
+                                &format!("{path}.url"),
+                                format!("invalid url '{url}': {e}"),
+                                "a full http(s) URL, e.g. http://127.0.0.1:8080/health",
+                            );
+                        }
+                    }
+                }
                 if let Some(meth) = self.opt_str(m, "method", path) {
                     let known = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
                     if !is_template(&Value::String(meth.clone()))

@@ -82,7 +82,13 @@ pub async fn check(
                 }
             }
             Some("http") => {
-                if let Some(url) = p.get("url").and_then(Value::as_str) {
+                // A literal URL was checked by parsing; this one came from `${}`.
+                let templated = a
+                    .provider
+                    .get("url")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| u.contains('$'));
+                if let Some(url) = p.get("url").and_then(Value::as_str).filter(|_| templated) {
                     if !url.contains('$') {
                         if let Err(e) = reqwest::Url::parse(url) {
                             problems.push(

@@ -238,3 +238,108 @@ fn a_broken_otlp_endpoint_from_the_environment_is_a_warning_not_a_stop() {
         );
     }
 }
+
+/// `validate`'s and `run`'s verdicts on one experiment: (validate exit, run exit,
+/// everything both printed).
+fn both(dir: &TempDir, name: &str, text: &str) -> (i32, i32, String) {
+    let p = dir.write(name, text);
+    let v = faultline(dir, &["validate", p.to_str().unwrap()], &[]);
+    assert_no_panic(&v);
+    let journal = dir.join("journal.json");
+    let r = faultline(
+        dir,
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--journal-path",
+            journal.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_no_panic(&r);
+    (
+        v.code,
+        r.code,
+        format!("{}\n{}", v.all_text(), r.all_text()),
+    )
+}
+
+#[test]
+fn validate_and_run_agree_on_a_literal_url_that_does_not_parse() {
+    let dir = TempDir::new("agree-url");
+    for url in ["http://[::1", "http://exa mple.com/", "not a url"] {
+        let exp = json!({"title": "t", "description": "d", "method": [
+            {"type": "probe", "name": "p", "provider": {"type": "http", "url": url}}]});
+        let (v, r, text) = both(&dir, "e.json", &exp.to_string());
+        assert_eq!((v, r), (3, 3), "{url}: {text}");
+        assert!(text.contains("error: $.method[0].provider.url"), "{text}");
+    }
+}
+
+#[test]
+fn validate_and_run_agree_on_controls() {
+    let dir = TempDir::new("agree-controls");
+    let guarded = |probes: serde_json::Value| {
+        json!({"title": "t", "description": "d",
+            "controls": [
+                {"name": "tracing", "provider": {"type": "python", "module": "chaostracing.control"}},
+                {"name": "safeguards", "provider": {"type": "python",
+                  "module": "chaosaddons.controls.safeguards", "arguments": {"probes": probes}}},
+                {"name": "mine", "provider": {"type": "python", "module": "my.own.control"}}],
+            "method": [{"type": "action", "name": "a", "provider": {"type": "process", "path": "true"}}]})
+    };
+    // Served controls: no "not supported" from either; the unknown one is a warning in both.
+    let ok = guarded(json!([{"type": "probe", "name": "g", "tolerance": 0,
+        "provider": {"type": "process", "path": "true"}}]));
+    let (v, r, text) = both(&dir, "ok.json", &ok.to_string());
+    assert_eq!((v, r), (0, 0), "{text}");
+    assert!(!text.contains("not supported yet"), "{text}");
+    assert_eq!(text.matches("my.own.control").count(), 2, "{text}");
+    // A safeguard run refuses is an error for validate too.
+    let bad = guarded(json!("not a list"));
+    let (v, r, text) = both(&dir, "bad.json", &bad.to_string());
+    assert_eq!((v, r), (3, 3), "{text}");
+    assert_eq!(
+        text.matches("safeguards need a list of probes").count(),
+        2,
+        "{text}"
+    );
+}
+
+#[test]
+fn duplicate_keys_are_warnings_naming_both_places_in_json_and_yaml_and_the_last_wins() {
+    let dir = TempDir::new("dup-keys");
+    let json_text = "{\n  \"title\": \"first\",\n  \"description\": \"d\",\n  \"method\": [{\"type\": \"action\", \"name\": \"a\",\n    \"provider\": {\"type\": \"process\", \"path\": \"true\"}}],\n  \"title\": \"second\"\n}\n";
+    let yaml_text = "title: first\ndescription: d\nmethod:\n  - type: action\n    name: a\n    provider: {type: process, path: 'true'}\ntitle: second\n";
+    for (name, text, first, later) in [
+        (
+            "e.json",
+            json_text,
+            "first at line 2 column 3",
+            "line 6 column 3",
+        ),
+        (
+            "e.yaml",
+            yaml_text,
+            "first at line 1 column 1",
+            "line 7 column 1",
+        ),
+    ] {
+        let (v, r, all) = both(&dir, name, text);
+        assert_eq!((v, r), (0, 0), "{name}: {all}");
+        let warnings: Vec<&str> = all
+            .lines()
+            .filter(|l| l.contains("duplicate key"))
+            .collect();
+        assert_eq!(warnings.len(), 2, "validate and run each warn once: {all}");
+        for w in warnings {
+            assert!(w.contains("$.title"), "{w}");
+            assert!(w.contains(first), "{w}");
+            assert!(w.contains(later), "{w}");
+        }
+        let journal: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("journal.json")).unwrap())
+                .unwrap();
+        assert_eq!(journal["experiment"]["title"], "second", "{name}");
+    }
+}
