@@ -187,6 +187,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         console.line(Level::Warning, "control.unsupported", w);
     }
     if !built.problems.is_empty() {
+        locate_all(&mut built.problems, &doc.text, doc.format);
         report(&console, &built.problems);
         return ExitCode::InvalidInput;
     }

@@ -124,10 +124,7 @@ pub async fn load(location: &str) -> Result<Document, LoadError> {
         let format = format_for(location, ct.as_deref());
         from_text(location, text, format)
     } else {
-        let text = std::fs::read_to_string(location).map_err(|source| LoadError::Read {
-            path: location.to_string(),
-            source,
-        })?;
+        let text = read_text(Path::new(location), location)?;
         let format = format_for(location, None);
         from_text(location, text, format)
     }
@@ -136,12 +133,31 @@ pub async fn load(location: &str) -> Result<Document, LoadError> {
 /// Load a local file (var files, settings) synchronously.
 pub fn load_file(path: &Path) -> Result<Document, LoadError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: name.clone(),
-        source,
-    })?;
+    let text = read_text(path, &name)?;
     let format = format_for(&name, None);
     from_text(&name, text, format)
+}
+
+/// A file's text; bytes that are not UTF-8 are a syntax problem at their line and
+/// column, not an unlocated read error.
+fn read_text(path: &Path, name: &str) -> Result<String, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: name.to_string(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // Valid up to here, so this never fails; the fallback keeps it panic-free.
+        let before = std::str::from_utf8(valid).unwrap_or_default();
+        let mut p = Problem::new("$", "the file is not UTF-8 text")
+            .hint("save the file as UTF-8 (JSON and YAML are UTF-8)");
+        p.line = Some(before.matches('\n').count() + 1);
+        p.column = Some(before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1);
+        LoadError::Syntax {
+            source_name: name.to_string(),
+            problem: Box::new(p),
+        }
+    })
 }
 
 /// Parse text whose format may be unknown (then JSON is tried first, then YAML).

@@ -343,3 +343,76 @@ fn duplicate_keys_are_warnings_naming_both_places_in_json_and_yaml_and_the_last_
         assert_eq!(journal["experiment"]["title"], "second", "{name}");
     }
 }
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The malformed-input corpus (`tests/corpus/`, one file per way an experiment can be
+/// broken): `validate` and `run --dry activities` each exit 3 with an error located
+/// by path, line and column, never panic, and write nothing (the command's home,
+/// temporary and configuration directories all point into the test's directory).
+#[test]
+fn the_malformed_input_corpus_is_refused_with_located_errors_and_nothing_written() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let before: Vec<(String, Vec<u8>)> = files_under(&corpus)
+        .into_iter()
+        .map(|f| (f.clone(), std::fs::read(corpus.join(&f)).unwrap()))
+        .collect();
+    assert!(before.len() >= 60, "the corpus is there");
+    let located = regex::Regex::new(r"\$[^ ]* \(line \d+, column \d+\)").unwrap();
+    for (name, content) in &before {
+        if name == "README.md" {
+            continue;
+        }
+        let dir = TempDir::new("corpus");
+        let home = dir.path().to_str().unwrap().to_string();
+        let env = [
+            ("HOME", home.as_str()),
+            ("TMPDIR", home.as_str()),
+            ("XDG_DATA_HOME", home.as_str()),
+        ];
+        let file = corpus.join(name);
+        let file = file.to_str().unwrap();
+        let empty = String::from_utf8_lossy(content).trim().is_empty();
+        for args in [
+            &["validate", file][..],
+            &["run", file, "--dry", "activities"][..],
+        ] {
+            let out = faultline(&dir, args, &env);
+            assert_no_panic(&out);
+            assert_eq!(out.code, 3, "{name} {args:?}:\n{}", out.all_text());
+            let text = out.all_text();
+            assert!(
+                located.is_match(&text) || (empty && text.contains("$")),
+                "{name} {args:?}: no located error:\n{text}"
+            );
+            assert_eq!(
+                files_under(dir.path()),
+                ["stderr.txt", "stdout.txt"],
+                "{name} {args:?} wrote something"
+            );
+        }
+    }
+    for (name, content) in &before {
+        assert_eq!(
+            &std::fs::read(corpus.join(name)).unwrap(),
+            content,
+            "{name} changed"
+        );
+    }
+}
