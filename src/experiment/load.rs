@@ -46,7 +46,7 @@ pub fn fetch_timeout(secs: f64) -> Result<Duration, String> {
         ));
     }
     Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("the fetch timeout of {secs} seconds is too large"))
+        .map_err(|_| format!("the fetch timeout of {secs:e} seconds is too large"))
 }
 
 /// The syntax a document was written in.

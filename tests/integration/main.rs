@@ -4,6 +4,7 @@
 mod common;
 mod controls;
 mod examples;
+mod limits;
 mod method;
 mod metrics;
 mod otlp;
