@@ -73,7 +73,7 @@ impl Capped {
         json!({"kept": self.bytes.len(), "total": self.total})
     }
 
-    /// "stdout: kept 1048576 of 20971520 bytes", for warnings and messages.
+    /// "stdout cut to its first 1048576 of 20971520 bytes", for warnings and messages.
     pub fn describe(&self, what: &str) -> String {
         format!(
             "{what} cut to its first {} of {} bytes",
