@@ -21,6 +21,12 @@ pub struct Settings {
     pub controls: Vec<(String, Value)>,
     /// Run-wide activity timeout in seconds.
     pub activity_timeout: Option<f64>,
+    /// Bytes kept of each activity output stream or HTTP body (`output_limit`).
+    pub output_limit: Option<u64>,
+    /// Seconds to wait for an experiment URL (`fetch_timeout`).
+    pub fetch_timeout: Option<f64>,
+    /// The largest experiment accepted from a URL, in bytes (`fetch_limit`).
+    pub fetch_limit: Option<u64>,
     /// Where spans go (over the `OTEL_*` environment variables).
     pub tracing: TracingSettings,
     /// Structured log sinks (each parsed by [`crate::sink::SinkConfig`]).
@@ -125,11 +131,33 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                 Some((_, Err(e))) => problems.push(Problem::new("$.activity_timeout", e).hint(crate::duration::HINT)),
                 None => problems.push(Problem::new("$.activity_timeout", "expected a positive number of seconds")),
             },
+            "output_limit" => match v.as_u64() {
+                Some(n) => s.output_limit = Some(n),
+                None => problems.push(
+                    Problem::new("$.output_limit", format!("expected a non-negative whole number of bytes, found {v}"))
+                        .hint("bytes kept of each activity's stdout, stderr or HTTP body, e.g. 4194304 (4 MiB, the default)"),
+                ),
+            },
+            "fetch_timeout" => match v.as_f64().map(crate::experiment::load::fetch_timeout) {
+                Some(Ok(_)) => s.fetch_timeout = v.as_f64(),
+                Some(Err(e)) => problems.push(Problem::new("$.fetch_timeout", e).hint("seconds to wait for an experiment URL, e.g. 30 (the default)")),
+                None => problems.push(
+                    Problem::new("$.fetch_timeout", format!("expected a positive number of seconds, found {v}"))
+                        .hint("seconds to wait for an experiment URL, e.g. 30 (the default)"),
+                ),
+            },
+            "fetch_limit" => match v.as_u64() {
+                Some(n) if n > 0 => s.fetch_limit = Some(n),
+                _ => problems.push(
+                    Problem::new("$.fetch_limit", format!("expected a positive whole number of bytes, found {v}"))
+                        .hint("the largest experiment accepted from a URL, e.g. 4194304 (4 MiB, the default)"),
+                ),
+            },
             // Read by the Chaos Toolkit; accepted so users can share one file.
             "notifications" | "auths" | "vaults" => {}
             other => problems.push(
                 Problem::new(format!("$.{other}"), format!("unknown settings key '{other}'"))
-                    .hint("settings keys are runtime, controls, activity_timeout, tracing, sinks (and the Chaos Toolkit's notifications)"),
+                    .hint("settings keys are runtime, controls, activity_timeout, output_limit, fetch_timeout, fetch_limit, tracing, sinks (and the Chaos Toolkit's notifications)"),
             ),
         }
     }
@@ -176,6 +204,39 @@ mod tests {
         std::fs::write(&p, "tracing:\n  endpont: x\n").unwrap();
         let e = load(Some(&p)).unwrap_err();
         assert!(e[0].message.contains("endpont"), "{e:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn output_and_fetch_limits_are_checked() {
+        let dir = std::env::temp_dir().join(format!("fl-settings-lim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("s.yaml");
+        std::fs::write(
+            &p,
+            "output_limit: 1048576\nfetch_timeout: 0.5\nfetch_limit: 1000\n",
+        )
+        .unwrap();
+        let s = load(Some(&p)).unwrap();
+        assert_eq!(s.output_limit, Some(1_048_576));
+        assert_eq!(s.fetch_timeout, Some(0.5));
+        assert_eq!(s.fetch_limit, Some(1000));
+        std::fs::write(
+            &p,
+            "output_limit: -1\nfetch_timeout: 1e300\nfetch_limit: 0\n",
+        )
+        .unwrap();
+        let e = load(Some(&p)).unwrap_err();
+        let paths: Vec<&str> = e.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["$.output_limit", "$.fetch_timeout", "$.fetch_limit"],
+            "{e:?}"
+        );
+        assert!(e[1].message.contains("100 years"), "{e:?}");
+        std::fs::write(&p, "fetch_timeout: -2\n").unwrap();
+        let e = load(Some(&p)).unwrap_err();
+        assert!(e[0].message.contains("positive number of seconds"), "{e:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -39,10 +39,17 @@ const RUN_OPTIONS: &[(&str, Kind)] = &[
     ("log-format", Kind::Value),
     ("verbose", Kind::Flag),
     ("no-color", Kind::Flag),
+    ("fetch-timeout", Kind::Value),
 ];
 
 /// The options of `validate`: the common ones.
-const VALIDATE_OPTIONS: &[&str] = &["settings", "log-format", "verbose", "no-color"];
+const VALIDATE_OPTIONS: &[&str] = &[
+    "settings",
+    "log-format",
+    "verbose",
+    "no-color",
+    "fetch-timeout",
+];
 
 /// Options that may be given more than once (each adds a value).
 const REPEATABLE: &[&str] = &["var", "var-file", "control-file"];
@@ -137,6 +144,7 @@ pub fn parse(args: &[OsString]) -> Option<Cli> {
         },
         verbose: flag("verbose"),
         no_color: flag("no-color"),
+        fetch_timeout: one("fetch-timeout").map(str::parse).transpose().ok()?,
     };
     let command = if run {
         Command::Run(RunArgs {
@@ -193,6 +201,17 @@ mod tests {
         &["run", "--journal-path", "out/j.json", "e.json"],
         &["run", "e.json", "--journal-path=out/j.json"],
         &["run", "https://example.com/e.json", "--dry", "actions"],
+        &[
+            "run",
+            "https://example.com/e.json",
+            "--fetch-timeout",
+            "0.5",
+        ],
+        &[
+            "validate",
+            "https://example.com/e.json",
+            "--fetch-timeout=10",
+        ],
         &[
             "run",
             "e.json",
@@ -294,6 +313,8 @@ mod tests {
         &["run", "e.json", "--hypothesis-strategy", "sometimes"],
         &["run", "e.json", "--hypothesis-frequency", "often"],
         &["run", "e.json", "--activity-timeout", "-1"],
+        &["validate", "e.json", "--fetch-timeout", "-1"],
+        &["run", "e.json", "--fetch-timeout", "soon"],
         &["run", "e.json", "--journal-path", "-j.json"],
         &["run", "e.json", "--log-format", "JSON"],
         &["run", "e.json", "--log-format", "yaml"],
@@ -327,6 +348,7 @@ mod tests {
             "hypothesis-strategy" => "after-method-only",
             "hypothesis-frequency" => "2.5",
             "activity-timeout" => "7",
+            "fetch-timeout" => "1.5",
             "log-format" => "json",
             "var" => "k=v",
             _ => "some/path",

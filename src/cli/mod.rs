@@ -55,6 +55,33 @@ pub struct Common {
     /// Never colour the console (also NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Seconds to wait for an experiment given as an http(s) URL [default: 30].
+    #[arg(long, global = true, allow_negative_numbers = true)]
+    pub fetch_timeout: Option<f64>,
+}
+
+impl Common {
+    /// The limits on fetching an experiment URL: flag > settings > default.
+    pub fn fetch_options(
+        &self,
+        settings: &faultline::settings::Settings,
+    ) -> Result<faultline::experiment::FetchOptions, String> {
+        use faultline::experiment::load::{
+            fetch_timeout, DEFAULT_FETCH_LIMIT, DEFAULT_FETCH_TIMEOUT,
+        };
+        let secs = self
+            .fetch_timeout
+            .or(settings.fetch_timeout)
+            .unwrap_or(DEFAULT_FETCH_TIMEOUT);
+        let timeout = fetch_timeout(secs).map_err(|e| match self.fetch_timeout {
+            Some(_) => format!("--fetch-timeout: {e}"),
+            None => e,
+        })?;
+        Ok(faultline::experiment::FetchOptions {
+            timeout,
+            limit: settings.fetch_limit.unwrap_or(DEFAULT_FETCH_LIMIT),
+        })
+    }
 }
 
 /// Parse arguments and run; returns the process exit code.

@@ -6,7 +6,7 @@ use faultline::control::Control as _;
 use faultline::event::Level;
 use faultline::exit::ExitCode;
 use faultline::experiment::config::{parse_var, resolve, Overrides};
-use faultline::experiment::{load, locate::locate_all, parse, Problem};
+use faultline::experiment::{load_with, locate::locate_all, parse, Problem};
 use faultline::run::{Dry, HypothesisStrategy, Interrupt, RollbackStrategy, RunOptions, Runner};
 use faultline::telemetry::{Telemetry, TelemetryConfig};
 use std::path::PathBuf;
@@ -142,7 +142,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
     for c in &built.controls {
         c.before_loading(&args.experiment);
     }
-    let doc = match load(&args.experiment).await {
+    let fetch = match c.fetch_options(&settings) {
+        Ok(f) => f,
+        Err(e) => {
+            console.line(Level::Error, "input.invalid", &e);
+            return ExitCode::InvalidInput;
+        }
+    };
+    let doc = match load_with(&args.experiment, &fetch).await {
         Ok(d) => d,
         Err(e) => {
             console.line(Level::Error, "input.invalid", &e.to_string());
@@ -298,6 +305,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
             .unwrap_or(defaults.rollback_strategy),
         dry: args.dry,
         activity_timeout,
+        output_limit: settings.output_limit.unwrap_or(defaults.output_limit),
     };
 
     let interrupt = Interrupt::new();

@@ -8,7 +8,7 @@
 use super::{Common, LogFormat};
 use faultline::exit::ExitCode;
 use faultline::experiment::config::{resolve, Overrides};
-use faultline::experiment::{load, locate::locate_all, parse, Experiment, Problem};
+use faultline::experiment::{load_with, locate::locate_all, parse, Experiment, Problem};
 use serde_json::json;
 
 /// Arguments of `faultline validate`.
@@ -65,8 +65,21 @@ fn controls(common: &Common, exp: &Experiment) -> (Vec<Problem>, Vec<Problem>) {
 /// Run the command; returns the exit code.
 pub async fn validate(args: ValidateArgs) -> ExitCode {
     let json_out = args.common.log_format == LogFormat::Json;
-    let (problems, warns) = match load(&args.experiment).await {
-        Err(e) => (vec![e.to_problem()], Vec::new()),
+    // The settings file says how long and how much to fetch: a broken one is a
+    // problem here too, as it would stop `run`.
+    let fetch = faultline::settings::load(args.common.settings.as_deref()).and_then(|s| {
+        args.common
+            .fetch_options(&s)
+            .map_err(|e| vec![Problem::new("$", e)])
+    });
+    let loaded = match fetch {
+        Ok(f) => load_with(&args.experiment, &f)
+            .await
+            .map_err(|e| vec![e.to_problem()]),
+        Err(p) => Err(p),
+    };
+    let (problems, warns) = match loaded {
+        Err(p) => (p, Vec::new()),
         Ok(doc) => match parse(&doc.value) {
             Ok(exp) => {
                 let (mut p, control_warnings) = controls(&args.common, &exp);

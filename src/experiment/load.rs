@@ -1,9 +1,46 @@
 //! Reading an experiment (or a var file) from a file or an http(s) URL, as JSON or YAML.
+//!
+//! A URL is fetched under one time limit (`--fetch-timeout`, `fetch_timeout`) and one
+//! size limit (`fetch_limit`): a server that accepts the connection and never answers,
+//! or answers without end, must not hold a run (or a scheduler's slot) for long, nor
+//! fill memory. Its errors say which step was waited for: connecting or the answer.
 
 use super::Problem;
 use serde_json::Value;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How long fetching an experiment URL may take, by default (seconds).
+pub const DEFAULT_FETCH_TIMEOUT: f64 = 30.0;
+
+/// The largest experiment accepted from a URL, by default: 4 MiB (a large experiment
+/// is tens of KiB; parsing costs several times the text).
+pub const DEFAULT_FETCH_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// The limits on fetching an experiment from a URL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FetchOptions {
+    /// The whole fetch: connecting, the answer, its body.
+    pub timeout: Duration,
+    /// The most bytes accepted.
+    pub limit: u64,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            timeout: Duration::from_secs(DEFAULT_FETCH_TIMEOUT as u64),
+            limit: DEFAULT_FETCH_LIMIT,
+        }
+    }
+}
+
+/// Seconds as a fetch timeout: positive and within [`crate::duration::MAX_SECONDS`].
+pub fn fetch_timeout(secs: f64) -> Result<Duration, String> {
+    crate::duration::positive_seconds(secs).map_err(|e| format!("the fetch timeout: {e}"))
+}
 
 /// The syntax a document was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +86,26 @@ pub enum LoadError {
         /// The cause.
         reason: String,
     },
+    /// The server did not answer in time.
+    #[error("cannot fetch {url}: {waiting} took longer than the fetch timeout of {seconds} s; raise it with --fetch-timeout SECONDS or fetch_timeout in the settings file")]
+    FetchTimeout {
+        /// The URL.
+        url: String,
+        /// What was being waited for ("connecting to the server", ...).
+        waiting: &'static str,
+        /// The limit, in seconds.
+        seconds: f64,
+    },
+    /// The document is larger than the fetch limit.
+    #[error("cannot fetch {url}: the experiment is larger than the fetch limit of {limit} bytes ({received} bytes); raise fetch_limit in the settings file if it really is that large")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit, in bytes.
+        limit: u64,
+        /// What the server announced or sent before faultline stopped reading.
+        received: String,
+    },
     /// The text is not valid JSON/YAML.
     #[error("{source_name}: {problem}")]
     Syntax {
@@ -90,37 +147,15 @@ fn format_for(name: &str, content_type: Option<&str>) -> Option<Format> {
     }
 }
 
-/// Load an experiment from a path or an http(s) URL.
+/// Load an experiment from a path or an http(s) URL (with the default fetch limits).
 pub async fn load(location: &str) -> Result<Document, LoadError> {
+    load_with(location, &FetchOptions::default()).await
+}
+
+/// Load an experiment from a path or an http(s) URL, fetching under `fetch`'s limits.
+pub async fn load_with(location: &str, fetch: &FetchOptions) -> Result<Document, LoadError> {
     if is_url(location) {
-        let fetch_err = |reason: String| LoadError::Fetch {
-            url: location.to_string(),
-            reason,
-        };
-        crate::tls::init();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| fetch_err(e.to_string()))?;
-        let resp = client
-            .get(location)
-            .header(
-                "accept",
-                "application/json, application/yaml;q=0.9, */*;q=0.1",
-            )
-            .send()
-            .await
-            .map_err(|e| fetch_err(crate::provider::http::describe_error(&e)))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(fetch_err(format!("the server answered {status}")));
-        }
-        let ct = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let text = resp.text().await.map_err(|e| fetch_err(e.to_string()))?;
+        let (text, ct) = fetch_url(location, fetch).await?;
         let format = format_for(location, ct.as_deref());
         from_text(location, text, format)
     } else {
@@ -128,6 +163,124 @@ pub async fn load(location: &str) -> Result<Document, LoadError> {
         let format = format_for(location, None);
         from_text(location, text, format)
     }
+}
+
+/// Marks, in a shared flag, that the connector delivered a connection: when the time
+/// runs out, this tells "connecting" from "waiting for the answer" (reqwest's own
+/// timeouts cannot: they start together and report the same error).
+#[derive(Clone)]
+struct MarkConnected<S> {
+    inner: S,
+    connected: Arc<AtomicBool>,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, R> tower::Service<R> for MarkConnected<S>
+where
+    S: tower::Service<R>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        let connecting = self.inner.call(req);
+        let connected = self.connected.clone();
+        Box::pin(async move {
+            let conn = connecting.await;
+            if conn.is_ok() {
+                connected.store(true, Ordering::SeqCst);
+            }
+            conn
+        })
+    }
+}
+
+/// GET the URL: its text and content type, within `fetch`'s time and size.
+async fn fetch_url(url: &str, fetch: &FetchOptions) -> Result<(String, Option<String>), LoadError> {
+    let fetch_err = |reason: String| LoadError::Fetch {
+        url: url.to_string(),
+        reason,
+    };
+    let timed_out = |waiting: &'static str| LoadError::FetchTimeout {
+        url: url.to_string(),
+        waiting,
+        seconds: fetch.timeout.as_secs_f64(),
+    };
+    crate::tls::init();
+    let connected = Arc::new(AtomicBool::new(false));
+    let flag = connected.clone();
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
+        .connector_layer(tower::layer::layer_fn(move |inner| MarkConnected {
+            inner,
+            connected: flag.clone(),
+        }))
+        .build()
+        .map_err(|e| fetch_err(crate::provider::http::describe_error(&e)))?;
+    // One deadline for the whole fetch, whatever step it is in.
+    let deadline = tokio::time::Instant::now() + fetch.timeout;
+    let request = client
+        .get(url)
+        .header(
+            "accept",
+            "application/json, application/yaml;q=0.9, */*;q=0.1",
+        )
+        .send();
+    let mut resp = match tokio::time::timeout_at(deadline, request).await {
+        Ok(r) => r.map_err(|e| fetch_err(crate::provider::http::describe_error(&e)))?,
+        Err(_) if connected.load(Ordering::SeqCst) => {
+            return Err(timed_out(
+                "waiting for the server's answer (it accepted the connection)",
+            ))
+        }
+        Err(_) => return Err(timed_out("connecting to the server")),
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(fetch_err(format!("the server answered {status}")));
+    }
+    let too_large = |received: String| LoadError::TooLarge {
+        url: url.to_string(),
+        limit: fetch.limit,
+        received,
+    };
+    if let Some(n) = resp.content_length().filter(|n| *n > fetch.limit) {
+        return Err(too_large(format!("the server announced {n}")));
+    }
+    let ct = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut body: Vec<u8> = Vec::new();
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(c) => c.map_err(|e| fetch_err(crate::provider::http::describe_error(&e)))?,
+            Err(_) => return Err(timed_out("reading the server's answer")),
+        };
+        let Some(chunk) = chunk else { break };
+        if body.len() as u64 + chunk.len() as u64 > fetch.limit {
+            // Stop here: the rest is never read (dropping the response closes it).
+            return Err(too_large(format!(
+                "more than {} received",
+                body.len() + chunk.len()
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((String::from_utf8_lossy(&body).into_owned(), ct))
 }
 
 /// Load a local file (var files, settings) synchronously.

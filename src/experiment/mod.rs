@@ -16,7 +16,7 @@ pub mod pyregex;
 pub mod substitute;
 pub mod tolerance;
 
-pub use load::{load, Document, Format, LoadError};
+pub use load::{load, load_with, Document, FetchOptions, Format, LoadError};
 pub use model::*;
 pub use parse::parse;
 

@@ -62,6 +62,9 @@ fn key_hint(key: &str) -> Option<&'static str> {
         "arguments" => "the provider's arguments",
         "headers" => "an object of header names to values",
         "timeout" => "a number of seconds",
+        "output_limit" => {
+            "the most bytes kept of each output stream or HTTP body, a whole number such as 1048576"
+        }
         "background" => "true or false",
         "tags" => "a list of strings",
         "controls" => {
@@ -188,6 +191,23 @@ impl Checker {
     }
 
     /// A number of seconds (or a template), non-negative.
+    /// A provider's `output_limit`: a non-negative whole number of bytes (or a template).
+    fn output_limit(&mut self, m: &Object, path: &str) {
+        let p = format!("{path}.output_limit");
+        match m.get("output_limit") {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) if n.as_u64().is_some() => {}
+            Some(v) if is_template(v) => {}
+            Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => {}
+            Some(Value::Number(n)) => self.err_hint(
+                &p,
+                format!("expected a non-negative whole number of bytes, found {n}"),
+                "'output_limit' is the most bytes kept of each output stream or HTTP body, e.g. 1048576 (1 MiB)",
+            ),
+            Some(v) => self.wrong_type(&p, "a whole number of bytes", v),
+        }
+    }
+
     fn seconds(&mut self, v: &Value, path: &str) {
         let f = match v {
             Value::Number(n) => n.as_f64(),
@@ -817,6 +837,7 @@ impl Checker {
                 ),
             }
         }
+        self.output_limit(m, path);
         match ty {
             "http" => {
                 // A literal URL is checked here, purely, so `validate` and `run` agree;
@@ -1138,5 +1159,37 @@ mod tests {
                 {"type": "probe", "name": "b", "provider": {"type": "process", "path": "true"},
                  "tolerance": {"type": "jsonpath", "path": "$[?"}}]}}));
         assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn output_limit_is_a_whole_number_of_bytes_on_any_provider() {
+        parse(&json!({"title": "t", "description": "d", "method": [
+            {"type": "action", "name": "a", "provider": {"type": "process", "path": "true", "output_limit": 1024}},
+            {"type": "action", "name": "b", "provider": {"type": "http", "url": "http://x/", "output_limit": "${limit}"}},
+            {"type": "action", "name": "c", "provider": {"type": "python", "module": "m", "func": "f", "output_limit": 0}}]}))
+        .unwrap();
+        let p = problems(json!({"title": "t", "description": "d", "method": [
+            {"type": "action", "name": "a", "provider": {"type": "process", "path": "true", "output_limit": -1}},
+            {"type": "action", "name": "b", "provider": {"type": "http", "url": "http://x/", "output_limit": 1.5}},
+            {"type": "action", "name": "c", "provider": {"type": "python", "module": "m", "func": "f", "output_limit": "lots"}}]}));
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$.method[0].provider.output_limit",
+                "$.method[1].provider.output_limit",
+                "$.method[2].provider.output_limit"
+            ],
+            "{p:?}"
+        );
+        assert!(
+            p[0].message.contains("non-negative whole number of bytes"),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .all(|p| p.hint.as_deref().is_some_and(|h| h.contains("bytes"))),
+            "{p:?}"
+        );
     }
 }

@@ -31,6 +31,8 @@ pub struct HttpProvider {
     pub max_retries: u32,
     /// Statuses that count as success; others fail the activity.
     pub expected_status: Option<Vec<u16>>,
+    /// The most bytes kept of the response body (`output_limit`), if set here.
+    pub output_limit: Option<u64>,
 }
 
 fn header_text(v: &Value) -> String {
@@ -106,6 +108,7 @@ impl HttpProvider {
             verify_tls,
             max_retries,
             expected_status,
+            output_limit: super::output_limit(m)?,
         })
     }
 
@@ -282,20 +285,40 @@ impl HttpProvider {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(is_json_media_type);
-        let bytes = resp.bytes().await.map_err(|e| {
-            ActivityError::new(format!(
-                "failed to read the response from {}: {}",
-                self.url,
-                describe_error(&e)
-            ))
-        })?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+        // The body is read to its end (the total is recorded), but only the first
+        // `output_limit` bytes are kept: a huge answer must not exhaust memory.
+        let mut resp = resp;
+        let mut kept = super::capture::Capped::new(ctx.output_limit);
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => kept.push(&chunk),
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(ActivityError::new(format!(
+                        "failed to read the response from {}: {}",
+                        self.url,
+                        describe_error(&e)
+                    )))
+                }
+            }
+        }
+        let kept = kept.finish();
+        let text = kept.text();
+        // A cut JSON document does not parse: the kept part is then the body's text.
         let body = if json_body {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         } else {
             Value::String(text)
         };
-        let output = serde_json::json!({"status": status, "headers": headers, "body": body});
+        let mut output = serde_json::json!({"status": status, "headers": headers, "body": body});
+        if let Some(cut) = super::capture::truncation(&[("body", &kept)]) {
+            ctx.warn(format!(
+                "{} (output_limit {} bytes)",
+                kept.describe("the response body"),
+                ctx.output_limit
+            ));
+            output["truncated"] = cut;
+        }
         if let Some(expected) = &self.expected_status {
             if !expected.contains(&status) {
                 let excerpt = super::super::experiment::tolerance::brief(&output["body"]);

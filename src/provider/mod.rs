@@ -3,6 +3,7 @@
 //! A provider definition is typed here, after `${}` substitution, so a template that
 //! produced the wrong type is reported as the activity's failure, with the key named.
 
+pub mod capture;
 pub mod http;
 pub mod process;
 pub mod python;
@@ -74,6 +75,11 @@ pub struct Ctx<'a> {
     pub trace: Option<TraceCtx>,
     /// Masks secrets in what providers record on spans (URLs, errors).
     pub redactor: &'a crate::redact::Redactor,
+    /// The most bytes kept of each output stream or body (the provider's
+    /// `output_limit`, else the run's).
+    pub output_limit: u64,
+    /// What a provider cut or dropped, said once per activity as a warning.
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 /// What a provider needs to make its own spans under the activity's span.
@@ -95,6 +101,14 @@ impl Ctx<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .push(line.into());
     }
+
+    /// Keep a warning for the console (what was cut from an output).
+    pub fn warn(&self, message: impl Into<String>) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message.into());
+    }
 }
 
 pub(crate) fn field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
@@ -114,6 +128,24 @@ pub(crate) fn seconds(v: &Value, what: &str) -> Result<Duration, String> {
             "{what} must be a non-negative number of seconds, got {v}"
         )),
     }
+}
+
+/// A number of bytes (the provider's `output_limit`), from an integer or numeric
+/// string, as substituted.
+pub(crate) fn byte_count(v: &Value, what: &str) -> Result<u64, String> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{what} must be a non-negative whole number of bytes, got {v}"))
+}
+
+/// The provider's own `output_limit`, if it sets one.
+pub(crate) fn output_limit(m: &Map<String, Value>) -> Result<Option<u64>, String> {
+    field(m, "output_limit")
+        .map(|v| byte_count(v, "output_limit"))
+        .transpose()
 }
 
 impl Provider {
@@ -148,6 +180,16 @@ impl Provider {
             Provider::Http(h) => h.timeout.map(|(c, r)| c.unwrap_or_default() + r),
             Provider::Process(p) => p.timeout,
             Provider::Python(_) => None,
+        }
+    }
+
+    /// The provider's own `output_limit` (bytes kept of each stream or body), if it
+    /// declares one.
+    pub fn output_limit(&self) -> Option<u64> {
+        match self {
+            Provider::Http(h) => h.output_limit,
+            Provider::Process(p) => p.output_limit,
+            Provider::Python(p) => p.output_limit,
         }
     }
 

@@ -5,6 +5,7 @@
 //! child. A list of arguments is passed as is; a string goes through `sh -c` as
 //! `path + " " + arguments`, like the Chaos Toolkit. A non-zero exit is not a failure.
 
+use super::capture::{read_capped, truncation, Capped};
 use super::{field, seconds, ActivityError, Ctx};
 use crate::experiment::substitute::python_str;
 use serde_json::{Map, Value};
@@ -27,6 +28,8 @@ pub struct ProcessProvider {
     pub env: Vec<(String, String)>,
     /// Working directory.
     pub cwd: Option<String>,
+    /// The most bytes kept of stdout and of stderr (`output_limit`), if set here.
+    pub output_limit: Option<u64>,
 }
 
 /// Arguments as a list (exec) or a string (shell).
@@ -80,6 +83,7 @@ impl ProcessProvider {
             timeout,
             env,
             cwd,
+            output_limit: super::output_limit(m)?,
         })
     }
 
@@ -112,10 +116,28 @@ impl ProcessProvider {
         if let Some(d) = &self.cwd {
             cmd.current_dir(d);
         }
-        let out = run_captured(cmd, None)
+        let out = run_captured(cmd, None, ctx.output_limit)
             .await
             .map_err(|e| ActivityError::new(format!("cannot start '{}': {e}", exe.display())))?;
-        Ok(serde_json::json!({"status": out.status, "stdout": out.stdout, "stderr": out.stderr}))
+        let mut output = serde_json::json!({
+            "status": out.status,
+            "stdout": out.stdout.text(),
+            "stderr": out.stderr.text(),
+        });
+        // Only when something was cut: otherwise the output is the Chaos Toolkit's.
+        if let Some(cut) = truncation(&[("stdout", &out.stdout), ("stderr", &out.stderr)]) {
+            for (what, c) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+                if c.truncated() {
+                    ctx.warn(format!(
+                        "{} (output_limit {} bytes)",
+                        c.describe(what),
+                        ctx.output_limit
+                    ));
+                }
+            }
+            output["truncated"] = cut;
+        }
+        Ok(output)
     }
 }
 
@@ -171,10 +193,10 @@ fn is_executable(p: &Path) -> bool {
 pub struct Captured {
     /// Exit code (or -signal, as Python reports it).
     pub status: i32,
-    /// Standard output, UTF-8 (lossy).
-    pub stdout: String,
-    /// Standard error, UTF-8 (lossy).
-    pub stderr: String,
+    /// Standard output: its first bytes, up to the limit, and its size.
+    pub stdout: Capped,
+    /// Standard error: its first bytes, up to the limit, and its size.
+    pub stderr: Capped,
 }
 
 /// Process groups of children still running, so a second signal can kill them all.
@@ -228,11 +250,13 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Spawn in a new process group, feed `stdin`, capture both outputs. Dropping the
-/// returned future kills the process group.
+/// Spawn in a new process group, feed `stdin`, capture both outputs, keeping at most
+/// `limit` bytes of each (the rest is read and dropped, so the child never blocks on a
+/// full pipe, and counted). Dropping the returned future kills the process group.
 pub async fn run_captured(
     mut cmd: tokio::process::Command,
     stdin: Option<Vec<u8>>,
+    limit: u64,
 ) -> std::io::Result<Captured> {
     use tokio::io::AsyncWriteExt;
     cmd.process_group(0)
@@ -257,19 +281,27 @@ pub async fn run_captured(
             let _ = pipe.shutdown().await;
         });
     }
-    let out = child.wait_with_output().await?;
+    // As `wait_with_output`, both pipes are read to their end while waiting, but only
+    // `limit` bytes of each are kept: memory stays bounded whatever the child prints.
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (exit, stdout, stderr) = tokio::join!(
+        child.wait(),
+        read_capped(stdout, limit),
+        read_capped(stderr, limit)
+    );
+    let (exit, stdout, stderr) = (exit?, stdout?, stderr?);
     guard.done();
-    let status = match out.status.code() {
+    let status = match exit.code() {
         Some(c) => c,
         None => {
             use std::os::unix::process::ExitStatusExt;
-            -out.status.signal().unwrap_or(0)
+            -exit.signal().unwrap_or(0)
         }
     };
     Ok(Captured {
         status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout,
+        stderr,
     })
 }
 

@@ -21,6 +21,9 @@ pub struct PythonProvider {
     pub func: String,
     /// Keyword arguments.
     pub arguments: Map<String, Value>,
+    /// The most bytes kept of the function's printed output and of its result's JSON
+    /// (`output_limit`), if set here.
+    pub output_limit: Option<u64>,
 }
 
 const BRIDGE: &str = r#"
@@ -94,6 +97,7 @@ impl PythonProvider {
             module: text("module")?,
             func: text("func")?,
             arguments,
+            output_limit: super::output_limit(m)?,
         })
     }
 
@@ -114,12 +118,33 @@ impl PythonProvider {
         });
         let mut cmd = tokio::process::Command::new(&python);
         cmd.arg("-c").arg(BRIDGE).envs(ctx.env.iter().cloned());
-        let out = run_captured(cmd, Some(request.to_string().into_bytes()))
+        let limit = ctx.output_limit;
+        let out = run_captured(cmd, Some(request.to_string().into_bytes()), limit)
             .await
             .map_err(|e| ActivityError::new(format!("cannot start {python}: {e}")))?;
-        let reply: Value = serde_json::from_str(out.stdout.trim()).map_err(|_| {
-            let tail: String = out
-                .stderr
+        let stderr = out.stderr.text();
+        let stderr_cut = out.stderr.truncated().then(|| {
+            format!(
+                "{} of {}.{} (output_limit {limit} bytes)",
+                out.stderr.describe("the printed output"),
+                self.module,
+                self.func
+            )
+        });
+        if let Some(w) = &stderr_cut {
+            ctx.warn(w.clone());
+        }
+        // The reply is one JSON document: a cut one cannot be read, so a result over
+        // the limit is the activity's failure, said plainly.
+        if out.stdout.truncated() {
+            return Err(ActivityError::new(format!(
+                "the result of {}.{} is {} bytes as JSON, over the output_limit of {limit} bytes: \
+                 raise output_limit on the provider or in the settings file, or return less",
+                self.module, self.func, out.stdout.total
+            )));
+        }
+        let reply: Value = serde_json::from_str(out.stdout.text().trim()).map_err(|_| {
+            let tail: String = stderr
                 .lines()
                 .rev()
                 .take(5)
@@ -129,11 +154,18 @@ impl PythonProvider {
                 .collect::<Vec<_>>()
                 .join("\n");
             ActivityError::new(format!(
-                "the python bridge for {}.{} ended without a result (exit {}): {}",
-                self.module, self.func, out.status, tail
+                "the python bridge for {}.{} ended without a result (exit {}): {}{}",
+                self.module,
+                self.func,
+                out.status,
+                tail,
+                match &stderr_cut {
+                    Some(w) => format!(" [the lines above end the kept part: {w}]"),
+                    None => String::new(),
+                }
             ))
         })?;
-        for line in out.stderr.lines().filter(|l| !l.trim().is_empty()) {
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
             ctx.log(line);
         }
         match reply.get("error").and_then(Value::as_str) {

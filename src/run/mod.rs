@@ -206,6 +206,9 @@ pub struct RunOptions {
     pub dry: Option<Dry>,
     /// Timeout of activities that declare none.
     pub activity_timeout: Duration,
+    /// Bytes kept of each output stream or body, for providers that set no
+    /// `output_limit` of their own.
+    pub output_limit: u64,
 }
 
 impl Default for RunOptions {
@@ -217,6 +220,7 @@ impl Default for RunOptions {
             rollback_strategy: RollbackStrategy::Always,
             dry: None,
             activity_timeout: Duration::from_secs(300),
+            output_limit: crate::provider::capture::DEFAULT_OUTPUT_LIMIT,
         }
     }
 }

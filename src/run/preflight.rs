@@ -137,8 +137,14 @@ pub async fn check(
     cmd.arg("-c").arg(CHECK);
     let keys: Vec<&String> = python.keys().collect();
     let input = serde_json::to_vec(&keys).unwrap_or_default();
-    match crate::provider::process::run_captured(cmd, Some(input)).await {
-        Ok(out) => match serde_json::from_str::<Map<String, Value>>(out.stdout.trim()) {
+    match crate::provider::process::run_captured(
+        cmd,
+        Some(input),
+        crate::provider::capture::DEFAULT_OUTPUT_LIMIT,
+    )
+    .await
+    {
+        Ok(out) => match serde_json::from_str::<Map<String, Value>>(out.stdout.text().trim()) {
             Ok(missing) => {
                 for (key, why) in missing {
                     for path in python.get(&key).into_iter().flatten() {
@@ -153,7 +159,7 @@ pub async fn check(
                 "$",
                 format!(
                     "could not check python modules with {interpreter}: {}",
-                    out.stderr.trim()
+                    out.stderr.text().trim()
                 ),
             )),
         },

@@ -175,6 +175,8 @@ impl Shared {
             },
             logs: Default::default(),
             redactor: &self.redactor,
+            output_limit: self.opts.output_limit,
+            warnings: Default::default(),
             trace: self.spans.tracer().map(|t| provider::TraceCtx {
                 tracer: t.clone(),
                 parent: cx.clone(),
@@ -279,7 +281,10 @@ impl Shared {
             cx,
             vec![KeyValue::new(attr::ACTIVITY_TIMEOUT, limit.as_secs_f64())],
         );
-        let ctx = self.provider_ctx(&def, cx);
+        let mut ctx = self.provider_ctx(&def, cx);
+        if let Some(l) = p.output_limit() {
+            ctx.output_limit = l;
+        }
         let result = tokio::select! {
             r = tokio::time::timeout(limit, p.run(&ctx)) => match r {
                 Ok(Ok(v)) => (Ok(v), Flag::Ok),
@@ -309,6 +314,16 @@ impl Shared {
                 Event::ProviderOutput {
                     name: a.name.clone(),
                     line,
+                },
+                cx,
+            );
+        }
+        // What was cut from the output, on the console (the output records it too).
+        let cut = std::mem::take(&mut *ctx.warnings.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in cut {
+            self.emit_in(
+                Event::Warning {
+                    message: format!("activity '{}': {w}", a.name),
                 },
                 cx,
             );

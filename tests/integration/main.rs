@@ -5,6 +5,7 @@ mod common;
 mod controls;
 mod examples;
 mod hardening;
+mod limits;
 mod method;
 mod metrics;
 mod otlp;
