@@ -489,17 +489,20 @@ pub async fn run(args: RunArgs) -> ExitCode {
     code
 }
 
-/// First SIGINT/SIGTERM: interrupt the run (rollbacks still play, the journal is
-/// written). Second: kill every child process group and exit at once.
+/// First SIGINT/SIGTERM/SIGHUP: interrupt the run (rollbacks still play, the journal
+/// is written). Second: kill every child's process tree and exit at once.
 fn spawn_signal_handler(
     interrupt: Interrupt,
     console: Arc<Console>,
 ) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
+        // SIGHUP (the SSH session or terminal went away) is a request to stop like
+        // SIGTERM: by default it would kill faultline with no rollback and no journal.
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
@@ -508,6 +511,7 @@ fn spawn_signal_handler(
             let name = tokio::select! {
                 _ = int.recv() => "SIGINT",
                 _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
             };
             count += 1;
             if count == 1 && interrupt.in_rollbacks() {

@@ -97,28 +97,31 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
         },
     };
     let valid = problems.is_empty();
+    // Written, not `println!`: a closed stdout is not a reason to panic.
+    let mut out = String::new();
     if json_out {
-        println!(
-            "{}",
+        out.push_str(&format!(
+            "{}\n",
             json!({"source": args.experiment, "valid": valid, "problems": problems, "warnings": warns})
-        );
+        ));
     } else {
         for p in &problems {
-            println!("error: {p}");
+            out.push_str(&format!("error: {p}\n"));
         }
         for w in &warns {
-            println!("warning: {w}");
+            out.push_str(&format!("warning: {w}\n"));
         }
         if valid {
-            println!("{}: the experiment is valid", args.experiment);
+            out.push_str(&format!("{}: the experiment is valid\n", args.experiment));
         } else {
-            println!(
-                "{}: the experiment is invalid: {} problem(s)",
+            out.push_str(&format!(
+                "{}: the experiment is invalid: {} problem(s)\n",
                 args.experiment,
                 problems.len()
-            );
+            ));
         }
     }
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     if valid {
         ExitCode::Success
     } else {

@@ -388,3 +388,200 @@ fn sigterm_during_dynamic_configuration_interrupts_the_run() {
     assert!(!lines(&dir, "trace").contains(&"never".to_string()));
     assert_sleeper_gone(&dir, "config");
 }
+
+/// A shell activity whose grandchild daemonises (a subshell that exits at once, then
+/// `setsid`: a new session and process group, reparented away from the activity),
+/// records the daemon's `sleep` pid in `<tag>.sleep.pid`, touches `<tag>.ready`, and
+/// then the activity itself waits.
+fn daemonising(kind: &str, name: &str, tag: &str) -> Value {
+    sh(
+        kind,
+        name,
+        &format!(
+            "(setsid sh -c 'sleep 300 & echo $$! > {tag}.sleep.pid; touch {tag}.ready; wait' > /dev/null 2>&1 < /dev/null &); \
+             while [ ! -f {tag}.ready ]; do sleep 0.01; done; sleep 300"
+        ),
+    )
+}
+
+/// The daemon of a [`daemonising`] activity is gone (polling, bounded).
+fn assert_daemon_gone(dir: &TempDir, tag: &str) {
+    let pid = read_pid(&dir.join(&format!("{tag}.sleep.pid")));
+    assert!(
+        wait_pid_gone(pid, Duration::from_secs(5)),
+        "{tag}: the daemonised grandchild {pid} survived"
+    );
+}
+
+#[test]
+fn a_timeout_kills_a_daemonised_grandchild_too() {
+    let dir = TempDir::new("orphan-timeout");
+    let _g = guard_for(&dir, &["d"]);
+    let e = experiment(
+        vec![],
+        vec![with(
+            daemonising("action", "daemon", "d"),
+            "timeout",
+            json!(5),
+        )],
+        vec![tracer("action", "undo", "undo")],
+    );
+    let out = run_experiment(&dir, &e, &[]);
+    assert_no_panic(&out);
+    let daemon = entry(&out.journal()["run"], "daemon");
+    assert!(exception_text(daemon).contains("timeout"), "{daemon}");
+    assert_daemon_gone(&dir, "d");
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+}
+
+#[test]
+fn sigint_kills_a_daemonised_grandchild_too() {
+    let dir = TempDir::new("orphan-sigint");
+    let _g = guard_for(&dir, &["d"]);
+    let e = experiment(
+        vec![],
+        vec![daemonising("action", "daemon", "d")],
+        vec![tracer("action", "undo", "undo")],
+    );
+    let (out, _) = run_and_signal(&dir, &e, &[], "d", "INT");
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_eq!(out.status(), "interrupted");
+    assert_daemon_gone(&dir, "d");
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+}
+
+#[test]
+fn a_second_signal_kills_a_daemonised_grandchild_of_a_rollback() {
+    let dir = TempDir::new("orphan-twice");
+    let _g = guard_for(&dir, &["long", "d"]);
+    let e = experiment(
+        vec![],
+        vec![long_sleeper("action", "long", "long")],
+        vec![daemonising("action", "slow-undo", "d")],
+    );
+    let p = dir.experiment(&e);
+    let journal = dir.join("journal.json");
+    let args = [
+        "run",
+        p.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ];
+    let mut guard = ChildGuard(Some(spawn(&dir, &args, &[])));
+    let child = guard.0.as_mut().unwrap();
+    wait_until(Duration::from_secs(30), "the method to start", || {
+        dir.join("long.ready").exists()
+    });
+    send_signal(child.id(), "TERM");
+    wait_until(
+        Duration::from_secs(30),
+        "the rollback's daemon to start",
+        || dir.join("d.ready").exists(),
+    );
+    send_signal(child.id(), "TERM");
+    let code = wait_with_limit(child, Duration::from_secs(60));
+    let out = collect(&dir, code, &journal);
+    assert_no_panic(&out);
+    assert_eq!(code, 2, "{}", out.all_text());
+    assert_sleeper_gone(&dir, "long");
+    assert_daemon_gone(&dir, "d");
+    assert_no_temporaries(dir.path());
+}
+
+#[test]
+fn an_activity_that_ends_normally_keeps_its_daemon_as_the_chaos_toolkit_does() {
+    let dir = TempDir::new("orphan-kept");
+    let _g = guard_for(&dir, &["d"]);
+    let e = experiment(
+        vec![],
+        vec![sh(
+            "action",
+            "start-daemon",
+            "(setsid sh -c 'sleep 300 & echo $$! > d.sleep.pid; touch d.ready; wait' > /dev/null 2>&1 < /dev/null &); \
+             while [ ! -f d.ready ]; do sleep 0.01; done",
+        )],
+        vec![],
+    );
+    let out = run_experiment(&dir, &e, &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let pid = read_pid(&dir.join("d.sleep.pid"));
+    assert!(!pid_gone(pid), "the daemon started on purpose was killed");
+    // (The guard kills it when the test ends.)
+}
+
+#[test]
+fn sighup_is_a_stop_like_sigterm_rollbacks_journal_and_no_orphan() {
+    let dir = TempDir::new("sig-hup");
+    let _g = guard_for(&dir, &["long", "d"]);
+    let e = json!({"title": "hang up", "description": "the SSH session drops",
+        "method": [
+            tracer("action", "first", "first"),
+            with(daemonising("action", "daemon", "d"), "background", json!(true)),
+            long_sleeper("action", "long", "long"),
+            tracer("action", "never", "never")
+        ],
+        "rollbacks": [tracer("action", "undo", "undo")]});
+    let p = dir.experiment(&e);
+    let journal = dir.join("journal.json");
+    let args = [
+        "run",
+        p.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ];
+    let mut guard = ChildGuard(Some(spawn(&dir, &args, &[])));
+    let child = guard.0.as_mut().unwrap();
+    wait_until(Duration::from_secs(30), "both activities to start", || {
+        dir.join("long.ready").exists() && dir.join("d.ready").exists()
+    });
+    send_signal(child.id(), "HUP");
+    let code = wait_with_limit(child, Duration::from_secs(60));
+    let out = collect(&dir, code, &journal);
+    assert_no_panic(&out);
+    assert_eq!(code, 2, "exit as for SIGTERM, not 129: {}", out.all_text());
+    assert_eq!(out.status(), "interrupted");
+    assert!(exception_text(entry(&out.journal()["run"], "long")).contains("SIGHUP"));
+    assert_sleeper_gone(&dir, "long");
+    assert_daemon_gone(&dir, "d");
+    assert_eq!(lines(&dir, "trace"), ["first", "undo"]);
+    assert_no_temporaries(dir.path());
+}
+
+#[test]
+fn a_closed_terminal_does_not_stop_the_run_from_rolling_back_and_writing_its_journal() {
+    let dir = TempDir::new("closed-tty");
+    let e = experiment(
+        vec![with(
+            tracer("probe", "check", "check"),
+            "tolerance",
+            json!(0),
+        )],
+        vec![sh("action", "chatty", "seq 1 20000")],
+        vec![tracer("action", "undo", "undo")],
+    );
+    let p = dir.experiment(&e);
+    let journal = dir.join("journal.json");
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "run",
+            p.to_str().unwrap(),
+            "--journal-path",
+            journal.to_str().unwrap(),
+            "--verbose",
+        ])
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads what it prints any more: writes fail with EPIPE.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let code = wait_with_limit(&mut child, Duration::from_secs(60));
+    assert_eq!(code, 0);
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    assert_eq!(j["status"], "completed");
+    assert_eq!(lines(&dir, "trace"), ["check", "check", "undo"]);
+}
