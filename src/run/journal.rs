@@ -271,7 +271,9 @@ pub fn finish(
 #[derive(Debug)]
 pub struct Pending {
     file: std::fs::File,
-    tmp: PathBuf,
+    /// The temporary name; `None` when the file is written in place (a device or a
+    /// FIFO at the journal path: nothing to rename, nothing to replace).
+    tmp: Option<PathBuf>,
     path: PathBuf,
     done: bool,
 }
@@ -295,10 +297,15 @@ impl Pending {
     /// truncated one. (A plain rename: with the data already written, ext4 has nothing
     /// to write inside it, which is what [`Pending::rename`] works around.)
     pub fn commit(mut self) -> std::io::Result<()> {
+        let Some(tmp) = self.tmp.clone() else {
+            // Written in place: the bytes went to the device or pipe as they were written.
+            self.done = true;
+            return Ok(());
+        };
         settle(&self.file)?;
-        std::fs::rename(&self.tmp, &self.path)?;
+        std::fs::rename(&tmp, &self.path)?;
         self.done = true;
-        forget_temporary(&self.tmp);
+        forget_temporary(&tmp);
         Ok(())
     }
 
@@ -311,19 +318,23 @@ impl Pending {
     /// always holds a complete file. Where exchange is not possible (no destination
     /// yet, a filesystem without it), this is a plain rename.
     pub fn rename(mut self) -> std::io::Result<()> {
+        let Some(tmp) = self.tmp.clone() else {
+            self.done = true;
+            return Ok(());
+        };
         // Only a regular file is swapped out: exchange would also move a directory (or
         // anything else) aside, where rename refuses.
         let replaces_a_file =
             std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_file());
-        let swapped = replaces_a_file && exchange(&self.tmp, &self.path);
+        let swapped = replaces_a_file && exchange(&tmp, &self.path);
         if !swapped {
-            std::fs::rename(&self.tmp, &self.path)?;
+            std::fs::rename(&tmp, &self.path)?;
         }
         self.done = true;
-        forget_temporary(&self.tmp);
+        forget_temporary(&tmp);
         if swapped {
             // The temporary name now holds the previous file.
-            let _ = std::fs::remove_file(&self.tmp);
+            let _ = std::fs::remove_file(&tmp);
         }
         Ok(())
     }
@@ -331,9 +342,9 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-            forget_temporary(&self.tmp);
+        if let (false, Some(tmp)) = (self.done, &self.tmp) {
+            let _ = std::fs::remove_file(tmp);
+            forget_temporary(tmp);
         }
     }
 }
@@ -457,6 +468,11 @@ pub fn write_temporary(
 /// on a cold machine, so a run stages its journal while it waits for its first
 /// activity, and only writes at the end.
 pub fn stage(path: &Path) -> std::io::Result<Pending> {
+    let path = match destination(path)? {
+        Destination::Replace(p) => p,
+        Destination::InPlace(p) => return open_in_place(&p),
+    };
+    let path = path.as_path();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -472,10 +488,114 @@ pub fn stage(path: &Path) -> std::io::Result<Pending> {
     // From here on, dropping the `Pending` removes the temporary file.
     Ok(Pending {
         file,
-        tmp,
+        tmp: Some(tmp),
         path: path.to_path_buf(),
         done: false,
     })
+}
+
+/// How a file is put at a path asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Atomically replaced (or created): a temporary file beside it, renamed over it.
+    /// For a symlink, this is its target: the link stays a link.
+    Replace(PathBuf),
+    /// Written in place, never replaced: a character or block device, a FIFO
+    /// (`/dev/stdout`, `/dev/null`, a named pipe someone reads).
+    InPlace(PathBuf),
+}
+
+/// Where and how a file asked for at `path` is written: never by replacing something
+/// that is not a regular file. A regular file (or nothing) is replaced atomically; a
+/// symlink is followed and its target replaced (or created, for a dangling one); a
+/// device or FIFO is written in place. A directory is left to fail the rename (and the
+/// journal goes to the fallback).
+pub fn destination(path: &Path) -> std::io::Result<Destination> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Destination::Replace(path.to_path_buf()))
+        }
+        Err(e) => return Err(e),
+        Ok(m) => m,
+    };
+    let ty = meta.file_type();
+    if ty.is_file() || ty.is_dir() {
+        return Ok(Destination::Replace(path.to_path_buf()));
+    }
+    if !ty.is_symlink() {
+        return Ok(Destination::InPlace(path.to_path_buf()));
+    }
+    // A symlink: what it leads to decides. (`/dev/stdout` leads, through
+    // `/proc/self/fd/1`, to a pipe, a terminal or a file.)
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(Destination::Replace(std::fs::canonicalize(path)?)),
+        Ok(m) if m.is_dir() => Ok(Destination::Replace(path.to_path_buf())),
+        Ok(_) => Ok(Destination::InPlace(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Destination::Replace(dangling_target(path)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The file a dangling symlink names (following a chain of links, at most 40 as the
+/// kernel does), to be created there.
+fn dangling_target(link: &Path) -> std::io::Result<PathBuf> {
+    let mut at = link.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&at)?;
+                at = match at.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(at),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{}: too many levels of symbolic links",
+        link.display()
+    )))
+}
+
+/// Open a device or FIFO for writing in place. A FIFO nobody reads is an error, not a
+/// hang: it is opened without blocking (`ENXIO` when there is no reader), then
+/// switched back to blocking writes so a reader slower than faultline loses nothing.
+fn open_in_place(path: &Path) -> std::io::Result<Pending> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => std::io::Error::other(format!(
+                "{} is a named pipe nobody is reading",
+                path.display()
+            )),
+            _ => e,
+        })?;
+    set_blocking(&file)?;
+    Ok(Pending {
+        file,
+        tmp: None,
+        path: path.to_path_buf(),
+        done: false,
+    })
+}
+
+#[allow(unsafe_code)]
+fn set_blocking(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: plain fcntl calls on a descriptor we own for their whole duration; they
+    // touch no memory of ours.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -521,6 +641,41 @@ mod tests {
             ]
         );
         assert_eq!(j["experiment"]["secrets"]["s"]["k"], "***");
+    }
+
+    #[test]
+    fn the_destination_never_replaces_what_is_not_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("fl-dest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let file = dir.join("sub/j.json");
+        std::fs::write(&file, "x").unwrap();
+        std::os::unix::fs::symlink("sub/j.json", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("sub/new.json", dir.join("dangling")).unwrap();
+        std::os::unix::fs::symlink("dangling", dir.join("chain")).unwrap();
+        let replace = |p: PathBuf| Destination::Replace(p);
+        assert_eq!(
+            destination(&dir.join("absent")).unwrap(),
+            replace(dir.join("absent"))
+        );
+        assert_eq!(destination(&file).unwrap(), replace(file.clone()));
+        assert_eq!(
+            destination(&dir.join("link")).unwrap(),
+            replace(std::fs::canonicalize(&file).unwrap())
+        );
+        assert_eq!(
+            destination(&dir.join("dangling")).unwrap(),
+            replace(dir.join("sub/new.json"))
+        );
+        assert_eq!(
+            destination(&dir.join("chain")).unwrap(),
+            replace(dir.join("sub/new.json"))
+        );
+        assert_eq!(
+            destination(Path::new("/dev/null")).unwrap(),
+            Destination::InPlace("/dev/null".into())
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

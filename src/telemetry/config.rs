@@ -78,8 +78,19 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// `dir/journal.json` -> `dir/journal.trace.json` (any extension is replaced).
-pub fn trace_file_for(journal: &Path) -> PathBuf {
+/// `dir/journal.json` -> `dir/journal.trace.json` (any extension is replaced), when
+/// the journal path is a regular directory entry (a regular file, or nothing yet).
+/// Beside anything else (a symlink, `/dev/stdout`, a FIFO, a device) no file is put:
+/// the trace goes to the temporary directory, `faultline-<run id>.trace.json`, and the
+/// console's "Spans go to" line says so.
+pub fn trace_file_for(journal: &Path, run_id: &str) -> PathBuf {
+    let regular = match std::fs::symlink_metadata(journal) {
+        Ok(m) => m.file_type().is_file(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !regular {
+        return std::env::temp_dir().join(format!("faultline-{run_id}.trace.json"));
+    }
     let stem = journal
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -321,7 +332,7 @@ pub fn plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Resu
     }
     if forced_file && !explicit_otlp {
         return Ok(done(
-            Sink::File(trace_file_for(&cfg.journal_path)),
+            Sink::File(trace_file_for(&cfg.journal_path, &cfg.run_id)),
             sampler,
             warnings,
         ));
@@ -395,7 +406,7 @@ pub fn plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Resu
         ),
         None => {
             return Ok(done(
-                Sink::File(trace_file_for(&cfg.journal_path)),
+                Sink::File(trace_file_for(&cfg.journal_path, &cfg.run_id)),
                 sampler,
                 warnings,
             ));
@@ -486,7 +497,7 @@ mod tests {
         let p = plan_with(&cfg(), &[]).unwrap();
         assert_eq!(p.sink, Sink::File(PathBuf::from("out/journal.trace.json")));
         assert_eq!(
-            trace_file_for(Path::new("j")),
+            trace_file_for(Path::new("j"), "r"),
             PathBuf::from("j.trace.json")
         );
     }

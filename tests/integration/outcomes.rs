@@ -589,11 +589,13 @@ fn an_unwritable_journal_path_falls_back_to_the_temporary_directory_and_loses_no
     );
     // The run itself went fine; the exit code says the journal is not where asked.
     assert_eq!(out.code, 2, "{}", out.all_text());
-    let saved: Vec<_> = std::fs::read_dir(&tmp)
+    let (saved, traces): (Vec<_>, Vec<_>) = std::fs::read_dir(&tmp)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .collect();
+        .partition(|p| !p.to_string_lossy().ends_with(".trace.json"));
     assert_eq!(saved.len(), 1, "{saved:?}");
+    // The trace file cannot go beside an unusable path either: it is there too.
+    assert_eq!(traces.len(), 1, "{traces:?}");
     let name = saved[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         name.starts_with("faultline-journal-") && name.ends_with(".json"),
@@ -612,4 +614,148 @@ fn an_unwritable_journal_path_falls_back_to_the_temporary_directory_and_loses_no
     assert_eq!(names(&j["rollbacks"]), ["repair"]);
     // Nothing half-written is left beside the blocker either.
     assert_no_temporaries(dir.path());
+}
+
+fn simple_run() -> Value {
+    experiment(
+        vec![healthy_probe()],
+        vec![tracer("action", "act", "method")],
+        vec![rollback()],
+    )
+}
+
+/// `mkfifo path`.
+fn mkfifo(path: &std::path::Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+fn file_type(path: &std::path::Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
+}
+
+#[test]
+fn a_fifo_at_the_journal_path_is_written_in_place_never_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = TempDir::new("out-journal-fifo");
+    let fifo = dir.join("journal.fifo");
+    mkfifo(&fifo);
+    // Someone reads the pipe for the whole run (a log shipper, say).
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let out = run_experiment_at(&dir, &simple_run(), &fifo, &[], &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let got = reader.join().unwrap();
+    let j: Value = serde_json::from_str(&got).expect("the journal came through the pipe");
+    assert_eq!(j["status"], "completed");
+    assert!(file_type(&fifo).is_fifo(), "the FIFO was replaced");
+    // No trace file beside something that is not a regular file.
+    assert!(!dir.join("journal.trace.json").exists());
+    assert!(out.stderr.contains("Spans go to file"), "{}", out.stderr);
+    assert_no_temporaries(dir.path());
+}
+
+#[test]
+fn a_fifo_nobody_reads_is_not_a_hang_the_journal_goes_to_the_fallback() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = TempDir::new("out-journal-fifo-unread");
+    let fifo = dir.join("journal.fifo");
+    mkfifo(&fifo);
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = run_experiment_at(
+        &dir,
+        &simple_run(),
+        &fifo,
+        &[],
+        &[("TMPDIR", tmp.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert!(out.stderr.contains("nobody is reading"), "{}", out.stderr);
+    let saved: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("faultline-journal-"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(file_type(&fifo).is_fifo());
+    assert_no_temporaries(dir.path());
+}
+
+#[test]
+fn a_symlink_at_the_journal_path_is_followed_and_its_target_replaced_atomically() {
+    let dir = TempDir::new("out-journal-symlink");
+    std::fs::create_dir_all(dir.join("runs")).unwrap();
+    let target = dir.join("runs/run-1.json");
+    std::fs::write(&target, "old").unwrap();
+    let link = dir.join("latest.json");
+    std::os::unix::fs::symlink("runs/run-1.json", &link).unwrap();
+    let out = run_experiment_at(&dir, &simple_run(), &link, &[], &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert!(
+        file_type(&link).is_symlink(),
+        "the link was replaced by a file"
+    );
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(j["status"], "completed");
+    // The trace file is not put beside the link (nor beside its target).
+    assert!(!dir.join("latest.trace.json").exists());
+    assert!(!dir.join("runs/run-1.trace.json").exists());
+    assert_no_temporaries(dir.path());
+    assert_no_temporaries(&dir.join("runs"));
+    // A dangling link: its target is created.
+    let dangling = dir.join("next.json");
+    std::os::unix::fs::symlink("runs/run-2.json", &dangling).unwrap();
+    let out = run_experiment_at(&dir, &simple_run(), &dangling, &[], &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert!(file_type(&dangling).is_symlink());
+    assert!(dir.join("runs/run-2.json").is_file());
+}
+
+#[test]
+fn dev_null_as_the_journal_path_stays_the_system_s_dev_null() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = TempDir::new("out-journal-devnull");
+    let null = std::path::Path::new("/dev/null");
+    let before = std::fs::metadata(null).unwrap();
+    assert!(before.file_type().is_char_device());
+    let out = run_experiment_at(&dir, &simple_run(), null, &[], &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let after = std::fs::symlink_metadata(null).unwrap();
+    assert!(after.file_type().is_char_device(), "/dev/null was replaced");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::rdev(&after),
+        std::os::unix::fs::MetadataExt::rdev(&before)
+    );
+    assert!(!std::path::Path::new("/dev/null.trace.json").exists());
+    assert!(!std::path::Path::new("/dev/.null.trace.json.tmp").exists());
+}
+
+#[test]
+fn dev_stdout_as_the_journal_path_prints_the_journal() {
+    let dir = TempDir::new("out-journal-stdout");
+    let p = dir.experiment(&simple_run());
+    let out = std::process::Command::new(bin())
+        .args(["run", p.to_str().unwrap(), "--journal-path", "/dev/stdout"])
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .env("TMPDIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).expect("the journal on stdout");
+    assert_eq!(j["status"], "completed");
+    assert_eq!(names(&j["run"]), ["act"]);
 }
