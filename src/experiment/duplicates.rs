@@ -5,6 +5,7 @@
 //! JSON is scanned directly (serde_json keeps no positions); YAML is read through
 //! serde-saphyr with repeated keys passed through and every key's location kept.
 
+use super::locate::{line_col, Scan};
 use super::{Format, Problem};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::cell::RefCell;
@@ -44,9 +45,11 @@ pub fn find(text: &str, format: Format) -> Vec<Duplicate> {
     match format {
         Format::Json => {
             let mut w = JsonWalk {
-                b: text.as_bytes(),
+                scan: Scan {
+                    b: text.as_bytes(),
+                    i: 0,
+                },
                 text,
-                i: 0,
                 found: Vec::new(),
                 depth: 0,
             };
@@ -69,60 +72,31 @@ pub fn find(text: &str, format: Format) -> Vec<Duplicate> {
 const MAX_DEPTH: usize = 128;
 
 struct JsonWalk<'a> {
-    b: &'a [u8],
+    scan: Scan<'a>,
     text: &'a str,
-    i: usize,
     found: Vec<Duplicate>,
     depth: usize,
 }
 
 impl JsonWalk<'_> {
-    fn ws(&mut self) {
-        while self.i < self.b.len() && self.b[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (line, col)
-    }
-
-    fn string(&mut self) -> Option<String> {
-        let start = self.i;
-        self.i += 1;
-        while self.i < self.b.len() {
-            match self.b[self.i] {
-                b'\\' => self.i += 2,
-                b'"' => {
-                    self.i += 1;
-                    return serde_json::from_slice(&self.b[start..self.i]).ok();
-                }
-                _ => self.i += 1,
-            }
-        }
-        None
-    }
-
     /// Walk one value at `i`; `None` when the text is not what a parsed document is.
     fn value(&mut self, path: &str) -> Option<()> {
-        self.ws();
+        self.scan.ws();
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return None;
         }
-        let r = match *self.b.get(self.i)? {
+        let r = match *self.scan.b.get(self.scan.i)? {
             b'{' => self.object(path),
             b'[' => self.array(path),
-            b'"' => self.string().map(|_| ()),
+            b'"' => self.scan.string().map(|_| ()),
             _ => {
-                while self.i < self.b.len()
-                    && !matches!(self.b[self.i], b',' | b'}' | b']')
-                    && !self.b[self.i].is_ascii_whitespace()
+                let s = &mut self.scan;
+                while s.i < s.b.len()
+                    && !matches!(s.b[s.i], b',' | b'}' | b']')
+                    && !s.b[s.i].is_ascii_whitespace()
                 {
-                    self.i += 1;
+                    s.i += 1;
                 }
                 Some(())
             }
@@ -132,51 +106,51 @@ impl JsonWalk<'_> {
     }
 
     fn object(&mut self, path: &str) -> Option<()> {
-        self.i += 1;
+        self.scan.i += 1;
         let mut seen: HashMap<String, usize> = HashMap::new();
         loop {
-            self.ws();
-            match *self.b.get(self.i)? {
+            self.scan.ws();
+            match *self.scan.b.get(self.scan.i)? {
                 b'}' => {
-                    self.i += 1;
+                    self.scan.i += 1;
                     return Some(());
                 }
                 b',' => {
-                    self.i += 1;
+                    self.scan.i += 1;
                     continue;
                 }
                 _ => {}
             }
-            let at = self.i;
-            let key = self.string()?;
+            let at = self.scan.i;
+            let key = self.scan.string()?;
             let child = child_path(path, &key);
             if let Some(first) = seen.get(&key) {
                 let d = Duplicate {
                     path: child.clone(),
-                    first: self.line_col(*first),
-                    later: self.line_col(at),
+                    first: line_col(self.text, *first),
+                    later: line_col(self.text, at),
                 };
                 self.found.push(d);
             }
             seen.insert(key, at);
-            self.ws();
-            self.i += 1; // ':'
+            self.scan.ws();
+            self.scan.i += 1; // ':'
             self.value(&child)?;
         }
     }
 
     fn array(&mut self, path: &str) -> Option<()> {
-        self.i += 1;
+        self.scan.i += 1;
         let mut n = 0;
         loop {
-            self.ws();
-            match *self.b.get(self.i)? {
+            self.scan.ws();
+            match *self.scan.b.get(self.scan.i)? {
                 b']' => {
-                    self.i += 1;
+                    self.scan.i += 1;
                     return Some(());
                 }
                 b',' => {
-                    self.i += 1;
+                    self.scan.i += 1;
                     continue;
                 }
                 _ => {}

@@ -57,7 +57,8 @@ pub fn locate_all(problems: &mut [Problem], text: &str, format: Format) {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column (in characters) of a byte offset.
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -65,19 +66,20 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// A minimal JSON scanner over valid text (the document already parsed).
-struct Scan<'a> {
-    b: &'a [u8],
-    i: usize,
+pub(super) struct Scan<'a> {
+    pub(super) b: &'a [u8],
+    pub(super) i: usize,
 }
 
 impl Scan<'_> {
-    fn ws(&mut self) {
+    pub(super) fn ws(&mut self) {
         while self.i < self.b.len() && self.b[self.i].is_ascii_whitespace() {
             self.i += 1;
         }
     }
 
-    fn string(&mut self) -> Option<String> {
+    /// The string starting at `i` (a `"`), decoded; `i` moves past it.
+    pub(super) fn string(&mut self) -> Option<String> {
         let start = self.i;
         self.i += 1;
         while self.i < self.b.len() {

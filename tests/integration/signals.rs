@@ -40,13 +40,13 @@ fn assert_sleeper_gone(dir: &TempDir, tag: &str) {
     }
 }
 
-/// Start `faultline run` on `e`; wait for `<ready>.ready`; send `sig`; return the
-/// output and the time from the signal to the exit.
+/// Start `faultline run` on `e`; wait for every `<ready>.ready`; send `sig`; return
+/// the output and the time from the signal to the exit.
 fn run_and_signal(
     dir: &TempDir,
     e: &Value,
     extra: &[&str],
-    ready: &str,
+    ready: &[&str],
     sig: &str,
 ) -> (Output, Duration) {
     let p = dir.experiment(e);
@@ -60,9 +60,10 @@ fn run_and_signal(
     args.extend_from_slice(extra);
     let mut guard = ChildGuard(Some(spawn(dir, &args, &[])));
     let child = guard.0.as_mut().unwrap();
-    let marker = dir.join(&format!("{ready}.ready"));
-    wait_until(Duration::from_secs(30), "the activity to start", || {
-        marker.exists()
+    wait_until(Duration::from_secs(30), "the activities to start", || {
+        ready
+            .iter()
+            .all(|r| dir.join(&format!("{r}.ready")).exists())
     });
     let signalled = Instant::now();
     send_signal(child.id(), sig);
@@ -105,7 +106,7 @@ fn check_interrupted(dir: &TempDir, out: &Output, took: Duration, sig: &str) {
 fn sigterm_stops_the_activity_rolls_back_and_exits_2() {
     let dir = TempDir::new("sig-term");
     let _g = guard_for(&dir, &["long"]);
-    let (out, took) = run_and_signal(&dir, &interrupted_experiment(), &[], "long", "TERM");
+    let (out, took) = run_and_signal(&dir, &interrupted_experiment(), &[], &["long"], "TERM");
     check_interrupted(&dir, &out, took, "SIGTERM");
     assert_eq!(out.rollback_names(), ["undo"]);
     assert_eq!(
@@ -118,7 +119,7 @@ fn sigterm_stops_the_activity_rolls_back_and_exits_2() {
 fn sigint_stops_the_activity_rolls_back_and_exits_2() {
     let dir = TempDir::new("sig-int");
     let _g = guard_for(&dir, &["long"]);
-    let (out, took) = run_and_signal(&dir, &interrupted_experiment(), &[], "long", "INT");
+    let (out, took) = run_and_signal(&dir, &interrupted_experiment(), &[], &["long"], "INT");
     check_interrupted(&dir, &out, took, "SIGINT");
     assert_eq!(out.rollback_names(), ["undo"]);
 }
@@ -131,7 +132,7 @@ fn interrupted_run_with_the_default_rollback_strategy_skips_rollbacks() {
         &dir,
         &interrupted_experiment(),
         &["--rollback-strategy", "default"],
-        "long",
+        &["long"],
         "TERM",
     );
     assert_eq!(out.code, 2, "{}", out.all_text());
@@ -194,7 +195,7 @@ fn sigterm_during_a_pause_interrupts_it() {
             tracer("action", "never", "never")
         ],
         "rollbacks": [tracer("action", "undo", "undo")]});
-    let (out, took) = run_and_signal(&dir, &e, &[], "pause", "TERM");
+    let (out, took) = run_and_signal(&dir, &e, &[], &["pause"], "TERM");
     assert_eq!(out.code, 2, "{}", out.all_text());
     assert!(took < PROMPT, "{took:?}");
     assert_eq!(out.status(), "interrupted");
@@ -301,7 +302,7 @@ fn sigterm_during_the_hypothesis_skips_the_method_and_still_rolls_back() {
             with(long_sleeper("probe", "slow-probe", "probe"), "tolerance", json!(0))]},
         "method": [tracer("action", "never", "never")],
         "rollbacks": [tracer("action", "undo", "undo")]});
-    let (out, took) = run_and_signal(&dir, &e, &[], "probe", "TERM");
+    let (out, took) = run_and_signal(&dir, &e, &[], &["probe"], "TERM");
     assert_eq!(out.code, 2, "{}", out.all_text());
     assert!(took < PROMPT, "{took:?}");
     assert_eq!(out.status(), "interrupted");
@@ -321,7 +322,7 @@ fn sigterm_during_a_python_activity_kills_the_interpreter() {
     let e = json!({"title": "python", "description": "a sleeping function",
         "method": [python("action", "nap", "sleeper", "nap", json!({"marker": "py"}))],
         "rollbacks": [tracer("action", "undo", "undo")]});
-    let (out, took) = run_and_signal(&dir, &e, &[], "py", "TERM");
+    let (out, took) = run_and_signal(&dir, &e, &[], &["py"], "TERM");
     assert_eq!(out.code, 2, "{}", out.all_text());
     assert!(took < PROMPT, "{took:?}");
     assert_eq!(out.status(), "interrupted");
@@ -346,7 +347,7 @@ fn sigint_during_a_slow_http_request_interrupts_it() {
         "method": [{"type": "probe", "name": "slow-call",
                     "provider": {"type": "http", "url": srv.url("/slow")}}],
         "rollbacks": [tracer("action", "undo", "undo")]});
-    let (out, took) = run_and_signal(&dir, &e, &[], "http", "INT");
+    let (out, took) = run_and_signal(&dir, &e, &[], &["http"], "INT");
     assert_eq!(out.code, 2, "{}", out.all_text());
     assert!(took < PROMPT, "{took:?}");
     assert_eq!(out.status(), "interrupted");
@@ -362,7 +363,7 @@ fn a_first_signal_during_rollbacks_lets_them_finish() {
     let e = json!({"title": "rollback", "description": "signal while rolling back",
         "method": [tracer("action", "quick", "quick")],
         "rollbacks": [sh("action", "undo", "touch undo.ready; sleep 1; echo undone >> trace")]});
-    let (out, took) = run_and_signal(&dir, &e, &[], "undo", "TERM");
+    let (out, took) = run_and_signal(&dir, &e, &[], &["undo"], "TERM");
     assert!(took < PROMPT, "{took:?}");
     assert!(matches!(out.code, 0 | 2), "{}", out.all_text());
     // Rollbacks are what repairs the system: the first signal does not cut them short.
@@ -381,7 +382,7 @@ fn sigterm_during_dynamic_configuration_interrupts_the_run() {
         "configuration": {"value": long_sleeper("probe", "slow-config", "config")},
         "method": [tracer("action", "never", "never")],
         "rollbacks": [tracer("action", "undo", "undo")]});
-    let (out, took) = run_and_signal(&dir, &e, &[], "config", "TERM");
+    let (out, took) = run_and_signal(&dir, &e, &[], &["config"], "TERM");
     assert_eq!(out.code, 2, "{}", out.all_text());
     assert!(took < PROMPT, "{took:?}");
     assert_eq!(out.status(), "interrupted");
@@ -443,7 +444,7 @@ fn sigint_kills_a_daemonised_grandchild_too() {
         vec![daemonising("action", "daemon", "d")],
         vec![tracer("action", "undo", "undo")],
     );
-    let (out, _) = run_and_signal(&dir, &e, &[], "d", "INT");
+    let (out, _) = run_and_signal(&dir, &e, &[], &["d"], "INT");
     assert_eq!(out.code, 2, "{}", out.all_text());
     assert_eq!(out.status(), "interrupted");
     assert_daemon_gone(&dir, "d");
@@ -521,23 +522,8 @@ fn sighup_is_a_stop_like_sigterm_rollbacks_journal_and_no_orphan() {
             tracer("action", "never", "never")
         ],
         "rollbacks": [tracer("action", "undo", "undo")]});
-    let p = dir.experiment(&e);
-    let journal = dir.join("journal.json");
-    let args = [
-        "run",
-        p.to_str().unwrap(),
-        "--journal-path",
-        journal.to_str().unwrap(),
-    ];
-    let mut guard = ChildGuard(Some(spawn(&dir, &args, &[])));
-    let child = guard.0.as_mut().unwrap();
-    wait_until(Duration::from_secs(30), "both activities to start", || {
-        dir.join("long.ready").exists() && dir.join("d.ready").exists()
-    });
-    send_signal(child.id(), "HUP");
-    let code = wait_with_limit(child, Duration::from_secs(60));
-    let out = collect(&dir, code, &journal);
-    assert_no_panic(&out);
+    let (out, _) = run_and_signal(&dir, &e, &[], &["long", "d"], "HUP");
+    let code = out.code;
     assert_eq!(code, 2, "exit as for SIGTERM, not 129: {}", out.all_text());
     assert_eq!(out.status(), "interrupted");
     assert!(exception_text(entry(&out.journal()["run"], "long")).contains("SIGHUP"));
