@@ -134,40 +134,6 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
-/// faultline: `FAULTLINE_BENCH_BIN`, else the release binary cargo built for this
-/// bench, else `target/release/faultline` under the manifest directory.
-fn faultline_bin() -> Result<PathBuf, String> {
-    if let Some(p) = env::var_os("FAULTLINE_BENCH_BIN") {
-        let p = PathBuf::from(p);
-        return if is_executable(&p) {
-            Ok(p)
-        } else {
-            Err(format!(
-                "FAULTLINE_BENCH_BIN={} is not an executable file",
-                p.display()
-            ))
-        };
-    }
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = option_env!("CARGO_BIN_EXE_faultline") {
-        candidates.push(PathBuf::from(p));
-    }
-    let manifest = env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    candidates.push(manifest.join("target").join("release").join("faultline"));
-    candidates
-        .into_iter()
-        .find(|p| is_executable(p))
-        .ok_or_else(|| {
-            format!(
-                "no faultline release binary at {}; run `cargo build --release` first \
-             (or set FAULTLINE_BENCH_BIN)",
-                manifest.join("target/release/faultline").display()
-            )
-        })
-}
-
 /// The Chaos Toolkit: `FAULTLINE_BENCH_CHAOS`, else `chaos` on PATH, else the venv the
 /// CI creates, else `/tmp/ctk`. `Err` carries the note printed instead of its columns.
 fn chaos_bin() -> Result<PathBuf, String> {
@@ -496,7 +462,7 @@ fn bench() -> Result<ExitCode, String> {
             .ok_or_else(|| format!("FAULTLINE_BENCH_RUNS={s} is not a positive integer"))?,
         Err(_) => DEFAULT_RUNS,
     };
-    let faultline = faultline_bin()?;
+    let faultline = common::faultline_bin()?;
     let chaos = chaos_bin();
 
     let tmp = TempDir(env::temp_dir().join(format!("faultline-bench-{}", std::process::id())));

@@ -29,11 +29,11 @@
 use std::env;
 use std::ffi::OsString;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 mod common;
-use common::{is_executable, tail, Output, Sample};
+use common::{tail, Output, Sample};
 
 use serde_json::{json, Value};
 
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let bin = faultline_bin()?;
+    let bin = common::faultline_bin()?;
     let sizes: Vec<u64> = match env::var("FAULTLINE_BENCH_BYTES") {
         Ok(v) => v
             .split(',')
@@ -192,33 +192,4 @@ fn check_journal(path: &Path, size: u64) -> Result<(), String> {
             j["status"], out["truncated"]
         ))
     }
-}
-
-/// faultline: `FAULTLINE_BENCH_BIN`, else the release binary cargo built for this
-/// bench, else `target/release/faultline` under the manifest directory.
-fn faultline_bin() -> Result<PathBuf, String> {
-    if let Some(p) = env::var_os("FAULTLINE_BENCH_BIN") {
-        let p = PathBuf::from(p);
-        return if is_executable(&p) {
-            Ok(p.canonicalize().unwrap_or(p))
-        } else {
-            Err(format!(
-                "FAULTLINE_BENCH_BIN={} is not an executable file",
-                p.display()
-            ))
-        };
-    }
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = option_env!("CARGO_BIN_EXE_faultline") {
-        candidates.push(PathBuf::from(p));
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    candidates.push(manifest.join("target/release/faultline"));
-    candidates
-        .into_iter()
-        .find(|p| is_executable(p))
-        .ok_or_else(|| {
-            "no faultline release binary; run `cargo build --release` first (or set FAULTLINE_BENCH_BIN)"
-                .to_string()
-        })
 }

@@ -74,8 +74,8 @@ use std::time::Duration;
 
 mod common;
 use common::{
-    check_journal, fixtures_dir, hundred_echo_probes, is_executable, median, render, tail,
-    three_activities, Expect, Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
+    check_journal, fixtures_dir, hundred_echo_probes, median, render, tail, three_activities,
+    Expect, Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
 };
 
 use axum::body::Bytes;
@@ -454,41 +454,6 @@ fn closed_port() -> Result<SocketAddr, String> {
 
 // ---------------------------------------------------------------------------
 // Locating the binary
-
-/// faultline: `FAULTLINE_BENCH_BIN`, else the release binary cargo built for this
-/// bench, else `target/release/faultline` under the manifest directory.
-fn faultline_bin() -> Result<PathBuf, String> {
-    if let Some(p) = env::var_os("FAULTLINE_BENCH_BIN") {
-        let p = PathBuf::from(p);
-        // Runs start in a temporary directory: a relative path must not follow them.
-        return if is_executable(&p) {
-            Ok(p.canonicalize().unwrap_or(p))
-        } else {
-            Err(format!(
-                "FAULTLINE_BENCH_BIN={} is not an executable file",
-                p.display()
-            ))
-        };
-    }
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = option_env!("CARGO_BIN_EXE_faultline") {
-        candidates.push(PathBuf::from(p));
-    }
-    let manifest = env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    candidates.push(manifest.join("target").join("release").join("faultline"));
-    candidates
-        .into_iter()
-        .find(|p| is_executable(p))
-        .ok_or_else(|| {
-            format!(
-                "no faultline release binary at {}; run `cargo build --release` first \
-             (or set FAULTLINE_BENCH_BIN)",
-                manifest.join("target/release/faultline").display()
-            )
-        })
-}
 
 /// First line of `faultline --version`, for the header (best effort, bounded).
 fn version_of(bin: &Path, dir: &Path) -> String {
@@ -1008,7 +973,7 @@ fn bench() -> Result<ExitCode, String> {
             .ok_or_else(|| format!("FAULTLINE_BENCH_RUNS={s} is not a positive integer"))?,
         Err(_) => DEFAULT_RUNS,
     };
-    let faultline = faultline_bin()?;
+    let faultline = common::faultline_bin()?;
 
     let tmp =
         TempDir(env::temp_dir().join(format!("faultline-bench-telemetry-{}", std::process::id())));

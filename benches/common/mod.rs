@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::env;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -313,4 +314,39 @@ pub fn check_journal(path: &Path, e: &Expect) -> Result<Value, String> {
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// faultline: `FAULTLINE_BENCH_BIN`, else the release binary cargo built for this
+/// bench, else `target/release/faultline` under the manifest directory.
+pub fn faultline_bin() -> Result<PathBuf, String> {
+    if let Some(p) = env::var_os("FAULTLINE_BENCH_BIN") {
+        let p = PathBuf::from(p);
+        // Runs start in a temporary directory: a relative path must not follow them.
+        return if is_executable(&p) {
+            Ok(p.canonicalize().unwrap_or(p))
+        } else {
+            Err(format!(
+                "FAULTLINE_BENCH_BIN={} is not an executable file",
+                p.display()
+            ))
+        };
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = option_env!("CARGO_BIN_EXE_faultline") {
+        candidates.push(PathBuf::from(p));
+    }
+    let manifest = env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    candidates.push(manifest.join("target").join("release").join("faultline"));
+    candidates
+        .into_iter()
+        .find(|p| is_executable(p))
+        .ok_or_else(|| {
+            format!(
+                "no faultline release binary at {}; run `cargo build --release` first \
+             (or set FAULTLINE_BENCH_BIN)",
+                manifest.join("target/release/faultline").display()
+            )
+        })
 }
