@@ -22,16 +22,16 @@ pub struct RunArgs {
     #[arg(long, default_value = "./journal.json")]
     pub journal_path: PathBuf,
     /// Do not execute these activities (or skip pauses).
-    #[arg(long, value_parser = parse_enum::<Dry>)]
+    #[arg(long, value_parser = names::<Dry>(Dry::NAMES))]
     pub dry: Option<Dry>,
     /// Accepted for compatibility: faultline always checks the experiment's structure.
     #[arg(long)]
     pub no_validation: bool,
     /// When rollbacks are played [default: always].
-    #[arg(long, value_parser = parse_enum::<RollbackStrategy>)]
+    #[arg(long, value_parser = names::<RollbackStrategy>(RollbackStrategy::NAMES))]
     pub rollback_strategy: Option<RollbackStrategy>,
     /// When the steady-state hypothesis is checked [default: default].
-    #[arg(long, value_parser = parse_enum::<HypothesisStrategy>)]
+    #[arg(long, value_parser = names::<HypothesisStrategy>(HypothesisStrategy::NAMES))]
     pub hypothesis_strategy: Option<HypothesisStrategy>,
     /// Seconds between two checks of a continuous hypothesis [default: 1.0].
     #[arg(long, allow_negative_numbers = true)]
@@ -56,8 +56,13 @@ pub struct RunArgs {
     pub common: Common,
 }
 
-fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
-    s.parse()
+/// One of `names`, typed: `--help` lists the allowed values, a typo names them.
+fn names<T>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<T>())
 }
 
 /// A random run id (UUID v4).

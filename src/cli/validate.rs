@@ -72,10 +72,15 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
             .fetch_options(&s)
             .map_err(|e| vec![Problem::new("$", e)])
     });
+    // A file that cannot be read is said as such, not as a problem of the experiment.
+    let mut unreadable = None;
     let loaded = match fetch {
-        Ok(f) => load_with(&args.experiment, &f)
-            .await
-            .map_err(|e| vec![e.to_problem()]),
+        Ok(f) => load_with(&args.experiment, &f).await.map_err(|e| {
+            if let faultline::experiment::load::LoadError::Read { .. } = &e {
+                unreadable = Some(e.to_string());
+            }
+            vec![e.to_problem()]
+        }),
         Err(p) => Err(p),
     };
     let (problems, warns) = match loaded {
@@ -96,6 +101,12 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
             }
         },
     };
+    let mut problems = problems;
+    let mut warns = warns;
+    // In the order of the document, as an editor shows them; unlocated ones last.
+    for list in [&mut problems, &mut warns] {
+        list.sort_by_key(|p| (p.line.is_none(), p.line, p.column));
+    }
     let valid = problems.is_empty();
     // Written, not `println!`: a closed stdout is not a reason to panic.
     let mut out = String::new();
@@ -104,6 +115,8 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
             "{}\n",
             json!({"source": args.experiment, "valid": valid, "problems": problems, "warnings": warns})
         ));
+    } else if let Some(why) = &unreadable {
+        out.push_str(&format!("error: {why}\n"));
     } else {
         for p in &problems {
             out.push_str(&format!("error: {p}\n"));

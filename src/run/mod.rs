@@ -82,6 +82,8 @@ macro_rules! string_enum {
         impl $name {
             /// Every spelling, for messages.
             pub const HINT: &'static str = $hint;
+            /// Every spelling, for `--help` and completion.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
             /// The spelling used on the command line and in files.
             pub fn as_str(self) -> &'static str { match self { $($name::$variant => $text),+ } }
         }

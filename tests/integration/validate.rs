@@ -736,3 +736,53 @@ fn validate_a_directory_is_invalid_input() {
     assert_eq!(out.code, 3, "{}", out.all_text());
     assert!(out.stdout.contains("cannot read"), "{}", out.stdout);
 }
+
+#[test]
+fn a_missing_file_is_said_as_such_not_as_a_problem_of_the_experiment() {
+    let dir = TempDir::new("val-missing");
+    let out = validate(&dir, "no-such-experiment.json", &[]);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    assert!(
+        out.stdout.contains("cannot read no-such-experiment.json"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("problem(s)"), "{}", out.stdout);
+}
+
+#[test]
+fn problems_are_listed_in_the_order_of_the_document() {
+    let dir = TempDir::new("val-order");
+    // The parser finds the method's problem before the title's; the report follows the
+    // text (title first, then the method, then the rollbacks).
+    let text = "{\n  \"title\": 1,\n  \"description\": \"d\",\n  \"rollbacks\": \"x\",\n  \"method\": [{\"type\": \"hammer\", \"name\": \"a\",\n    \"provider\": {\"type\": \"process\", \"path\": \"true\"}}]\n}\n";
+    let out = validate_text(&dir, "e.json", text, &[]);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    let lines: Vec<usize> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .filter_map(|l| {
+            let at = l.find("(line ")? + 6;
+            l[at..].split(',').next()?.parse().ok()
+        })
+        .collect();
+    assert!(lines.len() >= 3, "{}", out.stdout);
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "{}", out.stdout);
+}
+
+#[test]
+fn run_help_lists_the_allowed_values_of_the_strategies_and_dry() {
+    let dir = TempDir::new("val-help");
+    let out = faultline(&dir, &["run", "--help"], &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    for values in [
+        "[possible values: probes, actions, activities, pause]",
+        "[possible values: always, default, never, deviated]",
+        "[possible values: default, before-method-only, after-method-only, during-method-only, continuously]",
+    ] {
+        assert!(out.stdout.contains(values), "{values}:\n{}", out.stdout);
+    }
+}
