@@ -7,6 +7,7 @@ pub mod capture;
 pub mod http;
 pub mod process;
 pub mod python;
+pub mod tree;
 
 use serde_json::{Map, Value};
 use std::time::Duration;

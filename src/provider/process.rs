@@ -1,18 +1,19 @@
 //! The `process` provider: run a program, output `{status, stdout, stderr}`.
 //!
-//! Every child runs in its own process group, so stopping an activity (timeout,
-//! interrupt, a second signal) kills the whole tree it started, not only the direct
-//! child. A list of arguments is passed as is; a string goes through `sh -c` as
+//! Every child runs in its own process group and carries its activity's tag in its
+//! environment, so stopping an activity (timeout, interrupt, a second signal) kills
+//! the whole tree it started, daemons that left the group included (`tree`), not only
+//! the direct child. A list of arguments is passed as is; a string goes through `sh -c` as
 //! `path + " " + arguments`, like the Chaos Toolkit. A non-zero exit is not a failure.
 
 use super::capture::{read_capped, truncation, Capped};
+use super::tree::{self, Tree};
 use super::{field, seconds, ActivityError, Ctx};
 use crate::experiment::substitute::python_str;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -201,132 +202,43 @@ pub struct Captured {
 }
 
 /// The environment variable that tags every child faultline starts, and so all its
-/// descendants: a grandchild that leaves the process group (`setsid`, a daemon's
-/// double fork) still carries it, so stopping the activity finds and kills it too.
-pub const TAG_VAR: &str = "FAULTLINE_ACTIVITY_TAG";
+/// descendants (see [`tree`]).
+pub const TAG_VAR: &str = tree::TAG_VAR;
 
-/// Children still running: their process group, and the tag their descendants carry,
-/// so a second signal can kill them all.
-static LIVE: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
+/// Activities whose child is still running, so a second signal can kill them all.
+static LIVE: Mutex<Vec<Tree>> = Mutex::new(Vec::new());
 
-fn live() -> std::sync::MutexGuard<'static, Option<HashMap<i32, String>>> {
+fn live() -> std::sync::MutexGuard<'static, Vec<Tree>> {
     LIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A fresh tag: this faultline's pid and a sequence number.
-fn new_tag() -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-#[allow(unsafe_code)]
-fn kill_group(pgid: i32) {
-    // SAFETY: killpg has no memory-safety preconditions; a stale group id only makes
-    // it fail with ESRCH, which is ignored.
-    unsafe {
-        libc::killpg(pgid, libc::SIGKILL);
-    }
-}
-
-#[allow(unsafe_code)]
-fn kill_pid(pid: i32) {
-    // SAFETY: kill has no memory-safety preconditions; a pid that is gone only makes
-    // it fail with ESRCH, which is ignored.
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    }
-}
-
-/// Whether an environment block (`/proc/PID/environ`: `K=V\0K=V\0`) holds `entry`
-/// (`K=V`) as a whole entry.
-fn has_entry(environ: &[u8], entry: &[u8]) -> bool {
-    environ.split(|b| *b == 0).any(|e| e == entry)
-}
-
-/// Kill every process (but this one) that carries one of these tags, wherever it is
-/// in the process tree. Processes that fork while being killed are found by the next
-/// pass; a few passes are enough for anything but a deliberate fork bomb.
-fn kill_tagged(tags: &[String]) {
-    if tags.is_empty() {
-        return;
-    }
-    let entries: Vec<Vec<u8>> = tags
-        .iter()
-        .map(|t| format!("{TAG_VAR}={t}").into_bytes())
-        .collect();
-    let me = i32::try_from(std::process::id()).unwrap_or(0);
-    for _ in 0..5 {
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        let mut killed = 0;
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            // Unreadable (another user's process) or gone: not ours to kill.
-            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            if entries.iter().any(|t| has_entry(&environ, t)) {
-                kill_pid(pid);
-                killed += 1;
-            }
-        }
-        if killed == 0 {
-            return;
-        }
-    }
-}
-
-/// Kill every running child's process group and every descendant it started, daemons
-/// included (used on a second signal).
+/// Kill every running activity's processes, daemonised descendants included (used on
+/// a second signal). What activities that ended left running is not touched.
 pub fn kill_all_children() {
-    let running: Vec<(i32, String)> = live()
-        .as_ref()
-        .map(|m| m.iter().map(|(g, t)| (*g, t.clone())).collect())
-        .unwrap_or_default();
-    for (g, _) in &running {
-        kill_group(*g);
-    }
-    let tags: Vec<String> = running.into_iter().map(|(_, t)| t).collect();
-    kill_tagged(&tags);
+    let trees = live().clone();
+    tree::kill(&trees);
 }
 
-/// Kills the child's whole process tree when the activity is dropped unfinished: its
-/// process group, and every process carrying its tag (descendants that left the
-/// group). A child that finished is let be: a daemon it started on purpose (a load
-/// generator, say) keeps running, as with the Chaos Toolkit.
+/// Kills the child's whole process tree ([`tree::kill`]) when the activity is dropped
+/// unfinished (timeout, interrupt). A child that finished is let be: a daemon it
+/// started on purpose (a load generator, say) keeps running, as with the Chaos Toolkit.
 struct GroupGuard {
-    pgid: Option<i32>,
-    tag: String,
+    tree: Option<Tree>,
 }
 
 impl GroupGuard {
     fn done(&mut self) {
-        if let Some(g) = self.pgid.take() {
-            if let Some(m) = live().as_mut() {
-                m.remove(&g);
-            }
+        if let Some(t) = self.tree.take() {
+            live().retain(|l| *l != t);
         }
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(g) = self.pgid.take() {
-            kill_group(g);
-            kill_tagged(std::slice::from_ref(&self.tag));
-            if let Some(m) = live().as_mut() {
-                m.remove(&g);
-            }
+        if let Some(t) = self.tree.take() {
+            live().retain(|l| *l != t);
+            tree::kill(std::slice::from_ref(&t));
         }
     }
 }
@@ -349,16 +261,18 @@ pub async fn run_captured(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let tag = new_tag();
-    cmd.env(TAG_VAR, &tag);
+    // Set last, so that an activity's own `env` cannot remove it.
+    let tag = Tree::new_tag();
+    cmd.env(TAG_VAR, Tree::env_value(&tag));
     let mut child = cmd.spawn()?;
-    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
-    if let Some(g) = pgid {
-        live()
-            .get_or_insert_with(HashMap::new)
-            .insert(g, tag.clone());
+    let tree = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(|pid| Tree { pid, tag });
+    if let Some(t) = &tree {
+        live().push(t.clone());
     }
-    let mut guard = GroupGuard { pgid, tag };
+    let mut guard = GroupGuard { tree };
     if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A child that does not read its input must not block us.
         tokio::spawn(async move {

@@ -508,9 +508,15 @@ pub enum Destination {
 /// Where and how a file asked for at `path` is written: never by replacing something
 /// that is not a regular file. A regular file (or nothing) is replaced atomically; a
 /// symlink is followed and its target replaced (or created, for a dangling one); a
-/// device or FIFO is written in place. A directory is left to fail the rename (and the
-/// journal goes to the fallback).
+/// character device or FIFO is written in place. A path that leads through `/proc`
+/// (`/dev/stdout`, `/dev/fd/N`, `/proc/self/fd/N`) names an open file, not a directory
+/// entry: it is written in place whatever it is, appended to when a regular file
+/// (`faultline run --journal-path /dev/stdout >> runs.log` appends). A block device
+/// (a disk) is refused: writing JSON over a disk's first blocks is never what was
+/// meant, and the journal goes to the fallback. A directory is left to fail the rename
+/// (and the journal goes to the fallback too).
 pub fn destination(path: &Path) -> std::io::Result<Destination> {
+    use std::os::unix::fs::FileTypeExt;
     let meta = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Destination::Replace(path.to_path_buf()))
@@ -519,23 +525,70 @@ pub fn destination(path: &Path) -> std::io::Result<Destination> {
         Ok(m) => m,
     };
     let ty = meta.file_type();
+    let refuse_disk = || {
+        std::io::Error::other(format!(
+            "{} is a block device: faultline does not write a journal over a disk",
+            path.display()
+        ))
+    };
     if ty.is_file() || ty.is_dir() {
         return Ok(Destination::Replace(path.to_path_buf()));
     }
-    if !ty.is_symlink() {
-        return Ok(Destination::InPlace(path.to_path_buf()));
+    if ty.is_block_device() {
+        return Err(refuse_disk());
     }
-    // A symlink: what it leads to decides. (`/dev/stdout` leads, through
-    // `/proc/self/fd/1`, to a pipe, a terminal or a file.)
+    if !ty.is_symlink() || leads_through_proc(path) {
+        return match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_block_device() => Err(refuse_disk()),
+            Ok(m) if m.is_dir() => Ok(Destination::Replace(path.to_path_buf())),
+            _ => Ok(Destination::InPlace(path.to_path_buf())),
+        };
+    }
+    // A symlink: what it leads to decides.
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(Destination::Replace(std::fs::canonicalize(path)?)),
         Ok(m) if m.is_dir() => Ok(Destination::Replace(path.to_path_buf())),
+        Ok(m) if m.file_type().is_block_device() => Err(refuse_disk()),
         Ok(_) => Ok(Destination::InPlace(path.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok(Destination::Replace(dangling_target(path)?))
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether `path` or a link on its way is in `/proc` (its directory resolved:
+/// `/dev/fd/1` is `/proc/self/fd/1`). What `/proc/<pid>/fd/N` points to is an open
+/// file description, which may have no name any more (a deleted file, a pipe): its
+/// link text is not a path to follow, and replacing the file it names would cut it
+/// off from whoever else writes to it (a shell's `2>&1`).
+fn leads_through_proc(path: &Path) -> bool {
+    let in_proc = |p: &Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        p.starts_with("/proc") || std::fs::canonicalize(dir).is_ok_and(|d| d.starts_with("/proc"))
+    };
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        if in_proc(&at) {
+            return true;
+        }
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&at) {
+                Ok(to) => {
+                    at = match at.parent() {
+                        Some(dir) if to.is_relative() => dir.join(to),
+                        _ => to,
+                    }
+                }
+                Err(_) => return false,
+            },
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The file a dangling symlink names (following a chain of links, at most 40 as the
@@ -565,9 +618,11 @@ fn dangling_target(link: &Path) -> std::io::Result<PathBuf> {
 /// switched back to blocking writes so a reader slower than faultline loses nothing.
 fn open_in_place(path: &Path) -> std::io::Result<Pending> {
     use std::os::unix::fs::OpenOptionsExt;
+    // Appending: for a device or FIFO it changes nothing; for a regular file reached
+    // through `/proc` (`/dev/stdout >> runs.log`) it keeps what is there.
     let file = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ENXIO) => std::io::Error::other(format!(
@@ -675,6 +730,54 @@ mod tests {
             destination(Path::new("/dev/null")).unwrap(),
             Destination::InPlace("/dev/null".into())
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn paths_through_proc_are_written_in_place_and_disks_are_refused() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = std::env::temp_dir().join(format!("fl-dest-proc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Whatever this test's stdout is (a pipe, a file), it is an open file, not an
+        // entry to replace.
+        for p in ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"] {
+            assert_eq!(
+                destination(Path::new(p)).unwrap(),
+                Destination::InPlace(p.into()),
+                "{p}"
+            );
+        }
+        let link = dir.join("out");
+        std::os::unix::fs::symlink("/dev/stdout", &link).unwrap();
+        assert_eq!(
+            destination(&link).unwrap(),
+            Destination::InPlace(link.clone())
+        );
+        // A block device, made here when allowed (root): refused, and left as it is.
+        let disk = dir.join("disk");
+        let made = std::process::Command::new("mknod")
+            .args([disk.to_str().unwrap(), "b", "7", "250"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if made {
+            let e = destination(&disk).unwrap_err();
+            assert!(e.to_string().contains("is a block device"), "{e}");
+            let via = dir.join("to-disk");
+            std::os::unix::fs::symlink(&disk, &via).unwrap();
+            assert!(destination(&via).is_err());
+            let value = json!({"run": 1});
+            let fallback = dir.join("fallback.json");
+            let written = finish(prepare(&disk, &value), &disk, &value, &fallback);
+            assert!(matches!(written, Written::Fallback { .. }), "{written:?}");
+            assert!(std::fs::symlink_metadata(&disk)
+                .unwrap()
+                .file_type()
+                .is_block_device());
+        } else {
+            eprintln!("mknod not allowed here: the block device case is not checked");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -759,3 +759,43 @@ fn dev_stdout_as_the_journal_path_prints_the_journal() {
     assert_eq!(j["status"], "completed");
     assert_eq!(names(&j["run"]), ["act"]);
 }
+
+#[test]
+fn dev_stdout_redirected_to_a_log_appends_the_journal_and_keeps_the_log() {
+    // `faultline run --journal-path /dev/stdout >> runs.log 2>&1`: /dev/stdout leads,
+    // through /proc/self/fd/1, to a regular file; it is written to, never replaced
+    // (which would lose what the log held and cut off the console lines after it).
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("out-journal-stdout-log");
+    let p = dir.experiment(&simple_run());
+    let log = dir.write("runs.log", "an earlier run\n");
+    let inode = std::fs::metadata(&log).unwrap().ino();
+    let append = || std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args(["run", p.to_str().unwrap(), "--journal-path", "/dev/stdout"])
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .env("TMPDIR", dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(append())
+        .stderr(append())
+        .spawn()
+        .unwrap();
+    let code = wait_with_limit(&mut child, std::time::Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().ino(),
+        inode,
+        "the log was replaced"
+    );
+    assert!(text.starts_with("an earlier run\n"), "{text}");
+    // The journal is there whole, between the console's lines.
+    let start = text.find("\n{\n").expect("the journal in the log") + 1;
+    let end = start + text[start..].find("\n}\n").expect("the journal's end") + 2;
+    let j: Value = serde_json::from_str(&text[start..end]).unwrap();
+    assert_eq!(j["status"], "completed");
+    assert!(text.contains("Journal written to /dev/stdout"), "{text}");
+    assert_no_temporaries(dir.path());
+}

@@ -571,3 +571,138 @@ fn a_closed_terminal_does_not_stop_the_run_from_rolling_back_and_writing_its_jou
     assert_eq!(j["status"], "completed");
     assert_eq!(lines(&dir, "trace"), ["check", "check", "undo"]);
 }
+
+#[test]
+fn a_stopped_activity_kills_a_descendant_that_cleared_its_environment_and_left_the_group() {
+    // `setsid env -i`: a new session and process group, and no tag; only the parent
+    // chain leads to it.
+    let dir = TempDir::new("orphan-env-i");
+    let _g = guard_for(&dir, &["bare"]);
+    let e = experiment(
+        vec![],
+        vec![sh(
+            "action",
+            "bare",
+            "setsid env -i sleep 300 > /dev/null 2>&1 < /dev/null & echo $$! > bare.sleep.pid; touch bare.ready; wait",
+        )],
+        vec![tracer("action", "undo", "undo")],
+    );
+    let pid = {
+        let (out, _) = run_and_signal(&dir, &e, &[], &["bare"], "INT");
+        assert_eq!(out.code, 2, "{}", out.all_text());
+        read_pid(&dir.join("bare.sleep.pid"))
+    };
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("FAULTLINE_ACTIVITY_TAG"),
+        "the test's process should carry no tag"
+    );
+    assert!(
+        wait_pid_gone(pid, Duration::from_secs(5)),
+        "the untagged descendant {pid} in its own session survived"
+    );
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+}
+
+#[test]
+fn stopping_an_activity_of_a_faultline_run_inside_an_activity_kills_the_inner_run_s_daemon() {
+    // The inner faultline tags its own children; they keep the outer tag too, so the
+    // outer run stopping its activity (which kills the inner faultline outright, before
+    // it can clean up) still finds the inner activity's daemon.
+    let dir = TempDir::new("orphan-nested");
+    let _g = guard_for(&dir, &["d", "inner"]);
+    // As `daemonising`, but the activity's own shell records its pid and becomes the
+    // `sleep` it waits with, so every process is known and cleaned up.
+    let inner_activity = sh(
+        "action",
+        "daemon",
+        "echo $$$$ > inner.sleep.pid; \
+         (setsid sh -c 'sleep 300 & echo $$! > d.sleep.pid; touch d.ready; wait' > /dev/null 2>&1 < /dev/null &); \
+         while [ ! -f d.ready ]; do sleep 0.01; done; exec sleep 300",
+    );
+    let inner = dir.write(
+        "inner.json",
+        &experiment(vec![], vec![inner_activity], vec![]).to_string(),
+    );
+    let inner_journal = dir.join("inner-journal.json");
+    let e = experiment(
+        vec![],
+        vec![process(
+            "action",
+            "inner-run",
+            bin(),
+            &[
+                "run",
+                inner.to_str().unwrap(),
+                "--journal-path",
+                inner_journal.to_str().unwrap(),
+            ],
+        )],
+        vec![tracer("action", "undo", "undo")],
+    );
+    let (out, _) = run_and_signal(&dir, &e, &[], &["d"], "INT");
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_daemon_gone(&dir, "d");
+    let inner = read_pid(&dir.join("inner.sleep.pid"));
+    assert!(
+        wait_pid_gone(inner, Duration::from_secs(5)),
+        "the inner run's activity {inner} survived"
+    );
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+}
+
+#[test]
+fn stopping_a_background_activity_leaves_a_concurrent_activity_s_processes_alone() {
+    // The background activity times out and its tree is killed while the other one is
+    // running: only the timed-out activity's processes may go.
+    let dir = TempDir::new("orphan-sibling");
+    let _g = guard_for(&dir, &["d", "fg"]);
+    let e = experiment(
+        vec![],
+        vec![
+            with(
+                with(daemonising("action", "bg", "d"), "timeout", json!(5)),
+                "background",
+                json!(true),
+            ),
+            sh(
+                "action",
+                "fg",
+                "sleep 300 & echo $$! > fg.sleep.pid; touch fg.ready; \
+                 while [ ! -e release ]; do sleep 0.01; done; kill $$!",
+            ),
+        ],
+        vec![],
+    );
+    let p = dir.experiment(&e);
+    let journal = dir.join("journal.json");
+    let args = [
+        "run",
+        p.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ];
+    let mut guard = ChildGuard(Some(spawn(&dir, &args, &[])));
+    let child = guard.0.as_mut().unwrap();
+    wait_until(Duration::from_secs(30), "both activities to start", || {
+        dir.join("d.ready").exists() && dir.join("fg.ready").exists()
+    });
+    // The background activity's timeout kills its daemon...
+    let daemon = read_pid(&dir.join("d.sleep.pid"));
+    assert!(
+        wait_pid_gone(daemon, Duration::from_secs(30)),
+        "the timed-out activity's daemon {daemon} survived"
+    );
+    // ... and nothing of the other activity.
+    let fg = read_pid(&dir.join("fg.sleep.pid"));
+    assert!(
+        !pid_gone(fg),
+        "the concurrent activity's process {fg} was killed"
+    );
+    std::fs::write(dir.join("release"), "").unwrap();
+    let code = wait_with_limit(child, Duration::from_secs(60));
+    let out = collect(&dir, code, &journal);
+    assert_no_panic(&out);
+    assert_eq!(entry(&out.journal()["run"], "fg")["status"], "succeeded");
+    assert!(exception_text(entry(&out.journal()["run"], "bg")).contains("timeout"));
+}
