@@ -105,6 +105,8 @@ struct Case {
     server: bool,
     /// Pass `--var dead_url=http://127.0.0.1:PORT` with nothing listening.
     dead_url: bool,
+    /// Put `tests/compat` on `PYTHONPATH`, for the cases' own python modules.
+    python_modules: bool,
     rollbacks: RollbackStrategy,
     /// Also run faultline with its own default strategy (`always`) and expect
     /// these rollbacks, where the Chaos Toolkit (`default`) plays none.
@@ -120,6 +122,7 @@ const BASE: Case = Case {
     env: &[],
     server: false,
     dead_url: false,
+    python_modules: false,
     rollbacks: RollbackStrategy::CompareWithCtkDefault,
     faultline_default_rollbacks: None,
     min_seconds: None,
@@ -168,6 +171,7 @@ compat_cases! {
     };
     method_python_import_error: Case { args: &["--no-validation"], ..BASE };
     python_activity_raises: BASE;
+    python_configuration_and_secrets: Case { python_modules: true, ..BASE };
     sigterm_interrupted: Case {
         faultline_default_rollbacks: Some(&["rollback-echo"]),
         ..BASE
@@ -867,6 +871,9 @@ fn run_tool(tool: Tool<'_>, experiment: &Path, case: &Case, cwd: &Path, extra: &
         }
     }
     cmd.envs(case.env.iter().copied());
+    if case.python_modules {
+        cmd.env("PYTHONPATH", compat_dir());
+    }
 
     let out = run_with_timeout(cmd, cwd, &label, PROCESS_TIMEOUT);
     let mut error = out.error;

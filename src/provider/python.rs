@@ -3,7 +3,9 @@
 //!
 //! The bridge receives `{module, func, arguments, configuration, secrets}` as JSON on
 //! stdin, passes `configuration` and `secrets` only if the function declares those
-//! parameters (as chaoslib does), and writes `{"ok": result}` or `{"error": ...}` as
+//! parameters, as chaoslib does: `secrets` only when the provider lists scopes, and then
+//! their keys flattened into one object (`{"token": ...}`, not `{"scope": {...}}`). It
+//! writes `{"ok": result}` or `{"error": ...}` as
 //! JSON on its real stdout (the function's own prints go to stderr). The interpreter is
 //! `python3` on PATH, or `FAULTLINE_PYTHON`. The child runs in its own process group
 //! like every process faultline starts.
@@ -24,6 +26,9 @@ pub struct PythonProvider {
     /// The most bytes kept of the function's printed output and of its result's JSON
     /// (`output_limit`), if set here.
     pub output_limit: Option<u64>,
+    /// Whether the provider lists `secrets` scopes: only then does a function that
+    /// declares `secrets` receive them, as with the Chaos Toolkit.
+    pub declares_secrets: bool,
 }
 
 const BRIDGE: &str = r#"
@@ -66,8 +71,8 @@ if sig is not None:
     params = sig.parameters
     if "configuration" in params:
         args["configuration"] = req.get("configuration") or {}
-    if "secrets" in params:
-        args["secrets"] = req.get("secrets") or {}
+    if "secrets" in params and req.get("secrets") is not None:
+        args["secrets"] = req["secrets"]
     try:
         sig.bind(**args)
     except TypeError as e:
@@ -98,6 +103,21 @@ impl PythonProvider {
             func: text("func")?,
             arguments,
             output_limit: super::output_limit(m)?,
+            declares_secrets: m.contains_key("secrets"),
+        })
+    }
+
+    /// What the function's `secrets` parameter gets, as the Chaos Toolkit passes it:
+    /// the keys of the listed scopes, flattened into one object (a later scope's key
+    /// wins), or nothing (`None`: the parameter keeps its default) when the provider
+    /// lists no scopes.
+    fn secrets(&self, ctx: &Ctx<'_>) -> Option<Map<String, Value>> {
+        self.declares_secrets.then(|| {
+            ctx.secrets
+                .values()
+                .filter_map(Value::as_object)
+                .flat_map(|scope| scope.iter().map(|(k, v)| (k.clone(), v.clone())))
+                .collect()
         })
     }
 
@@ -114,7 +134,7 @@ impl PythonProvider {
             "func": self.func,
             "arguments": self.arguments,
             "configuration": ctx.configuration,
-            "secrets": ctx.secrets,
+            "secrets": self.secrets(ctx),
         });
         let mut cmd = tokio::process::Command::new(&python);
         cmd.arg("-c").arg(BRIDGE).envs(ctx.env.iter().cloned());

@@ -39,11 +39,11 @@ fn assert_nothing_leaked(out: &Output, journal: &Path) {
 
 const LEAK_PY: &str = r#"
 def leak(secrets):
-    print("the function prints", secrets["api"]["token"])
-    return {"api": secrets["api"], "joined": "token=" + secrets["api"]["token"]}
+    print("the function prints", secrets["token"])
+    return {"api": secrets, "joined": "token=" + secrets["token"]}
 
 def fail(secrets):
-    raise RuntimeError("rejected token " + secrets["api"]["token"])
+    raise RuntimeError("rejected token " + secrets["token"])
 
 def show(secrets=None):
     return {"got": secrets}
@@ -252,10 +252,12 @@ fn a_provider_without_the_scope_does_not_get_the_secrets() {
     assert_no_panic(&out);
     assert_eq!(out.code, 0, "{}", out.all_text());
     let run = &out.journal()["run"];
-    assert_eq!(entry(run, "unscoped")["output"], json!({"got": {}}));
+    // As the Chaos Toolkit passes them: nothing without listed scopes (the parameter
+    // keeps its default), else the listed scopes' keys, flattened.
+    assert_eq!(entry(run, "unscoped")["output"], json!({"got": null}));
     assert_eq!(
         entry(run, "scoped")["output"],
-        json!({"got": {"db": {"password": "***"}}})
+        json!({"got": {"password": "***"}})
     );
     assert_eq!(entry(run, "unknown-scope")["output"], json!({"got": {}}));
     assert_nothing_leaked(&out, &dir.join("journal.json"));

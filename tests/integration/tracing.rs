@@ -1248,8 +1248,8 @@ const CANARY_KEY: &str = "FAULTLINE_IT_TRACE_CANARY";
 
 const LEAK_PY: &str = r#"
 def leak(secrets):
-    print("the function prints", secrets["api"]["token"])
-    return {"token": secrets["api"]["token"], "env": secrets["api"]["envtoken"]}
+    print("the function prints", secrets["token"])
+    return {"token": secrets["token"], "env": secrets["envtoken"]}
 "#;
 
 fn canary_experiment(srv: &HttpServer) -> Value {
