@@ -80,8 +80,9 @@ pub enum Event {
     MethodStarted,
     /// The method is empty.
     NoActivities,
-    /// The method ended.
-    MethodEnded,
+    /// The method ended: completed, or cut short by an interrupt (a signal, a control,
+    /// a safeguard, fail-fast).
+    MethodEnded { interrupted: bool },
     /// An activity starts.
     ActivityStarted {
         kind: &'static str,
@@ -148,7 +149,7 @@ impl Event {
             Event::NoHypothesis => "hypothesis.none",
             Event::MethodStarted => "method.started",
             Event::NoActivities => "method.empty",
-            Event::MethodEnded => "method.ended",
+            Event::MethodEnded { .. } => "method.ended",
             Event::ActivityStarted { .. } => "activity.started",
             Event::ActivityEnded {
                 succeeded: true, ..
@@ -228,7 +229,12 @@ impl Event {
             Event::NoHypothesis => "No steady state hypothesis defined. That's ok, just exploring.".into(),
             Event::MethodStarted => "Playing your experiment's method now...".into(),
             Event::NoActivities => "No declared activities, let's move on.".into(),
-            Event::MethodEnded => "Method completed".into(),
+            // The Chaos Toolkit says "Method completed" either way, which contradicts an
+            // interrupt printed just before.
+            Event::MethodEnded { interrupted: false } => "Method completed".into(),
+            Event::MethodEnded { interrupted: true } => {
+                "Method interrupted: the activities after the interrupted one did not run".into()
+            }
             Event::ActivityStarted { kind, name, background, .. } => {
                 format!("{kind}: {name}{}", if *background { " [in background]" } else { "" })
             }
@@ -267,7 +273,11 @@ impl Event {
             }
             Event::Warning { message } => message.clone(),
             Event::RunEnded { status, deviated } => match (status, deviated) {
-                (Status::Completed, true) => "Experiment ended with status: deviated".into(),
+                // The Chaos Toolkit's words (users grep for them), and what the journal says.
+                (Status::Completed, true) => {
+                    "Experiment ended with status: deviated (journal: status completed, deviated true)"
+                        .into()
+                }
                 (s, true) => format!(
                     "Experiment ended with status: {} (the steady state also deviated)",
                     s.as_str()
@@ -322,7 +332,7 @@ impl Event {
             Event::NoHypothesis => Event::NoHypothesis,
             Event::MethodStarted => Event::MethodStarted,
             Event::NoActivities => Event::NoActivities,
-            Event::MethodEnded => Event::MethodEnded,
+            Event::MethodEnded { interrupted } => Event::MethodEnded { interrupted },
             Event::ActivityStarted {
                 kind,
                 name,

@@ -1256,7 +1256,9 @@ impl Runner {
                     .await
                 }
             }
-            shared.emit(Event::MethodEnded);
+            shared.emit(Event::MethodEnded {
+                interrupted: cancel.is_set(),
+            });
             shared.controls.after_method();
             stop.trigger("method ended");
             if let Some(h) = looping {

@@ -66,6 +66,13 @@ fn after_hypothesis_tolerance_missed_is_completed_deviated_exit_1_and_rollbacks_
         lines(&dir, "trace"),
         ["probe", "method", "probe", "rollback"]
     );
+    // The console keeps the Chaos Toolkit's words and says what the journal says.
+    assert!(
+        out.stderr
+            .contains("status: deviated (journal: status completed, deviated true)"),
+        "{}",
+        out.stderr
+    );
 }
 
 fn before_missed(strategy: &[&str]) {

@@ -100,6 +100,9 @@ fn check_interrupted(dir: &TempDir, out: &Output, took: Duration, sig: &str) {
     let trace = lines(dir, "trace");
     assert!(!trace.contains(&"never".to_string()), "{trace:?}");
     assert!(out.stderr.contains(sig), "{}", out.stderr);
+    // The console does not contradict itself: the method was not completed.
+    assert!(out.stderr.contains("Method interrupted"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Method completed"), "{}", out.stderr);
 }
 
 #[test]
