@@ -24,7 +24,8 @@ pub struct RunArgs {
     /// Do not execute these activities (or skip pauses).
     #[arg(long, value_parser = names::<Dry>(Dry::NAMES))]
     pub dry: Option<Dry>,
-    /// Accepted for compatibility: faultline always checks the experiment's structure.
+    /// Skip the pre-flight check of this machine (executables on PATH, python modules,
+    /// URLs built by substitution); the experiment's structure is always checked.
     #[arg(long)]
     pub no_validation: bool,
     /// When rollbacks are played [default: always].

@@ -76,7 +76,7 @@ pub async fn check(
                     if missing {
                         problems.push(
                             Problem::new(format!("{path}.provider.path"), format!("activity '{}': executable '{exe}' is not found on this machine", a.name))
-                                .hint("install it or fix the path (or run with --no-validation to start anyway)"),
+                                .hint("install it or fix the path (or --no-validation: skip the pre-flight check of this machine; the experiment's structure is always checked)"),
                         );
                     }
                 }

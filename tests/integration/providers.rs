@@ -692,7 +692,11 @@ def no_context(value):
     assert_eq!(o["threshold"], 0.5);
     assert_eq!(o["service"], "web");
     // As chaoslib passes them: the listed scope's keys, flattened; nothing of the other.
-    assert_eq!(o["keys"], json!(["password"]), "only the listed scope: {o:#}");
+    assert_eq!(
+        o["keys"],
+        json!(["password"]),
+        "only the listed scope: {o:#}"
+    );
     assert_eq!(o["db_password_ok"], true, "{o:#}");
     // A function that declares neither parameter still works.
     assert_eq!(method_entry(&out, "no-context")["output"], 42);
