@@ -389,7 +389,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
         interrupt,
         run_id: run_id.clone(),
         env: overrides.env,
-        tracer: Some(telemetry.tracer()),
+        // No tracer when telemetry is off: the run's subscriber then has no
+        // OpenTelemetry layer at all.
+        tracer: telemetry.is_recording().then(|| telemetry.tracer()),
         trace_parent: telemetry.parent_context(),
         safeguards: std::mem::take(&mut built.safeguards),
     };

@@ -116,49 +116,41 @@ impl HttpProvider {
     /// `traceparent`/`baggage` headers come from that span, so the server's span is its
     /// child. (Without spans, the activity's context, if any, is propagated.)
     pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
-        use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-        use opentelemetry::KeyValue;
+        use crate::run::spans::{self, attr};
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
         let Some(t) = &ctx.trace else {
             return self.send(ctx, &ctx.headers, None).await;
         };
-        let safe_url = ctx.redactor.text(&self.url).into_owned();
-        let mut attrs = vec![
-            KeyValue::new("http.request.method", self.method.clone()),
-            KeyValue::new("url.full", safe_url),
-        ];
-        if let Ok(u) = reqwest::Url::parse(&self.url) {
-            if let Some(h) = u.host_str() {
-                attrs.push(KeyValue::new("server.address", h.to_string()));
-            }
-            if let Some(p) = u.port_or_known_default() {
-                attrs.push(KeyValue::new("server.port", i64::from(p)));
-            }
-        }
-        let span = t
-            .tracer
-            .span_builder(format!("HTTP {}", self.method))
-            .with_kind(SpanKind::Client)
-            .with_attributes(attrs)
-            .start_with_context(&t.tracer, &t.parent);
-        let cx = t.parent.with_span(span);
+        let safe_url = ctx.redactor.text(&self.url);
+        let parsed = reqwest::Url::parse(&self.url).ok();
+        let span = spans::http_request(
+            &t.parent,
+            &self.method,
+            &safe_url,
+            parsed.as_ref().and_then(|u| u.host_str()),
+            parsed
+                .as_ref()
+                .and_then(|u| u.port_or_known_default())
+                .map(i64::from),
+        );
         let baggage: Vec<(&str, &str)> = t
             .baggage
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let headers = crate::telemetry::propagation::http_headers(&cx, &baggage);
-        let result = self.send(ctx, &headers, Some(&cx)).await;
-        let span = cx.span();
+        let headers = crate::telemetry::propagation::http_headers(&span.context(), &baggage);
+        let result = self.send(ctx, &headers, Some(&span)).await;
+        let mut error = None;
         match &result {
             Ok(out) => {
                 let code = out
                     .get("status")
                     .and_then(Value::as_i64)
                     .unwrap_or_default();
-                span.set_attribute(KeyValue::new("http.response.status_code", code));
+                span.record(attr::HTTP_RESPONSE_STATUS_CODE, code);
                 if code >= 400 {
-                    span.set_status(Status::error(format!("HTTP {code}")));
-                    span.set_attribute(KeyValue::new("error.type", code.to_string()));
+                    error = Some(format!("HTTP {code}"));
+                    span.record(attr::ERROR_TYPE, code.to_string().as_str());
                 }
             }
             Err(e) => {
@@ -168,12 +160,12 @@ impl HttpProvider {
                     .and_then(|o| o.get("status"))
                     .and_then(Value::as_i64)
                 {
-                    span.set_attribute(KeyValue::new("http.response.status_code", code));
+                    span.record(attr::HTTP_RESPONSE_STATUS_CODE, code);
                 }
-                span.set_status(Status::error(ctx.redactor.text(&e.message).into_owned()));
+                error = Some(ctx.redactor.text(&e.message).into_owned());
             }
         }
-        span.end();
+        spans::end(span, error.as_deref());
         result
     }
 
@@ -181,7 +173,7 @@ impl HttpProvider {
         &self,
         ctx: &Ctx<'_>,
         trace_headers: &[(String, String)],
-        span: Option<&opentelemetry::Context>,
+        span: Option<&tracing::Span>,
     ) -> Result<Value, ActivityError> {
         if let Err(e) = reqwest::Url::parse(&self.url) {
             return Err(ActivityError::invalid(format!(
@@ -235,18 +227,8 @@ impl HttpProvider {
                 Ok(r) => break r,
                 Err(e) if e.is_connect() && attempt < self.max_retries => {
                     attempt += 1;
-                    if let Some(cx) = span {
-                        use opentelemetry::trace::TraceContextExt;
-                        cx.span().add_event(
-                            "chaos.retry",
-                            vec![
-                                opentelemetry::KeyValue::new(
-                                    "chaos.retry.attempt",
-                                    i64::from(attempt),
-                                ),
-                                opentelemetry::KeyValue::new("error.type", "connect"),
-                            ],
-                        );
+                    if let Some(span) = span {
+                        crate::run::spans::retry(span, i64::from(attempt));
                     }
                     tokio::time::sleep(Duration::from_millis(100 * (1 << attempt.min(6)))).await;
                 }

@@ -86,10 +86,8 @@ pub struct Ctx<'a> {
 /// What a provider needs to make its own spans under the activity's span.
 #[derive(Clone)]
 pub struct TraceCtx {
-    /// The run's tracer.
-    pub tracer: opentelemetry_sdk::trace::SdkTracer,
-    /// The activity span's context.
-    pub parent: opentelemetry::Context,
+    /// The activity's span.
+    pub parent: tracing::Span,
     /// W3C baggage entries (run id, experiment).
     pub baggage: Vec<(String, String)>,
 }

@@ -6,7 +6,7 @@
 //! journal is always built, and rollbacks are always considered under the strategy.
 
 use super::journal::{self, exception, HypothesisState, JournalParts, RunEntry};
-use super::spans::{self, attr, Spans};
+use super::spans::{self, attr, Trace};
 use super::{Dry, Interrupt, Phase, RunOptions, Status};
 use crate::control::{ActivityInfo, Control, Decision, RunInfo};
 use crate::event::{Event, TraceIds};
@@ -19,11 +19,12 @@ use crate::redact::Redactor;
 use crate::telemetry::propagation;
 use crate::timefmt;
 use chrono::Utc;
-use opentelemetry::trace::SpanKind;
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::Context;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::instrument::WithSubscriber;
+use tracing::Span;
 
 /// Everything needed to run one experiment.
 pub struct Runner {
@@ -41,7 +42,8 @@ pub struct Runner {
     pub run_id: String,
     /// Extra environment (from `.env` var files) for every child process.
     pub env: Vec<(String, String)>,
-    /// The tracer for the run's spans (`None`: no spans).
+    /// The tracer for the run's spans (`None`: no spans, nothing recorded, but ids
+    /// are still generated and propagated).
     pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
     /// The parent of the experiment span (a CI pipeline's `TRACEPARENT`), or empty.
     pub trace_parent: Context,
@@ -90,9 +92,9 @@ struct Shared {
     interrupt: Interrupt,
     http: Clients,
     env: Vec<(String, String)>,
-    spans: Spans,
-    /// The experiment span's context: the parent of everything else.
-    exp_cx: Context,
+    trace: Trace,
+    /// The experiment span: the parent of everything else.
+    exp_span: Span,
     /// W3C baggage sent with every request and to every child: run id, experiment.
     baggage: Vec<(String, String)>,
     state: Mutex<State>,
@@ -119,13 +121,14 @@ impl Shared {
     }
 
     fn emit(&self, e: Event) {
-        self.emit_in(e, &self.exp_cx);
+        self.emit_in(e, &self.exp_span);
     }
 
-    /// Emit an event that belongs to the span in `cx` (its ids go with the event).
-    fn emit_in(&self, e: Event, cx: &Context) {
+    /// Emit an event that belongs to `span` (its ids go with the event).
+    fn emit_in(&self, e: Event, span: &Span) {
         let e = e.redacted(&self.redactor);
-        let ids = propagation::ids(cx).map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
+        let ids = propagation::ids(&self.trace.context(span))
+            .map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
         self.controls.on_event(&e, ids.as_ref());
     }
 
@@ -145,7 +148,7 @@ impl Shared {
             .collect()
     }
 
-    fn provider_ctx(&self, provider: &Value, cx: &Context) -> Ctx<'_> {
+    fn provider_ctx(&self, provider: &Value, span: &Span) -> Ctx<'_> {
         let scopes = Provider::secret_scopes(provider);
         let secrets = scopes
             .iter()
@@ -154,13 +157,14 @@ impl Shared {
         // Trace context goes as headers on HTTP requests (from the CLIENT span the http
         // provider makes when spans are recorded) and as variables for children.
         let http = provider.get("type").and_then(Value::as_str) == Some("http");
-        let tracing = self.spans.tracer().is_some();
+        let tracing = self.trace.is_recording();
+        let cx = self.trace.context(span);
         Ctx {
             configuration: &self.configuration,
             secrets,
             http: &self.http,
             headers: if http && !tracing {
-                propagation::http_headers(cx, &self.baggage())
+                propagation::http_headers(&cx, &self.baggage())
             } else {
                 Vec::new()
             },
@@ -170,16 +174,15 @@ impl Shared {
                 self.env
                     .iter()
                     .cloned()
-                    .chain(propagation::child_env(cx, &self.baggage()))
+                    .chain(propagation::child_env(&cx, &self.baggage()))
                     .collect()
             },
             logs: Default::default(),
             redactor: &self.redactor,
             output_limit: self.opts.output_limit,
             warnings: Default::default(),
-            trace: self.spans.tracer().map(|t| provider::TraceCtx {
-                tracer: t.clone(),
-                parent: cx.clone(),
+            trace: tracing.then(|| provider::TraceCtx {
+                parent: span.clone(),
                 baggage: self.baggage.clone(),
             }),
         }
@@ -207,27 +210,20 @@ impl Shared {
         before: bool,
         skip: bool,
         cancel: &Interrupt,
-        cx: &Context,
+        span: &Span,
     ) -> bool {
         if secs.is_zero() {
             return true;
         }
-        spans::add_event(
-            cx,
-            spans::event::PAUSE,
-            vec![
-                KeyValue::new(attr::PAUSE_SECONDS, secs.as_secs_f64()),
-                KeyValue::new(attr::PAUSE_WHEN, if before { "before" } else { "after" }),
-                KeyValue::new("chaos.pause.skipped", skip),
-            ],
-        );
+        let when = if before { "before" } else { "after" };
+        spans::pause(span, secs.as_secs_f64(), when, skip);
         self.emit_in(
             Event::Pause {
                 seconds: secs.as_secs_f64(),
                 before,
                 skipped: skip,
             },
-            cx,
+            span,
         );
         if skip {
             return true;
@@ -259,7 +255,7 @@ impl Shared {
         provider_def: &Value,
         a: &Activity,
         cancel: &Interrupt,
-        cx: &Context,
+        span: &Span,
     ) -> (Result<Value, provider::ActivityError>, Flag) {
         let def = self.vars().value(provider_def);
         let p = match Provider::from_value(&def) {
@@ -277,11 +273,8 @@ impl Shared {
             Ok(l) => l,
             Err(e) => return (Err(provider::ActivityError::new(e)), Flag::Invalid),
         };
-        spans::set(
-            cx,
-            vec![KeyValue::new(attr::ACTIVITY_TIMEOUT, limit.as_secs_f64())],
-        );
-        let mut ctx = self.provider_ctx(&def, cx);
+        span.record(attr::ACTIVITY_TIMEOUT, limit.as_secs_f64());
+        let mut ctx = self.provider_ctx(&def, span);
         if let Some(l) = p.output_limit() {
             ctx.output_limit = l;
         }
@@ -315,7 +308,7 @@ impl Shared {
                     name: a.name.clone(),
                     line,
                 },
-                cx,
+                span,
             );
         }
         // What was cut from the output, on the console (the output records it too).
@@ -325,75 +318,78 @@ impl Shared {
                 Event::Warning {
                     message: format!("activity '{}': {w}", a.name),
                 },
-                cx,
+                span,
             );
         }
         result
     }
 
     /// Execute one activity under `parent`: control hooks, pauses, dry mode, provider,
-    /// entry, events. Returns the activity span's context, still open: the caller ends
-    /// it with [`Self::finish`] (the hypothesis first records the tolerance verdict).
+    /// entry, events. Returns the activity span, still open: the caller ends it with
+    /// [`Self::finish`] (the hypothesis first records the tolerance verdict).
     async fn execute(
         &self,
         a: &Activity,
         phase: Phase,
         cancel: &Interrupt,
-        parent: &Context,
-    ) -> (Option<RunEntry>, Flag, Context) {
+        parent: &Span,
+    ) -> (Option<RunEntry>, Flag, Span) {
         self.execute_notify(a, phase, cancel, parent, None).await
     }
 
-    /// The activity span's attributes known before it runs.
-    fn activity_attributes(&self, a: &Activity, phase: Phase) -> Vec<KeyValue> {
-        let mut attrs = vec![
-            KeyValue::new(attr::ACTIVITY_NAME, a.name.clone()),
-            KeyValue::new(attr::ACTIVITY_TYPE, a.kind.as_str()),
-            KeyValue::new(attr::ACTIVITY_PHASE, phase.as_str()),
-            KeyValue::new(attr::ACTIVITY_BACKGROUND, a.background),
-        ];
+    /// The activity's span under `parent`, with what is known before it runs.
+    fn activity_span(&self, a: &Activity, phase: Phase, parent: &Span) -> Span {
         let p = &a.provider;
-        if let Some(t) = p.get("type").and_then(Value::as_str) {
-            attrs.push(KeyValue::new(attr::PROVIDER_TYPE, t.to_string()));
-        }
-        if let Some(path) = p.get("path").and_then(Value::as_str) {
+        let executable = p.get("path").and_then(Value::as_str).map(|path| {
             let exe = self.redactor.text(&self.vars().text(path)).into_owned();
-            let exe = exe.rsplit('/').next().unwrap_or_default().to_string();
-            attrs.push(KeyValue::new(attr::PROCESS_EXECUTABLE, exe));
-        }
-        if let (Some(m), Some(f)) = (
+            exe.rsplit('/').next().unwrap_or_default().to_string()
+        });
+        let python = match (
             p.get("module").and_then(Value::as_str),
             p.get("func").and_then(Value::as_str),
         ) {
-            attrs.push(KeyValue::new(attr::PYTHON_MODULE, m.to_string()));
-            attrs.push(KeyValue::new(attr::PYTHON_FUNCTION, f.to_string()));
-        }
-        attrs
+            (Some(m), Some(f)) => Some((m, f)),
+            _ => None,
+        };
+        spans::activity(
+            parent,
+            &spans::ActivityFields {
+                title: &format!("{} {}", a.kind.as_str(), a.name),
+                name: &a.name,
+                kind: a.kind.as_str(),
+                phase: phase.as_str(),
+                background: a.background,
+                provider_type: p.get("type").and_then(Value::as_str),
+                executable: executable.as_deref(),
+                module: python.map(|(m, _)| m),
+                function: python.map(|(_, f)| f),
+            },
+        )
     }
 
     /// End an activity span: its status, output (masked, capped), ERROR on failure or
     /// on `error` (a missed tolerance).
-    fn finish(&self, cx: &Context, entry: Option<&RunEntry>, error: Option<String>) {
+    fn finish(&self, span: Span, entry: Option<&RunEntry>, error: Option<String>) {
         let mut error = error;
         if let Some(e) = entry {
-            let mut attrs = vec![KeyValue::new(attr::ACTIVITY_STATUS, e.status)];
+            span.record(attr::ACTIVITY_STATUS, e.status);
             if !e.output.is_null() {
                 let out = self.redactor.value(&e.output).to_string();
-                attrs.push(KeyValue::new(attr::ACTIVITY_OUTPUT, spans::cap(&out)));
+                span.record(attr::ACTIVITY_OUTPUT, spans::cap(&out).as_str());
             }
             if let Some(code) = e.output.get("status").and_then(Value::as_i64) {
                 if e.output.get("stdout").is_some() {
-                    attrs.push(KeyValue::new(attr::PROCESS_EXIT_CODE, code));
+                    span.record(attr::PROCESS_EXIT_CODE, code);
                 }
             }
             if let Some(exc) = e.exception.as_ref().and_then(|x| x.last()) {
                 let msg = self.redactor.text(exc.trim_end()).into_owned();
-                attrs.push(KeyValue::new(attr::ACTIVITY_ERROR, spans::cap(&msg)));
+                span.record(attr::ACTIVITY_ERROR, spans::cap(&msg).as_str());
                 error = error.or(Some(msg));
             }
-            spans::set(cx, attrs);
         }
-        spans::end(cx, error.map(|e| self.redactor.text(&e).into_owned()));
+        let error = error.map(|e| self.redactor.text(&e).into_owned());
+        spans::end(span, error.as_deref());
     }
 
     /// [`Self::execute`], telling `started` once the activity has announced itself (or
@@ -403,20 +399,15 @@ impl Shared {
         a: &Activity,
         phase: Phase,
         cancel: &Interrupt,
-        parent: &Context,
+        parent: &Span,
         mut started: Option<tokio::sync::oneshot::Sender<()>>,
-    ) -> (Option<RunEntry>, Flag, Context) {
+    ) -> (Option<RunEntry>, Flag, Span) {
         let mut notify = || {
             if let Some(s) = started.take() {
                 let _ = s.send(());
             }
         };
-        let cx = self.spans.start(
-            format!("{} {}", a.kind.as_str(), a.name),
-            SpanKind::Internal,
-            parent,
-            self.activity_attributes(a, phase),
-        );
+        let span = self.activity_span(a, phase, parent);
         let info = ActivityInfo {
             name: &a.name,
             kind: a.kind,
@@ -437,17 +428,13 @@ impl Shared {
                 if decision_skips(&decision, phase) =>
             {
                 notify();
-                spans::add_event(
-                    &cx,
-                    spans::event::SKIP,
-                    vec![KeyValue::new(attr::SKIP_REASON, reason.clone())],
-                );
+                spans::skip(&span, &reason);
                 self.emit_in(
                     Event::ActivitySkipped {
                         name: a.name.clone(),
                         reason,
                     },
-                    &cx,
+                    &span,
                 );
                 let now = timefmt::now_iso();
                 let entry = RunEntry {
@@ -461,30 +448,23 @@ impl Shared {
                     tolerance_met: None,
                 };
                 self.controls.after_activity(&info, &entry);
-                return (Some(entry), Flag::Ok, cx);
+                return (Some(entry), Flag::Ok, span);
             }
             Decision::Skip(_) | Decision::Interrupt(_) => {
                 let Decision::Interrupt(reason) = decision else {
                     unreachable!("skips are handled above")
                 };
                 notify();
-                spans::add_event(
-                    &cx,
-                    spans::event::INTERRUPT,
-                    vec![KeyValue::new(attr::INTERRUPT_REASON, reason.clone())],
-                );
+                spans::interrupt(&span, &reason);
                 self.emit_in(
                     Event::ControlInterrupted {
                         reason: reason.clone(),
                     },
-                    &cx,
+                    &span,
                 );
                 self.interrupt.trigger(format!("control {reason}"));
-                spans::set(
-                    &cx,
-                    vec![KeyValue::new(attr::ACTIVITY_STATUS, "interrupted")],
-                );
-                return (None, Flag::Interrupted, cx);
+                span.record(attr::ACTIVITY_STATUS, "interrupted");
+                return (None, Flag::Interrupted, span);
             }
         }
         let is_dry = self.is_dry(a.kind);
@@ -492,7 +472,7 @@ impl Shared {
         let pauses = self.pauses(a);
         if let Ok((Some(d), _)) = pauses {
             notify();
-            self.pause(d, true, skip_pauses, cancel, &cx).await;
+            self.pause(d, true, skip_pauses, cancel, &span).await;
         }
         self.emit_in(
             Event::ActivityStarted {
@@ -501,7 +481,7 @@ impl Shared {
                 background: a.background,
                 phase,
             },
-            &cx,
+            &span,
         );
         notify();
         let start = Utc::now();
@@ -519,17 +499,10 @@ impl Shared {
         } else if is_dry {
             (Ok(Value::Null), Flag::Ok)
         } else {
-            self.call(&a.provider, a, cancel, &cx).await
+            self.call(&a.provider, a, cancel, &span).await
         };
         if flag == Flag::Interrupted {
-            spans::add_event(
-                &cx,
-                spans::event::INTERRUPT,
-                vec![KeyValue::new(
-                    attr::INTERRUPT_REASON,
-                    cancel.reason().unwrap_or_default(),
-                )],
-            );
+            spans::interrupt(&span, &cancel.reason().unwrap_or_default());
         }
         let duration = clock.elapsed().as_secs_f64();
         let end = Utc::now();
@@ -560,7 +533,7 @@ impl Shared {
                 error,
                 output: entry.output.clone(),
             },
-            &cx,
+            &span,
         );
         if a.tolerance.is_none() && !entry.failed() {
             if let Some(code) = entry.output.get("status").and_then(Value::as_i64) {
@@ -572,21 +545,21 @@ impl Shared {
                 if http && code > 399 && !expected {
                     self.emit_in(Event::Warning {
                         message: format!("This HTTP call returned a response with a HTTP status code {code} (above 399). This may indicate some error and not what you expected."),
-                    }, &cx);
+                    }, &span);
                 } else if !http && code != 0 && entry.output.get("stdout").is_some() {
                     self.emit_in(Event::Warning {
                         message: format!("This process returned a non-zero exit code ({code}). This may indicate some error and not what you expected."),
-                    }, &cx);
+                    }, &span);
                 }
             }
         }
         self.controls.after_activity(&info, &entry);
         if let Ok((_, Some(d))) = pauses {
             if flag != Flag::Interrupted {
-                self.pause(d, false, skip_pauses, cancel, &cx).await;
+                self.pause(d, false, skip_pauses, cancel, &span).await;
             }
         }
-        (Some(entry), flag, cx)
+        (Some(entry), flag, span)
     }
 
     /// Check a tolerance against an output.
@@ -595,7 +568,7 @@ impl Shared {
         a: &Activity,
         output: &Value,
         cancel: &Interrupt,
-        cx: &Context,
+        span: &Span,
     ) -> (bool, String) {
         let Some(t) = &a.tolerance else {
             return (true, "no tolerance".into());
@@ -604,7 +577,7 @@ impl Shared {
         match tolerance::check(&t, output) {
             Check::Done(v) => (v.met, v.reason),
             Check::Probe { name, provider } => {
-                let (r, _) = self.call(&provider, a, cancel, cx).await;
+                let (r, _) = self.call(&provider, a, cancel, span).await;
                 match r {
                     Ok(v) if tolerance::truthy(&v) => (
                         true,
@@ -625,7 +598,7 @@ impl Shared {
         &self,
         phase: Phase,
         cancel: &Interrupt,
-        parent: &Context,
+        parent: &Span,
     ) -> (HypothesisState, Flag) {
         let hypo = self
             .exp
@@ -633,33 +606,26 @@ impl Shared {
             .as_ref()
             .expect("only called with a hypothesis");
         let title = self.vars().text(&hypo.title);
-        let mut attrs = vec![
-            KeyValue::new(attr::HYPOTHESIS_PHASE, phase.as_str()),
-            KeyValue::new(
-                attr::HYPOTHESIS_TITLE,
-                self.redactor.text(&title).into_owned(),
-            ),
-        ];
-        if let Phase::During(i) = phase {
-            attrs.push(KeyValue::new(attr::HYPOTHESIS_ITERATION, i as i64));
-        }
-        let cx = self
-            .spans
-            .start(spans::name::HYPOTHESIS, SpanKind::Internal, parent, attrs);
+        let iteration = match phase {
+            Phase::During(i) => Some(i as i64),
+            _ => None,
+        };
+        let span = spans::hypothesis(
+            parent,
+            phase.as_str(),
+            &self.redactor.text(&title),
+            iteration,
+        );
         if let Decision::Interrupt(reason) = self.controls.before_hypothesis(phase) {
-            spans::add_event(
-                &cx,
-                spans::event::INTERRUPT,
-                vec![KeyValue::new(attr::INTERRUPT_REASON, reason.clone())],
-            );
+            spans::interrupt(&span, &reason);
             self.emit_in(
                 Event::ControlInterrupted {
                     reason: reason.clone(),
                 },
-                &cx,
+                &span,
             );
             self.interrupt.trigger(format!("control {reason}"));
-            spans::end(&cx, Some(format!("interrupted by control {reason}")));
+            spans::end(span, Some(&format!("interrupted by control {reason}")));
             return (
                 HypothesisState {
                     steady_state_met: false,
@@ -668,7 +634,7 @@ impl Shared {
                 Flag::Interrupted,
             );
         }
-        self.emit_in(Event::HypothesisStarted { title, phase }, &cx);
+        self.emit_in(Event::HypothesisStarted { title, phase }, &span);
         let mut state = HypothesisState {
             steady_state_met: true,
             probes: Vec::new(),
@@ -676,21 +642,21 @@ impl Shared {
         let mut flag = Flag::Ok;
         let mut failing = None;
         for probe in &hypo.probes {
-            let (entry, f, acx) = self.execute(probe, phase, cancel, &cx).await;
+            let (entry, f, acx) = self.execute(probe, phase, cancel, &span).await;
             let Some(mut entry) = entry else {
-                self.finish(&acx, None, Some("interrupted".into()));
+                self.finish(acx, None, Some("interrupted".into()));
                 state.steady_state_met = false;
                 flag = f;
                 break;
             };
             if entry.status == "skipped" {
-                self.finish(&acx, Some(&entry), None);
+                self.finish(acx, Some(&entry), None);
                 state.probes.push(entry);
                 continue;
             }
             if entry.failed() {
                 entry.tolerance_met = Some(false);
-                self.finish(&acx, Some(&entry), None);
+                self.finish(acx, Some(&entry), None);
                 state.steady_state_met = false;
                 failing = Some(probe.name.clone());
                 state.probes.push(entry);
@@ -700,14 +666,14 @@ impl Shared {
                         Event::Warning {
                             message: "Probe terminated unexpectedly, so its tolerance could not be validated".into(),
                         },
-                        &cx,
+                        &span,
                     );
                 }
                 break;
             }
             entry.tolerance_met = Some(true);
             if matches!(self.opts.dry, Some(Dry::Probes | Dry::Activities)) {
-                self.finish(&acx, Some(&entry), None);
+                self.finish(acx, Some(&entry), None);
                 state.probes.push(entry);
                 continue;
             }
@@ -715,7 +681,7 @@ impl Shared {
             if cancel.is_set() {
                 // A probe tolerance was stopped: no verdict, the run is interrupted.
                 entry.tolerance_met = Some(false);
-                self.finish(&acx, Some(&entry), Some("interrupted".into()));
+                self.finish(acx, Some(&entry), Some("interrupted".into()));
                 state.steady_state_met = false;
                 state.probes.push(entry);
                 flag = Flag::Interrupted;
@@ -726,19 +692,13 @@ impl Shared {
                 .as_ref()
                 .map(|t| self.redactor.value(&self.vars().value(t)).to_string())
                 .unwrap_or_default();
-            spans::add_event(
+            spans::tolerance(
                 &acx,
-                spans::event::TOLERANCE,
-                vec![
-                    KeyValue::new(attr::TOLERANCE_MET, met),
-                    KeyValue::new(attr::TOLERANCE_EXPECTED, spans::cap(&expected)),
-                    KeyValue::new(
-                        attr::TOLERANCE_REASON,
-                        spans::cap(&self.redactor.text(&reason)),
-                    ),
-                ],
+                met,
+                Some(&spans::cap(&expected)),
+                &spans::cap(&self.redactor.text(&reason)),
             );
-            spans::set(&acx, vec![KeyValue::new(attr::TOLERANCE_MET, met)]);
+            acx.record(attr::TOLERANCE_MET, met);
             self.emit_in(
                 Event::ToleranceChecked {
                     name: probe.name.clone(),
@@ -750,7 +710,7 @@ impl Shared {
             if !met {
                 entry.tolerance_met = Some(false);
                 self.finish(
-                    &acx,
+                    acx,
                     Some(&entry),
                     Some(format!("tolerance not met: {reason}")),
                 );
@@ -759,13 +719,10 @@ impl Shared {
                 state.probes.push(entry);
                 break;
             }
-            self.finish(&acx, Some(&entry), None);
+            self.finish(acx, Some(&entry), None);
             state.probes.push(entry);
         }
-        spans::set(
-            &cx,
-            vec![KeyValue::new(attr::HYPOTHESIS_MET, state.steady_state_met)],
-        );
+        span.record(attr::HYPOTHESIS_MET, state.steady_state_met);
         if flag != Flag::Interrupted {
             self.emit_in(
                 Event::HypothesisEnded {
@@ -773,7 +730,7 @@ impl Shared {
                     met: state.steady_state_met,
                     failing_probe: failing.clone(),
                 },
-                &cx,
+                &span,
             );
         }
         self.controls.after_hypothesis(phase, &state);
@@ -782,7 +739,7 @@ impl Shared {
             (_, Some(p)) => Some(format!("steady state not met: probe '{p}'")),
             _ => None,
         };
-        spans::end(&cx, error);
+        spans::end(span, error.as_deref());
         (state, flag)
     }
 }
@@ -798,19 +755,19 @@ impl Shared {
     /// Check one safeguard probe; `Some(reason)` when it tripped (missed its tolerance
     /// or failed). Stopped by `cancel` like any activity.
     async fn safeguard_trips(&self, probe: &Activity, cancel: &Interrupt) -> Option<String> {
-        let (entry, _, cx) = self
-            .execute(probe, Phase::Safeguard, cancel, &self.exp_cx)
+        let (entry, _, span) = self
+            .execute(probe, Phase::Safeguard, cancel, &self.exp_span)
             .await;
         let Some(entry) = entry else {
-            self.finish(&cx, None, None);
+            self.finish(span, None, None);
             return None;
         };
         if entry.status == "skipped" || cancel.is_set() {
-            self.finish(&cx, Some(&entry), None);
+            self.finish(span, Some(&entry), None);
             return None;
         }
         if entry.failed() {
-            self.finish(&cx, Some(&entry), None);
+            self.finish(span, Some(&entry), None);
             let why = entry
                 .exception
                 .as_ref()
@@ -818,24 +775,14 @@ impl Shared {
                 .map(|e| e.trim().to_string());
             return Some(format!("the probe failed: {}", why.unwrap_or_default()));
         }
-        let (met, reason) = self.verdict(probe, &entry.output, cancel, &cx).await;
-        spans::add_event(
-            &cx,
-            spans::event::TOLERANCE,
-            vec![
-                KeyValue::new(attr::TOLERANCE_MET, met),
-                KeyValue::new(
-                    attr::TOLERANCE_REASON,
-                    spans::cap(&self.redactor.text(&reason)),
-                ),
-            ],
-        );
+        let (met, reason) = self.verdict(probe, &entry.output, cancel, &span).await;
+        spans::tolerance(&span, met, None, &spans::cap(&self.redactor.text(&reason)));
         if met {
-            self.finish(&cx, Some(&entry), None);
+            self.finish(span, Some(&entry), None);
             None
         } else {
             self.finish(
-                &cx,
+                span,
                 Some(&entry),
                 Some(format!("safeguard tripped: {reason}")),
             );
@@ -845,17 +792,7 @@ impl Shared {
 
     /// A safeguard tripped: say so, and interrupt the run (rollbacks follow the strategy).
     fn trip(&self, name: &str, reason: String) {
-        spans::add_event(
-            &self.exp_cx,
-            spans::event::SAFEGUARD,
-            vec![
-                KeyValue::new("chaos.safeguard.name", name.to_string()),
-                KeyValue::new(
-                    attr::INTERRUPT_REASON,
-                    self.redactor.text(&reason).into_owned(),
-                ),
-            ],
-        );
+        spans::safeguard(&self.exp_span, name, &self.redactor.text(&reason));
         self.emit(Event::SafeguardTripped {
             name: name.to_string(),
             reason: reason.clone(),
@@ -904,7 +841,7 @@ enum List {
     Rollbacks,
 }
 
-async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt, parent: Context) {
+async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt, parent: Span) {
     let (activities, phase) = match list {
         List::Method => (shared.exp.method.clone(), Phase::Method),
         List::Rollbacks => (shared.exp.rollbacks.clone(), Phase::Rollback),
@@ -940,21 +877,26 @@ async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt, parent: Co
             let c = cancel.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
             let parent = parent.clone();
-            background.push(tokio::spawn(async move {
-                let (entry, flag, cx) = sh.execute_notify(&a, phase, &c, &parent, Some(tx)).await;
-                sh.finish(&cx, entry.as_ref(), None);
-                let mut st = sh.state();
-                if let Some(entry) = entry {
-                    fill(&mut st, idx, entry);
+            // The task carries the run's dispatcher: its spans belong to this run.
+            background.push(tokio::spawn(
+                async move {
+                    let (entry, flag, span) =
+                        sh.execute_notify(&a, phase, &c, &parent, Some(tx)).await;
+                    sh.finish(span, entry.as_ref(), None);
+                    let mut st = sh.state();
+                    if let Some(entry) = entry {
+                        fill(&mut st, idx, entry);
+                    }
+                    if flag == Flag::Invalid && matches!(list, List::Method) {
+                        st.status = Some(Status::Aborted);
+                    }
                 }
-                if flag == Flag::Invalid && matches!(list, List::Method) {
-                    st.status = Some(Status::Aborted);
-                }
-            }));
+                .with_current_subscriber(),
+            ));
             let _ = rx.await;
         } else {
-            let (entry, flag, cx) = shared.execute(&a, phase, &cancel, &parent).await;
-            shared.finish(&cx, entry.as_ref(), None);
+            let (entry, flag, span) = shared.execute(&a, phase, &cancel, &parent).await;
+            shared.finish(span, entry.as_ref(), None);
             if let Some(entry) = entry {
                 fill(&mut shared.state(), idx, entry);
             }
@@ -972,7 +914,7 @@ async fn run_list(shared: Arc<Shared>, list: List, cancel: Interrupt, parent: Co
     }
 }
 
-async fn continuous(shared: Arc<Shared>, stop: Interrupt, parent: Context) {
+async fn continuous(shared: Arc<Shared>, stop: Interrupt, parent: Span) {
     let freq = shared.opts.hypothesis_frequency;
     shared.emit(Event::ContinuousStarted {
         frequency: freq.as_secs_f64(),
@@ -1004,11 +946,7 @@ async fn continuous(shared: Arc<Shared>, stop: Interrupt, parent: Context) {
             failed += 1;
             if shared.opts.fail_fast {
                 let ratio = failed as f64 * 100.0 / iteration as f64;
-                spans::add_event(
-                    &parent,
-                    spans::event::FAIL_FAST,
-                    vec![KeyValue::new("chaos.fail_fast.ratio", ratio)],
-                );
+                spans::fail_fast(&parent, ratio);
                 shared.emit_in(Event::FailFast { ratio }, &parent);
                 shared.set_status(Status::Failed);
                 break;
@@ -1032,7 +970,16 @@ async fn continuous(shared: Arc<Shared>, stop: Interrupt, parent: Context) {
 impl Runner {
     /// Run the experiment to its end. Never panics on bad input; always returns a
     /// journal.
-    pub async fn run(self) -> Outcome {
+    ///
+    /// The run's spans and events go to its own `tracing` dispatcher (see
+    /// [`Trace`]), installed on this future and on every task it spawns.
+    pub async fn run(mut self) -> Outcome {
+        let trace = Trace::new(self.tracer.take(), &self.trace_parent);
+        let dispatch = trace.dispatch().clone();
+        self.run_traced(trace).with_subscriber(dispatch).await
+    }
+
+    async fn run_traced(self, trace: Trace) -> Outcome {
         let started = Utc::now();
         let clock = Instant::now();
         let redactor = Redactor::new(secret_values(&self.resolved.secrets));
@@ -1046,8 +993,8 @@ impl Runner {
             interrupt: self.interrupt,
             http: Clients::default(),
             env: self.env,
-            spans: Spans::new(self.tracer),
-            exp_cx: Context::new(),
+            trace,
+            exp_span: Span::none(),
             baggage: Vec::new(),
             state: Mutex::new(State::default()),
         };
@@ -1060,36 +1007,27 @@ impl Runner {
                 safe_title.clone(),
             ),
         ];
-        let mut exp_attrs = vec![
-            KeyValue::new(attr::RUN_ID, self.run_id.clone()),
-            KeyValue::new(attr::EXPERIMENT_TITLE, safe_title.clone()),
-            KeyValue::new(
-                attr::HYPOTHESIS_STRATEGY,
-                shared.opts.hypothesis_strategy.as_str(),
-            ),
-            KeyValue::new(
-                attr::ROLLBACK_STRATEGY,
-                shared.opts.rollback_strategy.as_str(),
-            ),
-        ];
-        if let Some(tags) = shared.exp.raw.get("tags").and_then(Value::as_array) {
-            let tags: Vec<String> = tags
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect();
-            exp_attrs.push(KeyValue::new(attr::EXPERIMENT_TAGS, tags.join(",")));
-        }
-        if let Some(d) = shared.opts.dry {
-            exp_attrs.push(KeyValue::new(attr::DRY, d.as_str()));
-        }
-        shared.exp_cx = shared.spans.start(
-            spans::name::EXPERIMENT,
-            SpanKind::Internal,
+        let tags = shared
+            .exp
+            .raw
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+        shared.exp_span = spans::experiment(
             &self.trace_parent,
-            exp_attrs,
+            &self.run_id,
+            &safe_title,
+            shared.opts.hypothesis_strategy.as_str(),
+            shared.opts.rollback_strategy.as_str(),
+            tags.as_deref(),
+            shared.opts.dry.map(|d| d.as_str()),
         );
-        let trace_id = propagation::ids(&shared.exp_cx).map(|(t, _)| t);
+        let trace_id = propagation::ids(&shared.trace.context(&shared.exp_span)).map(|(t, _)| t);
         let run_info = RunInfo {
             run_id: self.run_id.clone(),
             title: safe_title.clone(),
@@ -1114,15 +1052,15 @@ impl Runner {
         // Dynamic configuration: probes run once, before anything else.
         let mut config_failed = false;
         for (key, probe) in &self.resolved.pending {
-            let (entry, flag, cx) = shared
+            let (entry, flag, span) = shared
                 .execute(
                     probe,
                     Phase::Configuration,
                     &shared.interrupt.clone(),
-                    &shared.exp_cx.clone(),
+                    &shared.exp_span.clone(),
                 )
                 .await;
-            shared.finish(&cx, entry.as_ref(), None);
+            shared.finish(span, entry.as_ref(), None);
             match flag {
                 Flag::Ok => {
                     shared
@@ -1189,11 +1127,10 @@ impl Runner {
                 .iter()
                 .filter(|g| g.mode != super::SafeguardMode::Blocking)
             {
-                watchers.push(tokio::spawn(watch_safeguard(
-                    shared.clone(),
-                    g.clone(),
-                    guards_stop.clone(),
-                )));
+                watchers.push(tokio::spawn(
+                    watch_safeguard(shared.clone(), g.clone(), guards_stop.clone())
+                        .with_current_subscriber(),
+                ));
             }
         }
         if cancel.is_set() {
@@ -1202,7 +1139,7 @@ impl Runner {
         }
         if proceed && has_hypothesis && strategy.before() {
             let (state, flag) = shared
-                .hypothesis(Phase::Before, &cancel, &shared.exp_cx)
+                .hypothesis(Phase::Before, &cancel, &shared.exp_span)
                 .await;
             match flag {
                 Flag::Interrupted => {
@@ -1227,14 +1164,13 @@ impl Runner {
         }
         if proceed {
             let stop = Interrupt::new();
-            let method_cx = shared.spans.start(
-                spans::name::METHOD,
-                SpanKind::Internal,
-                &shared.exp_cx,
-                Vec::new(),
-            );
-            let looping = (has_hypothesis && strategy.during())
-                .then(|| tokio::spawn(continuous(shared.clone(), stop.clone(), method_cx.clone())));
+            let method_span = spans::method(&shared.exp_span);
+            let looping = (has_hypothesis && strategy.during()).then(|| {
+                tokio::spawn(
+                    continuous(shared.clone(), stop.clone(), method_span.clone())
+                        .with_current_subscriber(),
+                )
+            });
             shared.emit(Event::MethodStarted);
             if shared.exp.method.is_empty() {
                 shared.emit(Event::NoActivities);
@@ -1251,7 +1187,7 @@ impl Runner {
                         shared.clone(),
                         List::Method,
                         cancel.clone(),
-                        method_cx.clone(),
+                        method_span.clone(),
                     )
                     .await
                 }
@@ -1268,13 +1204,11 @@ impl Runner {
                 shared.status(),
                 Some(Status::Aborted | Status::Failed | Status::Interrupted)
             ) || cancel.is_set();
-            spans::end(
-                &method_cx,
-                method_failed.then(|| match shared.status() {
-                    Some(s) if s != Status::Completed => format!("method {}", s.as_str()),
-                    _ => "method interrupted".to_string(),
-                }),
-            );
+            let error = method_failed.then(|| match shared.status() {
+                Some(s) if s != Status::Completed => format!("method {}", s.as_str()),
+                _ => "method interrupted".to_string(),
+            });
+            spans::end(method_span, error.as_deref());
             if cancel.is_set() {
                 shared.set_status(Status::Interrupted);
             }
@@ -1284,7 +1218,7 @@ impl Runner {
                 && strategy.after()
             {
                 let (state, flag) = shared
-                    .hypothesis(Phase::After, &cancel, &shared.exp_cx)
+                    .hypothesis(Phase::After, &cancel, &shared.exp_span)
                     .await;
                 match flag {
                     Flag::Interrupted => shared.set_status(Status::Interrupted),
@@ -1332,17 +1266,12 @@ impl Runner {
             // playing them. A second signal ends the process (see the CLI).
             cancel.mark_rollbacks();
             shared.controls.before_rollbacks();
-            let rb_cx = shared.spans.start(
-                spans::name::ROLLBACKS,
-                SpanKind::Internal,
-                &shared.exp_cx,
-                Vec::new(),
-            );
+            let rb_span = spans::rollbacks(&shared.exp_span);
             run_list(
                 shared.clone(),
                 List::Rollbacks,
                 Interrupt::new(),
-                rb_cx.clone(),
+                rb_span.clone(),
             )
             .await;
             let failed = shared
@@ -1352,10 +1281,8 @@ impl Runner {
                 .flatten()
                 .filter(|e| e.failed())
                 .count();
-            spans::end(
-                &rb_cx,
-                (failed > 0).then(|| format!("{failed} rollback(s) failed")),
-            );
+            let error = (failed > 0).then(|| format!("{failed} rollback(s) failed"));
+            spans::end(rb_span, error.as_deref());
             shared.controls.after_rollbacks();
         } else {
             let reason = match strategy {
@@ -1369,34 +1296,21 @@ impl Runner {
             });
         }
         shared.emit(Event::RunEnded { status, deviated });
-        spans::set(
-            &shared.exp_cx,
-            vec![
-                KeyValue::new(attr::EXPERIMENT_STATUS, status.as_str()),
-                KeyValue::new(attr::EXPERIMENT_DEVIATED, deviated),
-            ],
-        );
+        let exp_span = &shared.exp_span;
+        exp_span.record(attr::EXPERIMENT_STATUS, status.as_str());
+        exp_span.record(attr::EXPERIMENT_DEVIATED, deviated);
         if status == Status::Interrupted {
-            spans::add_event(
-                &shared.exp_cx,
-                spans::event::INTERRUPT,
-                vec![KeyValue::new(
-                    attr::INTERRUPT_REASON,
-                    shared
-                        .redactor
-                        .text(&cancel.reason().unwrap_or_default())
-                        .into_owned(),
-                )],
+            spans::interrupt(
+                exp_span,
+                &shared.redactor.text(&cancel.reason().unwrap_or_default()),
             );
         }
-        spans::end(
-            &shared.exp_cx,
-            match (status, deviated) {
-                (Status::Completed, false) => None,
-                (Status::Completed, true) => Some("the steady state deviated".to_string()),
-                (s, _) => Some(format!("experiment {}", s.as_str())),
-            },
-        );
+        let error = match (status, deviated) {
+            (Status::Completed, false) => None,
+            (Status::Completed, true) => Some("the steady state deviated".to_string()),
+            (s, _) => Some(format!("experiment {}", s.as_str())),
+        };
+        spans::end(exp_span.clone(), error.as_deref());
         shared
             .controls
             .after_experiment(&run_info, status, deviated);

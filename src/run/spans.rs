@@ -1,13 +1,20 @@
 //! Spans for the lifecycle: one per experiment, hypothesis check, method, rollbacks,
-//! activity (and, in the http provider, one CLIENT span per request).
+//! activity (and, in the http provider, one CLIENT span per request), as `tracing`
+//! spans with their `chaos.*` fields; span events are `tracing` events inside them.
 //!
-//! Contexts are passed explicitly (background activities run on other tasks), never
-//! through a thread-local "current span". Without a tracer every helper is a no-op
-//! and contexts carry no span. Every name here is listed in `docs/telemetry.md`.
+//! The OpenTelemetry spans come out of these through `tracing-opentelemetry`, on a
+//! subscriber that belongs to the run ([`Trace`]), never a process-wide default: two
+//! runs in one process keep separate traces. Parents are passed explicitly (background
+//! activities run on other tasks), never taken from a "current span". Every name here
+//! is listed in `docs/telemetry.md`; the span and event helpers below are the only
+//! places that create them, so each name and its fields are written once.
 
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::SdkTracer;
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags};
+use opentelemetry::Context;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer};
+use tracing::field::Empty;
+use tracing::{Dispatch, Level, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Span names.
 pub mod name {
@@ -19,6 +26,10 @@ pub mod name {
     pub const METHOD: &str = "chaos.method";
     /// The rollbacks.
     pub const ROLLBACKS: &str = "chaos.rollbacks";
+    /// An activity, as `tracing` names it; its OpenTelemetry name is `<type> <name>`.
+    pub const ACTIVITY: &str = "chaos.activity";
+    /// An HTTP request, as `tracing` names it; its OpenTelemetry name is `HTTP <METHOD>`.
+    pub const HTTP_REQUEST: &str = "chaos.http.request";
 }
 
 /// Attribute keys (the `chaos.*` namespace).
@@ -55,6 +66,26 @@ pub mod attr {
     pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
     pub const PYTHON_FUNCTION: &str = "code.function.name";
     pub const PYTHON_MODULE: &str = "code.namespace";
+    pub const PAUSE_SKIPPED: &str = "chaos.pause.skipped";
+    pub const SAFEGUARD_NAME: &str = "chaos.safeguard.name";
+    pub const FAIL_FAST_RATIO: &str = "chaos.fail_fast.ratio";
+    pub const RETRY_ATTEMPT: &str = "chaos.retry.attempt";
+    pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
+    pub const URL_FULL: &str = "url.full";
+    pub const SERVER_ADDRESS: &str = "server.address";
+    pub const SERVER_PORT: &str = "server.port";
+    pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+    pub const ERROR_TYPE: &str = "error.type";
+}
+
+/// The fields `tracing-opentelemetry` reads as the OpenTelemetry span's name, kind
+/// and status instead of attributes.
+mod otel {
+    pub const NAME: &str = "otel.name";
+    pub const KIND: &str = "otel.kind";
+    pub const STATUS_CODE: &str = "otel.status_code";
+    /// Sets the status to ERROR with this message (tracing-opentelemetry 0.34).
+    pub const STATUS_DESCRIPTION: &str = "otel.status_description";
 }
 
 /// Span event names.
@@ -81,63 +112,302 @@ pub fn cap(s: &str) -> String {
     }
 }
 
-/// Starts spans when there is a tracer.
-#[derive(Clone, Default)]
-pub struct Spans {
-    tracer: Option<SdkTracer>,
+/// The crate's own target prefix: only its spans and events reach OpenTelemetry, so
+/// the exporter's crates (opentelemetry*, tonic, h2, hyper, reqwest, tower), which
+/// use `tracing` themselves, never feed spans back into the trace they export.
+const OWN_TARGET: &str = env!("CARGO_CRATE_NAME");
+
+/// One run's observation: the `tracing` dispatcher its spans and events go to, and the
+/// OpenTelemetry context a span hands on (W3C propagation, trace ids on events).
+///
+/// Installed for the run's future and each task it spawns
+/// (`tracing::instrument::WithSubscriber`), not as the process default: two runs in
+/// one process have two dispatchers and two traces.
+#[derive(Clone)]
+pub struct Trace {
+    dispatch: Dispatch,
+    /// Whether the OpenTelemetry layer is installed (spans are recorded).
+    recording: bool,
+    /// Without the layer: one unsampled context for the whole run (the parent's trace
+    /// id, or a new one), so ids are still printed and propagated.
+    fallback: Context,
 }
 
-impl Spans {
-    /// Spans from this tracer (`None`: no spans).
-    pub fn new(tracer: Option<SdkTracer>) -> Spans {
-        Spans { tracer }
+impl Trace {
+    /// The dispatcher for one run: the registry, plus the OpenTelemetry layer when
+    /// there is a `tracer` (`None`: telemetry is off, no layer at all). `parent` is
+    /// the experiment span's parent (a CI pipeline's `TRACEPARENT`), or empty.
+    pub fn new(tracer: Option<SdkTracer>, parent: &Context) -> Trace {
+        use tracing_subscriber::filter::{LevelFilter, Targets};
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::Layer;
+        let recording = tracer.is_some();
+        // Everything the layer would add beyond what faultline writes is off: source
+        // locations (`code.namespace` is the python module here), threads, targets,
+        // busy/idle times, and the mapping of `error` fields and ERROR events to
+        // exceptions and statuses (statuses are set explicitly by [`end`]).
+        let layer = tracer.map(|t| {
+            tracing_opentelemetry::layer()
+                .with_tracer(t)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_level(false)
+                .with_tracked_inactivity(false)
+                .with_context_activation(false)
+                .with_error_events_to_status(false)
+                .with_error_events_to_exceptions(false)
+                .with_error_fields_to_exceptions(false)
+                .with_error_records_to_exceptions(false)
+                .with_filter(Targets::new().with_target(OWN_TARGET, LevelFilter::TRACE))
+        });
+        let fallback = if recording {
+            Context::new()
+        } else {
+            let ids = RandomIdGenerator::default();
+            let inherited = parent.span().span_context().clone();
+            let trace_id = if inherited.is_valid() {
+                inherited.trace_id()
+            } else {
+                ids.new_trace_id()
+            };
+            parent.with_remote_span_context(SpanContext::new(
+                trace_id,
+                ids.new_span_id(),
+                TraceFlags::default(),
+                false,
+                inherited.trace_state().clone(),
+            ))
+        };
+        Trace {
+            dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+            recording,
+            fallback,
+        }
     }
 
-    /// The tracer, for providers that make their own CLIENT spans.
-    pub fn tracer(&self) -> Option<&SdkTracer> {
-        self.tracer.as_ref()
+    /// The dispatcher to install on the run's future and its tasks.
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
     }
 
-    /// Start a span under `parent`; the returned context carries it.
-    pub fn start(
-        &self,
-        name: impl Into<String>,
-        kind: SpanKind,
-        parent: &Context,
-        attributes: Vec<KeyValue>,
-    ) -> Context {
-        match &self.tracer {
-            None => parent.clone(),
-            Some(t) => {
-                let span = t
-                    .span_builder(name.into())
-                    .with_kind(kind)
-                    .with_attributes(attributes)
-                    .start_with_context(t, parent);
-                parent.with_span(span)
-            }
+    /// Whether spans are recorded (the OpenTelemetry layer is installed).
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// The OpenTelemetry context of `span`, to propagate (HTTP headers, a child's
+    /// `TRACEPARENT`) and to stamp events with; without spans, the run's context.
+    pub fn context(&self, span: &Span) -> Context {
+        if self.recording {
+            span.context()
+        } else {
+            self.fallback.clone()
         }
     }
 }
 
-/// Set attributes on the context's span.
-pub fn set(cx: &Context, attributes: Vec<KeyValue>) {
-    let span = cx.span();
-    for kv in attributes {
-        span.set_attribute(kv);
+/// The experiment span: the root of the run's trace, under `parent` when it holds a
+/// span (a CI pipeline's `TRACEPARENT`).
+pub fn experiment(
+    parent: &Context,
+    run_id: &str,
+    title: &str,
+    hypothesis_strategy: &str,
+    rollback_strategy: &str,
+    tags: Option<&str>,
+    dry: Option<&str>,
+) -> Span {
+    let span = tracing::info_span!(
+        parent: None,
+        name::EXPERIMENT,
+        { attr::RUN_ID } = run_id,
+        { attr::EXPERIMENT_TITLE } = title,
+        { attr::HYPOTHESIS_STRATEGY } = hypothesis_strategy,
+        { attr::ROLLBACK_STRATEGY } = rollback_strategy,
+        { attr::EXPERIMENT_TAGS } = tags,
+        { attr::DRY } = dry,
+        { attr::EXPERIMENT_STATUS } = Empty,
+        { attr::EXPERIMENT_DEVIATED } = Empty,
+        { otel::STATUS_CODE } = Empty,
+        { otel::STATUS_DESCRIPTION } = Empty,
+    );
+    if parent.span().span_context().is_valid() {
+        // Only fails without the OpenTelemetry layer, when there is nothing to join.
+        let _ = span.set_parent(parent.clone());
     }
+    span
 }
 
-/// Add an event to the context's span.
-pub fn add_event(cx: &Context, name: &'static str, attributes: Vec<KeyValue>) {
-    cx.span().add_event(name, attributes);
+/// One check of the steady-state hypothesis.
+pub fn hypothesis(parent: &Span, phase: &str, title: &str, iteration: Option<i64>) -> Span {
+    tracing::info_span!(
+        parent: parent,
+        name::HYPOTHESIS,
+        { attr::HYPOTHESIS_PHASE } = phase,
+        { attr::HYPOTHESIS_TITLE } = title,
+        { attr::HYPOTHESIS_ITERATION } = iteration,
+        { attr::HYPOTHESIS_MET } = Empty,
+        { otel::STATUS_CODE } = Empty,
+        { otel::STATUS_DESCRIPTION } = Empty,
+    )
 }
 
-/// End the context's span, ERROR with `error` when given.
-pub fn end(cx: &Context, error: Option<String>) {
-    let span = cx.span();
+/// The method.
+pub fn method(parent: &Span) -> Span {
+    tracing::info_span!(
+        parent: parent,
+        name::METHOD,
+        { otel::STATUS_CODE } = Empty,
+        { otel::STATUS_DESCRIPTION } = Empty,
+    )
+}
+
+/// The rollbacks.
+pub fn rollbacks(parent: &Span) -> Span {
+    tracing::info_span!(
+        parent: parent,
+        name::ROLLBACKS,
+        { otel::STATUS_CODE } = Empty,
+        { otel::STATUS_DESCRIPTION } = Empty,
+    )
+}
+
+/// What an activity span says before the activity runs.
+pub struct ActivityFields<'a> {
+    /// `<type> <name>`: the OpenTelemetry span name.
+    pub title: &'a str,
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub phase: &'a str,
+    pub background: bool,
+    pub provider_type: Option<&'a str>,
+    /// The process provider's executable (base name, secrets masked).
+    pub executable: Option<&'a str>,
+    /// The python provider's module and function.
+    pub module: Option<&'a str>,
+    pub function: Option<&'a str>,
+}
+
+/// An activity. Recorded later: `chaos.activity.timeout`, `.status`, `.output`,
+/// `.error`, `process.exit.code`, `chaos.tolerance.met`.
+pub fn activity(parent: &Span, f: &ActivityFields<'_>) -> Span {
+    tracing::info_span!(
+        parent: parent,
+        name::ACTIVITY,
+        { otel::NAME } = f.title,
+        { attr::ACTIVITY_NAME } = f.name,
+        { attr::ACTIVITY_TYPE } = f.kind,
+        { attr::ACTIVITY_PHASE } = f.phase,
+        { attr::ACTIVITY_BACKGROUND } = f.background,
+        { attr::PROVIDER_TYPE } = f.provider_type,
+        { attr::PROCESS_EXECUTABLE } = f.executable,
+        { attr::PYTHON_MODULE } = f.module,
+        { attr::PYTHON_FUNCTION } = f.function,
+        { attr::ACTIVITY_TIMEOUT } = Empty,
+        { attr::ACTIVITY_STATUS } = Empty,
+        { attr::ACTIVITY_OUTPUT } = Empty,
+        { attr::PROCESS_EXIT_CODE } = Empty,
+        { attr::ACTIVITY_ERROR } = Empty,
+        { attr::TOLERANCE_MET } = Empty,
+        { otel::STATUS_CODE } = Empty,
+        { otel::STATUS_DESCRIPTION } = Empty,
+    )
+}
+
+/// One HTTP request (kind CLIENT) under its activity. Recorded later:
+/// `http.response.status_code`, `error.type`.
+pub fn http_request(
+    parent: &Span,
+    method: &str,
+    url: &str,
+    host: Option<&str>,
+    port: Option<i64>,
+) -> Span {
+    tracing::info_span!(
+        parent: parent,
+        name::HTTP_REQUEST,
+        { otel::NAME } = format!("HTTP {method}").as_str(),
+        { otel::KIND } = "client",
+        { attr::HTTP_REQUEST_METHOD } = method,
+        { attr::URL_FULL } = url,
+        { attr::SERVER_ADDRESS } = host,
+        { attr::SERVER_PORT } = port,
+        { attr::HTTP_RESPONSE_STATUS_CODE } = Empty,
+        { attr::ERROR_TYPE } = Empty,
+        { otel::STATUS_CODE } = Empty,
+        { otel::STATUS_DESCRIPTION } = Empty,
+    )
+}
+
+/// Status ERROR with `message` (capped).
+pub fn fail(span: &Span, message: &str) {
+    span.record(otel::STATUS_CODE, "error");
+    span.record(otel::STATUS_DESCRIPTION, cap(message).as_str());
+}
+
+/// End a span, ERROR with `error` when given. The OpenTelemetry span ends now even
+/// if a handle outlives this call (a task, a provider's context): tracing-opentelemetry
+/// ends a span at its last exit, and entering and leaving it here is that exit. It is
+/// exported when its last handle goes.
+pub fn end(span: Span, error: Option<&str>) {
     if let Some(e) = error {
-        span.set_status(Status::error(cap(&e)));
+        fail(&span, e);
     }
-    span.end();
+    span.in_scope(|| {});
+}
+
+/// Span event: a pause before or after an activity.
+pub fn pause(span: &Span, seconds: f64, when: &str, skipped: bool) {
+    tracing::event!(name: event::PAUSE, target: module_path!(), parent: span, Level::INFO, {
+        { attr::PAUSE_SECONDS } = seconds,
+        { attr::PAUSE_WHEN } = when,
+        { attr::PAUSE_SKIPPED } = skipped,
+    });
+}
+
+/// Span event: a tolerance verdict (`expected` only in the hypothesis).
+pub fn tolerance(span: &Span, met: bool, expected: Option<&str>, reason: &str) {
+    tracing::event!(name: event::TOLERANCE, target: module_path!(), parent: span, Level::INFO, {
+        { attr::TOLERANCE_MET } = met,
+        { attr::TOLERANCE_EXPECTED } = expected,
+        { attr::TOLERANCE_REASON } = reason,
+    });
+}
+
+/// Span event: the run was interrupted (by a control, a signal, a safeguard).
+pub fn interrupt(span: &Span, reason: &str) {
+    tracing::event!(name: event::INTERRUPT, target: module_path!(), parent: span, Level::INFO, {
+        { attr::INTERRUPT_REASON } = reason,
+    });
+}
+
+/// Span event: a control skipped the activity.
+pub fn skip(span: &Span, reason: &str) {
+    tracing::event!(name: event::SKIP, target: module_path!(), parent: span, Level::INFO, {
+        { attr::SKIP_REASON } = reason,
+    });
+}
+
+/// Span event: an HTTP request is retried after a refused connection.
+pub fn retry(span: &Span, attempt: i64) {
+    tracing::event!(name: event::RETRY, target: module_path!(), parent: span, Level::INFO, {
+        { attr::RETRY_ATTEMPT } = attempt,
+        { attr::ERROR_TYPE } = "connect",
+    });
+}
+
+/// Span event: `--fail-fast` stopped the method.
+pub fn fail_fast(span: &Span, ratio: f64) {
+    tracing::event!(name: event::FAIL_FAST, target: module_path!(), parent: span, Level::INFO, {
+        { attr::FAIL_FAST_RATIO } = ratio,
+    });
+}
+
+/// Span event: a safeguard tripped.
+pub fn safeguard(span: &Span, name: &str, reason: &str) {
+    tracing::event!(name: event::SAFEGUARD, target: module_path!(), parent: span, Level::INFO, {
+        { attr::SAFEGUARD_NAME } = name,
+        { attr::INTERRUPT_REASON } = reason,
+    });
 }

@@ -109,12 +109,26 @@ pub fn redact_span(r: &Redactor, span: &mut SpanData) {
     }
 }
 
+/// The attributes tracing-opentelemetry adds to every span event it makes from a
+/// `tracing` event (its level and module path). They are not part of faultline's
+/// events (`docs/telemetry.md` lists those), so they are dropped before export.
+const TRACING_EVENT_METADATA: [&str; 2] = ["level", "target"];
+
+/// Span events as faultline defines them: without [`TRACING_EVENT_METADATA`].
+pub fn strip_tracing_metadata(span: &mut SpanData) {
+    for e in span.events.events.iter_mut() {
+        e.attributes
+            .retain(|kv| !TRACING_EVENT_METADATA.contains(&kv.key.as_str()));
+    }
+}
+
 impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
         self.inner.on_start(span, cx);
     }
 
     fn on_end(&self, mut span: SpanData) {
+        strip_tracing_metadata(&mut span);
         redact_span(&self.redactor, &mut span);
         if span.span_context.is_sampled() {
             self.stats.ended.fetch_add(1, Ordering::Relaxed);
