@@ -1423,6 +1423,98 @@ mod tests {
         }
     }
 
+    /// Two runs at once in one process, each with its own telemetry: every span lands
+    /// in its own run's trace file, under its own experiment span, background tasks
+    /// included (the dispatcher belongs to the run, not to the process).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_concurrent_runs_keep_their_spans_apart() {
+        use crate::telemetry::{Telemetry, TelemetryConfig};
+        let dir = std::env::temp_dir().join(format!(
+            "faultline-two-runs-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |tag: &'static str| {
+            let dir = dir.clone();
+            async move {
+                let act = |name: String, background: bool| {
+                    serde_json::json!({"type": "action", "name": name, "background": background,
+                        "provider": {"type": "process", "path": "sh", "arguments": "-c 'sleep 0.05'"}})
+                };
+                let doc = serde_json::json!({"title": tag, "description": "d",
+                    "method": [act(format!("{tag}-bg1"), true), act(format!("{tag}-bg2"), true),
+                               act(format!("{tag}-fg"), false)],
+                    "rollbacks": [act(format!("{tag}-rb"), false)]});
+                let telemetry = Telemetry::init(
+                    TelemetryConfig::new(tag, &dir.join(format!("{tag}.json"))),
+                    &|_: &str| None,
+                )
+                .unwrap();
+                let runner = Runner {
+                    experiment: crate::experiment::parse(&doc).unwrap(),
+                    options: RunOptions::default(),
+                    resolved: Resolved::default(),
+                    controls: Arc::new(Vec::<Box<dyn Control>>::new()),
+                    interrupt: Interrupt::new(),
+                    run_id: tag.into(),
+                    env: Vec::new(),
+                    tracer: Some(telemetry.tracer()),
+                    trace_parent: Context::new(),
+                    safeguards: Vec::new(),
+                };
+                let out = runner.run().await;
+                let report = telemetry.shutdown().await;
+                (out, report)
+            }
+        };
+        let ((out_a, rep_a), (out_b, rep_b)) = tokio::join!(run("a"), run("b"));
+        assert_eq!(out_a.status, Status::Completed);
+        assert_eq!(out_b.status, Status::Completed);
+        // experiment, method, 3 actions, rollbacks, 1 action
+        assert_eq!((rep_a.spans, rep_b.spans), (7, 7));
+        for (tag, out, other) in [("a", &out_a, "b-"), ("b", &out_b, "a-")] {
+            let text = std::fs::read_to_string(dir.join(format!("{tag}.trace.json"))).unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let spans: Vec<&Value> = v["resourceSpans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r["scopeSpans"].as_array().unwrap())
+                .flat_map(|s| s["spans"].as_array().unwrap())
+                .collect();
+            assert_eq!(spans.len(), 7, "{text}");
+            let trace_id = out.trace_id.clone().unwrap();
+            let ids: Vec<&str> = spans
+                .iter()
+                .map(|s| s["spanId"].as_str().unwrap())
+                .collect();
+            for s in &spans {
+                let name = s["name"].as_str().unwrap();
+                assert_eq!(s["traceId"], trace_id.as_str(), "{name}");
+                assert!(!name.contains(other), "{name} in run {tag}");
+                let parent = s["parentSpanId"].as_str().unwrap_or_default();
+                if name == spans::name::EXPERIMENT {
+                    assert!(parent.is_empty());
+                } else {
+                    assert!(
+                        ids.contains(&parent),
+                        "{name}: parent {parent} not in run {tag}"
+                    );
+                }
+            }
+            let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
+            for want in ["bg1", "bg2", "fg", "rb"] {
+                assert!(
+                    names.contains(&format!("action {tag}-{want}").as_str()),
+                    "{names:?}"
+                );
+            }
+        }
+        assert_ne!(out_a.trace_id, out_b.trace_id);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn hooks_are_called_in_the_documented_order_and_skip_works() {
         let doc = serde_json::json!({"title": "t", "description": "d",
