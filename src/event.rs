@@ -1,10 +1,12 @@
 //! Typed lifecycle events: the one stream the runner emits and observers consume.
 //!
-//! The runner never formats a line; it emits an [`Event`] to its controls
-//! ([`crate::control::Control::on_event`]). Each event knows its name
+//! The runner never formats a line; it emits an [`Event`] as a `tracing` event inside
+//! the span it belongs to ([`Event::trace_in`], target [`TARGET`]: the console is a
+//! layer on the run's subscriber that renders these) and to its controls
+//! ([`crate::control::Control::on_event`]: the log sinks). Each event knows its name
 //! (stable, documented in `docs/telemetry.md`), its level and its human message (the
 //! Chaos Toolkit's wording where it has one), so the console, the JSON log format and
-//! later sinks and controls all say the same thing.
+//! the sinks all say the same thing.
 
 use crate::redact::Redactor;
 use crate::run::{Phase, Status};
@@ -34,7 +36,42 @@ pub enum Level {
     Critical,
 }
 
+/// The `tracing` target of lifecycle events. Layers that render them (the console)
+/// select them by it; the OpenTelemetry layer leaves them out (a span's events there
+/// are the `chaos.*` span events of `crate::run::spans`).
+pub const TARGET: &str = "faultline::lifecycle";
+
+/// The fields of a lifecycle event as a `tracing` event, in this order.
+pub mod field {
+    /// The stable event name ([`super::Event::name`]).
+    pub const EVENT: &str = "event";
+    /// faultline's level ([`super::Level::as_str`]): finer than `tracing`'s (CRITICAL).
+    pub const LEVEL: &str = "level";
+    /// The human message ([`super::Event::message`]), formatted only when read.
+    pub const MESSAGE: &str = "message";
+    /// The structured fields ([`super::Event::fields`]) as a JSON object, formatted
+    /// only when read.
+    pub const FIELDS: &str = "fields";
+    /// The trace id of the span the event belongs to.
+    pub const TRACE_ID: &str = "trace_id";
+    /// That span's id.
+    pub const SPAN_ID: &str = "span_id";
+}
+
 impl Level {
+    /// The level named by [`Level::as_str`].
+    pub fn parse(s: &str) -> Option<Level> {
+        [
+            Level::Debug,
+            Level::Info,
+            Level::Warning,
+            Level::Error,
+            Level::Critical,
+        ]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+    }
+
     /// Upper-case name, as in `[2026-11-21 10:00:00 INFO]`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,7 +171,45 @@ pub enum Event {
     RunEnded { status: Status, deviated: bool },
 }
 
+/// Formats on demand: a field nobody reads costs nothing.
+struct Lazy<F>(F);
+
+impl<F: Fn(&mut std::fmt::Formatter<'_>) -> std::fmt::Result> std::fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (self.0)(f)
+    }
+}
+
 impl Event {
+    /// This event as a `tracing` event (target [`TARGET`], fields [`field`]) inside
+    /// `span`, the step it belongs to, whose ids are `trace`. Dispatched to the
+    /// current subscriber: the run's own.
+    pub fn trace_in(&self, span: &tracing::Span, trace: Option<&TraceIds>) {
+        let message = Lazy(|f: &mut std::fmt::Formatter<'_>| f.write_str(&self.message()));
+        let fields = Lazy(|f: &mut std::fmt::Formatter<'_>| write!(f, "{}", self.fields()));
+        let trace_id = trace.map(|t| t.trace_id.as_str());
+        let span_id = trace.map(|t| t.span_id.as_str());
+        // A `tracing` level is fixed per call site: one site per level.
+        macro_rules! at {
+            ($level:expr) => {
+                tracing::event!(target: TARGET, parent: span, $level, {
+                    { field::EVENT } = self.name(),
+                    { field::LEVEL } = self.level().as_str(),
+                    { field::MESSAGE } = %message,
+                    { field::FIELDS } = %fields,
+                    { field::TRACE_ID } = trace_id,
+                    { field::SPAN_ID } = span_id,
+                })
+            };
+        }
+        match self.level() {
+            Level::Debug => at!(tracing::Level::DEBUG),
+            Level::Info => at!(tracing::Level::INFO),
+            Level::Warning => at!(tracing::Level::WARN),
+            Level::Error | Level::Critical => at!(tracing::Level::ERROR),
+        }
+    }
+
     /// The stable event name (documented in `docs/telemetry.md`).
     pub fn name(&self) -> &'static str {
         match self {

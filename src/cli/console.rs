@@ -1,12 +1,19 @@
 //! The console observer: lines like the Chaos Toolkit's
 //! (`[2026-11-21 10:00:00 INFO] Probe: …`), coloured on a terminal, or JSON lines.
+//!
+//! A `tracing` layer on the run's subscriber: it renders the lifecycle events
+//! (`faultline::event::TARGET`) the runner emits inside its spans. Lines outside a run
+//! (validation, the journal's path, the telemetry report) go through [`Console::line`].
 
 use super::LogFormat;
-use faultline::control::Control;
-use faultline::event::{Event, Level, TraceIds};
+use faultline::event::{field, Level};
 use std::io::{IsTerminal, Write};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::Layer;
 
 /// Writes events to stderr.
+#[derive(Clone)]
 pub struct Console {
     format: LogFormat,
     verbose: bool,
@@ -83,26 +90,88 @@ impl Console {
     }
 }
 
-impl Control for Console {
-    fn name(&self) -> &str {
-        "console"
+/// What the console reads from one lifecycle event.
+struct Seen<'a> {
+    console: &'a Console,
+    event: String,
+    level: Option<Level>,
+    message: Option<String>,
+    fields: Option<String>,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+}
+
+impl Seen<'_> {
+    /// Whether the line will be printed: the level comes first among the fields, so
+    /// a debug message nobody shows is never formatted.
+    fn shown(&self) -> bool {
+        self.level
+            .is_some_and(|l| l != Level::Debug || self.console.verbose)
     }
-    fn on_event(&self, e: &Event, trace: Option<&TraceIds>) {
+}
+
+impl Visit for Seen<'_> {
+    fn record_str(&mut self, f: &Field, value: &str) {
+        match f.name() {
+            field::EVENT => self.event = value.to_string(),
+            field::LEVEL => self.level = Level::parse(value),
+            field::TRACE_ID => self.trace_id = Some(value.to_string()),
+            field::SPAN_ID => self.span_id = Some(value.to_string()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, f: &Field, value: &dyn std::fmt::Debug) {
+        match f.name() {
+            field::MESSAGE if self.shown() => self.message = Some(format!("{value:?}")),
+            // Only JSON lines carry the structured fields.
+            field::FIELDS if self.shown() && matches!(self.console.format, LogFormat::Json) => {
+                self.fields = Some(format!("{value:?}"))
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Console {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() != faultline::event::TARGET {
+            return;
+        }
+        let mut seen = Seen {
+            console: self,
+            event: String::new(),
+            level: None,
+            message: None,
+            fields: None,
+            trace_id: None,
+            span_id: None,
+        };
+        event.record(&mut seen);
+        let (Some(level), Some(message)) = (seen.level, seen.message.take()) else {
+            return;
+        };
         let fields = || {
-            let mut fields = e.fields();
-            if let (Some(t), Some(o)) = (trace, fields.as_object_mut()) {
-                o.insert("trace_id".into(), t.trace_id.clone().into());
-                o.insert("span_id".into(), t.span_id.clone().into());
+            let mut fields = seen
+                .fields
+                .as_deref()
+                .and_then(|f| serde_json::from_str(f).ok())
+                .unwrap_or_else(|| serde_json::json!({}));
+            if let (Some(t), Some(s), Some(o)) =
+                (&seen.trace_id, &seen.span_id, fields.as_object_mut())
+            {
+                o.insert("trace_id".into(), t.clone().into());
+                o.insert("span_id".into(), s.clone().into());
             }
             fields
         };
-        self.write(e.level(), e.name(), &e.message(), fields);
-        if let (Event::RunStarted { .. }, Some(t)) = (e, trace) {
+        self.write(level, &seen.event, &message, fields);
+        if let ("experiment.started", Some(t)) = (seen.event.as_str(), &seen.trace_id) {
             self.write(
                 Level::Info,
                 "experiment.trace_id",
-                &format!("Trace id: {}", t.trace_id),
-                || serde_json::json!({"trace_id": t.trace_id}),
+                &format!("Trace id: {t}"),
+                || serde_json::json!({"trace_id": t}),
             );
         }
     }

@@ -376,8 +376,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         options,
         resolved,
         controls: {
-            let mut all: Vec<Box<dyn faultline::control::Control>> =
-                vec![Box::new(console.clone())];
+            let mut all: Vec<Box<dyn faultline::control::Control>> = Vec::new();
             if let Some(s) = &sinks {
                 all.push(Box::new(faultline::control::logs::LogSinks::new(
                     s.emitter(),
@@ -394,6 +393,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         tracer: telemetry.is_recording().then(|| telemetry.tracer()),
         trace_parent: telemetry.parent_context(),
         safeguards: std::mem::take(&mut built.safeguards),
+        // The console renders the run's lifecycle events from its subscriber.
+        layers: vec![Box::new((*console).clone())],
     };
     // The files written at the end are created as soon as the run first waits (for
     // its first child process, say), when this thread is idle anyway: at the end,

@@ -49,6 +49,9 @@ pub struct Runner {
     pub trace_parent: Context,
     /// Safeguard probes: a miss interrupts the run.
     pub safeguards: Vec<super::Safeguard>,
+    /// Layers on the run's own subscriber, besides OpenTelemetry's: observers of its
+    /// spans and lifecycle events (the console).
+    pub layers: Vec<spans::RunLayer>,
 }
 
 /// The result of a run.
@@ -129,6 +132,7 @@ impl Shared {
         let e = e.redacted(&self.redactor);
         let ids = propagation::ids(&self.trace.context(span))
             .map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
+        e.trace_in(span, ids.as_ref());
         self.controls.on_event(&e, ids.as_ref());
     }
 
@@ -974,7 +978,8 @@ impl Runner {
     /// The run's spans and events go to its own `tracing` dispatcher (see
     /// [`Trace`]), installed on this future and on every task it spawns.
     pub async fn run(mut self) -> Outcome {
-        let trace = Trace::new(self.tracer.take(), &self.trace_parent);
+        let layers = std::mem::take(&mut self.layers);
+        let trace = Trace::new(self.tracer.take(), &self.trace_parent, layers);
         let dispatch = trace.dispatch().clone();
         self.run_traced(trace).with_subscriber(dispatch).await
     }
@@ -1447,7 +1452,7 @@ mod tests {
                                act(format!("{tag}-fg"), false)],
                     "rollbacks": [act(format!("{tag}-rb"), false)]});
                 let telemetry = Telemetry::init(
-                    TelemetryConfig::new(tag, &dir.join(format!("{tag}.json"))),
+                    TelemetryConfig::new(tag, dir.join(format!("{tag}.json"))),
                     &|_: &str| None,
                 )
                 .unwrap();
@@ -1462,6 +1467,7 @@ mod tests {
                     tracer: Some(telemetry.tracer()),
                     trace_parent: Context::new(),
                     safeguards: Vec::new(),
+                    layers: Vec::new(),
                 };
                 let out = runner.run().await;
                 let report = telemetry.shutdown().await;
@@ -1515,6 +1521,103 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Every lifecycle event reaches the run's layers as a `tracing` event inside the
+    /// span of its step, with its name, level, message, fields and ids.
+    #[tokio::test]
+    async fn lifecycle_events_are_tracing_events_inside_their_spans() {
+        use tracing_subscriber::layer::Context as LayerCx;
+        /// (event, faultline level, parent span's name, fields, has ids)
+        type Seen = Vec<(String, String, String, Value, bool)>;
+        #[derive(Clone, Default)]
+        struct Collect(Arc<Mutex<Seen>>);
+        #[derive(Default)]
+        struct Fields(std::collections::HashMap<String, String>);
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                self.0.insert(f.name().into(), v.into());
+            }
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.insert(f.name().into(), format!("{v:?}"));
+            }
+        }
+        impl<S> tracing_subscriber::Layer<S> for Collect
+        where
+            S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+        {
+            fn on_event(&self, e: &tracing::Event<'_>, cx: LayerCx<'_, S>) {
+                if e.metadata().target() != crate::event::TARGET {
+                    return;
+                }
+                let mut f = Fields::default();
+                e.record(&mut f);
+                let parent = e
+                    .parent()
+                    .and_then(|id| cx.span(id))
+                    .map(|s| s.name().to_string())
+                    .unwrap_or_default();
+                let get = |k: &str| f.0.get(k).cloned().unwrap_or_default();
+                self.0.lock().unwrap().push((
+                    get("event"),
+                    get("level"),
+                    parent,
+                    serde_json::from_str(&get("fields")).unwrap_or(Value::Null),
+                    f.0.contains_key("trace_id") && f.0.contains_key("span_id"),
+                ));
+            }
+        }
+        let doc = serde_json::json!({"title": "t", "description": "d",
+            "steady-state-hypothesis": {"title": "h", "probes": [
+                {"type": "probe", "name": "p", "tolerance": 0, "provider": {"type": "process", "path": "true"}}]},
+            "method": [{"type": "action", "name": "a",
+                "provider": {"type": "process", "path": "sleep", "arguments": "5", "timeout": 0.05}}]});
+        let seen = Collect::default();
+        let runner = Runner {
+            experiment: crate::experiment::parse(&doc).unwrap(),
+            options: RunOptions::default(),
+            resolved: Resolved::default(),
+            controls: Arc::new(Vec::<Box<dyn Control>>::new()),
+            interrupt: Interrupt::new(),
+            run_id: "r".into(),
+            env: Vec::new(),
+            tracer: None,
+            trace_parent: Context::new(),
+            safeguards: Vec::new(),
+            layers: vec![Box::new(seen.clone())],
+        };
+        runner.run().await;
+        let seen = seen.0.lock().unwrap().clone();
+        let find = |event: &str| {
+            seen.iter()
+                .find(|s| s.0 == event)
+                .unwrap_or_else(|| panic!("no {event} in {seen:#?}"))
+        };
+        for (event, level, span) in [
+            ("experiment.started", "INFO", spans::name::EXPERIMENT),
+            ("hypothesis.started", "INFO", spans::name::HYPOTHESIS),
+            ("activity.started", "INFO", spans::name::ACTIVITY),
+            ("tolerance.checked", "DEBUG", spans::name::ACTIVITY),
+            ("hypothesis.met", "INFO", spans::name::HYPOTHESIS),
+            ("method.started", "INFO", spans::name::EXPERIMENT),
+            ("activity.failed", "ERROR", spans::name::ACTIVITY),
+            ("experiment.ended", "INFO", spans::name::EXPERIMENT),
+        ] {
+            let s = find(event);
+            assert_eq!(
+                (s.1.as_str(), s.2.as_str()),
+                (level, span),
+                "{event}: {s:?}"
+            );
+            assert!(s.4, "{event} has no ids");
+        }
+        assert_eq!(find("activity.failed").3["activity"], "a");
+        assert_eq!(find("experiment.ended").3["status"], "completed");
+        assert_eq!(
+            seen.iter().filter(|s| s.0 == "activity.started").count(),
+            3,
+            "{seen:#?}"
+        );
+    }
+
     #[tokio::test]
     async fn hooks_are_called_in_the_documented_order_and_skip_works() {
         let doc = serde_json::json!({"title": "t", "description": "d",
@@ -1536,6 +1639,7 @@ mod tests {
             tracer: None,
             trace_parent: Context::new(),
             safeguards: Vec::new(),
+            layers: Vec::new(),
         };
         let out = runner.run().await;
         assert_eq!(out.status, Status::Completed);

@@ -117,6 +117,10 @@ pub fn cap(s: &str) -> String {
 /// use `tracing` themselves, never feed spans back into the trace they export.
 const OWN_TARGET: &str = env!("CARGO_CRATE_NAME");
 
+/// A layer observing one run (the console), on the run's own subscriber.
+pub type RunLayer =
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static>;
+
 /// One run's observation: the `tracing` dispatcher its spans and events go to, and the
 /// OpenTelemetry context a span hands on (W3C propagation, trace ids on events).
 ///
@@ -134,10 +138,11 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// The dispatcher for one run: the registry, plus the OpenTelemetry layer when
-    /// there is a `tracer` (`None`: telemetry is off, no layer at all). `parent` is
-    /// the experiment span's parent (a CI pipeline's `TRACEPARENT`), or empty.
-    pub fn new(tracer: Option<SdkTracer>, parent: &Context) -> Trace {
+    /// The dispatcher for one run: the registry with `layers`, plus the OpenTelemetry
+    /// layer when there is a `tracer` (`None`: telemetry is off, no layer at all).
+    /// `parent` is the experiment span's parent (a CI pipeline's `TRACEPARENT`), or
+    /// empty.
+    pub fn new(tracer: Option<SdkTracer>, parent: &Context, layers: Vec<RunLayer>) -> Trace {
         use tracing_subscriber::filter::{LevelFilter, Targets};
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::Layer;
@@ -159,7 +164,12 @@ impl Trace {
                 .with_error_events_to_exceptions(false)
                 .with_error_fields_to_exceptions(false)
                 .with_error_records_to_exceptions(false)
-                .with_filter(Targets::new().with_target(OWN_TARGET, LevelFilter::TRACE))
+                .with_filter(
+                    Targets::new()
+                        .with_target(OWN_TARGET, LevelFilter::TRACE)
+                        // Lifecycle events are for the console and sinks, not span events.
+                        .with_target(crate::event::TARGET, LevelFilter::OFF),
+                )
         });
         let fallback = if recording {
             Context::new()
@@ -180,7 +190,13 @@ impl Trace {
             ))
         };
         Trace {
-            dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+            // An empty list of layers would disable every call site for this
+            // dispatcher (`Vec`'s interest is the best of its members'): no list then.
+            dispatch: Dispatch::new(
+                tracing_subscriber::registry()
+                    .with((!layers.is_empty()).then_some(layers))
+                    .with(layer),
+            ),
             recording,
             fallback,
         }
