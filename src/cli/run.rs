@@ -393,16 +393,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         trace_parent: telemetry.parent_context(),
         safeguards: std::mem::take(&mut built.safeguards),
     };
-    // The files written at the end are created as soon as the run first waits (for
-    // its first child process, say), when this thread is idle anyway: at the end,
-    // they are only written.
-    let (outcome, staged) = tokio::join!(runner.run(), async {
-        telemetry.stage_files();
-        faultline::run::journal::stage(&args.journal_path)
-    });
-    // The journal goes to disk while telemetry finishes; it is put in place after.
-    let pending =
-        faultline::run::journal::prepare_staged(staged, &args.journal_path, &outcome.journal);
+    let outcome = runner.run().await;
     // Telemetry and sinks finish together, within one shared limit.
     let limit = telemetry.shutdown_limit();
     let (report, sink_reports) = tokio::join!(telemetry.shutdown(), async {
@@ -446,8 +437,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     );
     let code = ExitCode::for_run(outcome.status, outcome.deviated);
     let fallback = std::env::temp_dir().join(format!("faultline-journal-{run_id}.json"));
-    let written =
-        faultline::run::journal::finish(pending, &args.journal_path, &outcome.journal, &fallback);
+    let written = faultline::run::journal::finish(&args.journal_path, &outcome.record, &fallback);
     match written.problem(&args.journal_path) {
         None => console.line(
             Level::Info,
