@@ -94,8 +94,8 @@ impl Output {
     }
 }
 
-/// The temporary files (`.<name>.<pid>.tmp`) a run stages for its journal and trace
-/// file, left in `dir`: none once the run is over, whatever happened.
+/// The temporary files (`.<name>.<pid>.<n>.tmp`) a run writes its journal and trace
+/// file through, left in `dir`: none once the run is over, whatever happened.
 pub fn assert_no_temporaries(dir: &Path) {
     let left: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
