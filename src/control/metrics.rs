@@ -58,6 +58,7 @@ pub struct RunMetrics {
     grouping: Option<BTreeMap<String, String>>,
     trace_id: Option<String>,
     experiment_ref: Option<String>,
+    client: std::sync::OnceLock<reqwest::Client>,
     state: Mutex<State>,
 }
 
@@ -200,6 +201,7 @@ impl RunMetrics {
                 }),
             trace_id: text("trace_id"),
             experiment_ref: text("experiment_ref"),
+            client: std::sync::OnceLock::new(),
             state: Mutex::default(),
         }
     }
@@ -212,17 +214,7 @@ impl RunMetrics {
     async fn push(&self, grouping: &BTreeMap<String, String>, body: String) -> Result<(), String> {
         let url = push_url(&self.url, &self.job, grouping)?;
         let shown = shown(&self.url);
-        crate::tls::init();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
-            .timeout(PUSH_LIMIT)
-            .build()
-            .map_err(|e| {
-                format!(
-                    "cannot build an HTTP client: {}",
-                    crate::provider::http::describe_error(&e)
-                )
-            })?;
+        let client = self.client()?;
         let send = client
             .put(url)
             .header("content-type", "text/plain; version=0.0.4")
@@ -269,6 +261,27 @@ impl RunMetrics {
             Some(why) => format!("{shown} answered {}: {why}", status.as_u16()),
             None => format!("{shown} answered {}", status.as_u16()),
         })
+    }
+
+    /// The client both pushes share (building one reads the system's certificates).
+    /// It keeps no idle connection: the second push may run on another runtime.
+    fn client(&self) -> Result<reqwest::Client, String> {
+        if let Some(c) = self.client.get() {
+            return Ok(c.clone());
+        }
+        crate::tls::init();
+        let c = reqwest::Client::builder()
+            .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
+            .timeout(PUSH_LIMIT)
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|e| {
+                format!(
+                    "cannot build an HTTP client: {}",
+                    crate::provider::http::describe_error(&e)
+                )
+            })?;
+        Ok(self.client.get_or_init(|| c).clone())
     }
 
     /// [`Self::push`] from synchronous code (inside a runtime or not): on a thread of

@@ -190,3 +190,38 @@ fn a_pushgateway_that_refuses_the_push_is_a_warning_saying_why() {
         out.stderr
     );
 }
+
+#[test]
+fn a_pushgateway_that_never_answers_is_a_warning_within_the_push_limit() {
+    // Accepts the connection, reads the push, never answers.
+    let hole = HttpServer::blackhole();
+    let dir = TempDir::new("metrics-blackhole");
+    let started = std::time::Instant::now();
+    let out = run_experiment(&dir, &experiment(&hole.url(""), false), &[]);
+    let elapsed = started.elapsed();
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    assert!(
+        out.stderr.contains(&format!(
+            "Prometheus run metrics: no answer from {} within 1s",
+            hole.url("")
+        )),
+        "{}",
+        out.stderr
+    );
+    // Both pushes (start and end) were sent, and each gave up on its own.
+    let puts = hole.requests();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    for r in &puts {
+        assert_eq!(r.method, "PUT");
+        assert!(
+            r.path
+                .starts_with("/metrics/job/faultline-it/chaostoolkit_experiment_ref/"),
+            "{}",
+            r.path
+        );
+    }
+    assert!(puts[1].text().contains("chaostoolkit_experiment_status{"));
+    // A safety net only: two pushes of at most 1 s each.
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+}
