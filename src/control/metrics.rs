@@ -374,7 +374,16 @@ impl Control for RunMetrics {
             record_end(rec, status, deviated, seconds);
             (rec.handle().render(), st.grouping.clone())
         };
-        if let Err(e) = self.push_blocking(&grouping, body) {
+        let push = || self.push_blocking(&grouping, body);
+        // On a multi-threaded runtime, let this worker's other tasks (another run in
+        // the same process) move elsewhere while the push waits.
+        let pushed = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(push)
+            }
+            _ => push(),
+        };
+        if let Err(e) = pushed {
             self.state().errors.push(e);
         }
     }
