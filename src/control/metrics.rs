@@ -497,6 +497,55 @@ mod tests {
         );
     }
 
+    /// Both pushes of a run, on a runtime of this flavour, as the test server got them.
+    async fn pushes_of_one_run() -> Vec<crate::test_http::Request> {
+        let srv = crate::test_http::Server::start(|_| crate::test_http::Response::status(200));
+        let m = RunMetrics::from_arguments(&serde_json::json!({
+            "pushgateway_url": srv.url("/gw"), "job": "j", "trace_id": "t1",
+        }));
+        let run = RunInfo {
+            run_id: "r1".into(),
+            title: "t".into(),
+            experiment: serde_json::json!({"title": "t"}),
+            trace_id: None,
+        };
+        m.configure(&run);
+        m.before_experiment(&run).await;
+        m.after_experiment(&run, Status::Completed, false);
+        assert!(m.errors().is_empty(), "{:?}", m.errors());
+        srv.requests()
+    }
+
+    fn check_pushes(reqs: &[crate::test_http::Request]) {
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        let reference = experiment_ref(&serde_json::json!({"title": "t"}));
+        for r in reqs {
+            assert_eq!(r.method, "PUT");
+            assert_eq!(
+                r.path,
+                format!("/gw/metrics/job/j/chaostoolkit_experiment_ref/{reference}")
+            );
+            assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4"));
+        }
+        let labels = [("chaostoolkit_run_trace_id", "t1"), ("chaos_run_id", "r1")];
+        let (start, end) = (reqs[0].text(), reqs[1].text());
+        assert_eq!(value(&start, INPROGRESS, &labels), Some(1.0), "{start}");
+        assert!(!start.contains(STATUS), "{start}");
+        assert_eq!(value(&end, INPROGRESS, &labels), Some(0.0), "{end}");
+        let done = [labels[0], (STATUS, "completed")];
+        assert_eq!(value(&end, STATUS, &done), Some(1.0), "{end}");
+    }
+
+    #[tokio::test]
+    async fn both_pushes_on_a_current_thread_runtime() {
+        check_pushes(&pushes_of_one_run().await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_pushes_on_a_multi_threaded_runtime() {
+        check_pushes(&pushes_of_one_run().await);
+    }
+
     #[tokio::test]
     async fn a_dead_gateway_is_an_error_not_a_hang() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
