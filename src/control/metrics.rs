@@ -263,7 +263,8 @@ impl RunMetrics {
         })
     }
 
-    /// The client both pushes share (building one reads the system's certificates).
+    /// The client both pushes share (building one is not free: sharing it took a run
+    /// with a refused gateway from about 0.16 s to 0.06 s in a debug build).
     /// It keeps no idle connection: the second push may run on another runtime.
     fn client(&self) -> Result<reqwest::Client, String> {
         if let Some(c) = self.client.get() {
