@@ -14,6 +14,7 @@
 //! and returns values; the binary decides what to print and the exit code
 //! ([`exit::ExitCode`]).
 
+pub mod app;
 pub mod control;
 pub mod duration;
 pub mod event;
@@ -26,4 +27,9 @@ pub mod settings;
 pub mod sink;
 pub mod telemetry;
 pub mod timefmt;
+// The HTTP test server shared with the integration tests (one file, included by path
+// from both; see docs/architecture.md, "Test servers").
+#[cfg(test)]
+#[path = "../tests/support/http_server.rs"]
+pub(crate) mod test_http;
 pub mod tls;

@@ -176,3 +176,21 @@ impl<S: tracing::Subscriber> Layer<S> for Console {
         }
     }
 }
+
+/// The console decides nothing and takes no events as a control: it renders them as a
+/// layer ([`faultline::app::Narrator::layer`]).
+impl faultline::control::Control for Console {
+    fn name(&self) -> &str {
+        "console"
+    }
+}
+
+impl faultline::app::Narrator for Console {
+    fn line(&self, level: Level, event: &str, message: &str) {
+        Console::line(self, level, event, message);
+    }
+
+    fn layer(&self) -> Option<faultline::run::spans::RunLayer> {
+        Some(Box::new(self.clone()))
+    }
+}

@@ -5,7 +5,10 @@
 //! except that nothing crashes: an unexpected error anywhere becomes a status, the
 //! journal is always built, and rollbacks are always considered under the strategy.
 
-use super::journal::{self, exception, HypothesisState, JournalParts, RunEntry};
+use super::journal::exception;
+use super::record::{
+    ActivityStatus, FaultlineExtension, HypothesisState, RecordParts, RunEntry, RunRecord,
+};
 use super::spans::{self, attr, Trace};
 use super::{Dry, Interrupt, Phase, RunOptions, Status};
 use crate::control::{ActivityInfo, Control, Decision, RunInfo};
@@ -20,7 +23,7 @@ use crate::telemetry::propagation;
 use crate::timefmt;
 use chrono::Utc;
 use opentelemetry::Context;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::instrument::WithSubscriber;
@@ -52,12 +55,14 @@ pub struct Runner {
     /// Layers on the run's own subscriber, besides OpenTelemetry's: observers of its
     /// spans and lifecycle events (the console).
     pub layers: Vec<spans::RunLayer>,
+    /// This run's child processes (a second signal kills them through it).
+    pub processes: crate::provider::process::Processes,
 }
 
 /// The result of a run.
 pub struct Outcome {
-    /// The journal, secrets masked.
-    pub journal: Value,
+    /// The run's record (the journal), secrets masked.
+    pub record: RunRecord,
     /// Final status.
     pub status: Status,
     /// Whether the steady state deviated.
@@ -96,6 +101,7 @@ struct Shared {
     http: Clients,
     env: Vec<(String, String)>,
     trace: Trace,
+    processes: crate::provider::process::Processes,
     /// The experiment span: the parent of everything else.
     exp_span: Span,
     /// W3C baggage sent with every request and to every child: run id, experiment.
@@ -185,6 +191,7 @@ impl Shared {
             redactor: &self.redactor,
             output_limit: self.opts.output_limit,
             warnings: Default::default(),
+            processes: &self.processes,
             trace: tracing.then(|| provider::TraceCtx {
                 parent: span.clone(),
                 baggage: self.baggage.clone(),
@@ -376,7 +383,7 @@ impl Shared {
     fn finish(&self, span: Span, entry: Option<&RunEntry>, error: Option<String>) {
         let mut error = error;
         if let Some(e) = entry {
-            span.record(attr::ACTIVITY_STATUS, e.status);
+            span.record(attr::ACTIVITY_STATUS, e.status.as_str());
             if !e.output.is_null() {
                 let out = self.redactor.value(&e.output).to_string();
                 span.record(attr::ACTIVITY_OUTPUT, spans::cap(&out).as_str());
@@ -387,7 +394,10 @@ impl Shared {
                 }
             }
             if let Some(exc) = e.exception.as_ref().and_then(|x| x.last()) {
-                let msg = self.redactor.text(exc.trim_end()).into_owned();
+                let msg = self
+                    .redactor
+                    .text(super::journal::failure_message(exc))
+                    .into_owned();
                 span.record(attr::ACTIVITY_ERROR, spans::cap(&msg).as_str());
                 error = error.or(Some(msg));
             }
@@ -445,7 +455,7 @@ impl Shared {
                     activity: a.raw.clone(),
                     output: Value::Null,
                     start: now.clone(),
-                    status: "skipped",
+                    status: ActivityStatus::Skipped,
                     exception: None,
                     end: now,
                     duration: 0.0,
@@ -511,10 +521,10 @@ impl Shared {
         let duration = clock.elapsed().as_secs_f64();
         let end = Utc::now();
         let (output, status, exc, error) = match result {
-            Ok(v) => (v, "succeeded", None, None),
+            Ok(v) => (v, ActivityStatus::Succeeded, None, None),
             Err(e) => (
                 e.output.unwrap_or(Value::Null),
-                "failed",
+                ActivityStatus::Failed,
                 Some(exception(&e.message, &e.details)),
                 Some(e.message),
             ),
@@ -653,7 +663,7 @@ impl Shared {
                 flag = f;
                 break;
             };
-            if entry.status == "skipped" {
+            if entry.status == ActivityStatus::Skipped {
                 self.finish(acx, Some(&entry), None);
                 state.probes.push(entry);
                 continue;
@@ -766,7 +776,7 @@ impl Shared {
             self.finish(span, None, None);
             return None;
         };
-        if entry.status == "skipped" || cancel.is_set() {
+        if entry.status == ActivityStatus::Skipped || cancel.is_set() {
             self.finish(span, Some(&entry), None);
             return None;
         }
@@ -999,6 +1009,7 @@ impl Runner {
             http: Clients::default(),
             env: self.env,
             trace,
+            processes: self.processes,
             exp_span: Span::none(),
             baggage: Vec::new(),
             state: Mutex::new(State::default()),
@@ -1331,22 +1342,25 @@ impl Runner {
                 o.insert("dry".into(), Value::String(d.to_string()));
             }
         }
-        let extension = json!({
-            "name": "faultline",
-            "version": env!("CARGO_PKG_VERSION"),
-            "run_id": self.run_id,
-            "trace_id": trace_id,
-            "hypothesis_strategy": shared.opts.hypothesis_strategy.as_str(),
-            "rollback_strategy": shared.opts.rollback_strategy.as_str(),
-            "interrupted_by": if status == Status::Interrupted { cancel.reason() } else { None },
-        });
-        let journal = journal::build(
-            JournalParts {
+        let extension = FaultlineExtension {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: self.run_id.clone(),
+            trace_id: trace_id.clone(),
+            hypothesis_strategy: shared.opts.hypothesis_strategy.as_str().to_string(),
+            rollback_strategy: shared.opts.rollback_strategy.as_str().to_string(),
+            interrupted_by: if status == Status::Interrupted {
+                cancel.reason()
+            } else {
+                None
+            },
+        };
+        let record = RunRecord::build(
+            RecordParts {
                 experiment,
                 start: timefmt::iso(started),
                 end: timefmt::now_iso(),
                 duration: clock.elapsed().as_secs_f64(),
-                status: status.as_str(),
+                status,
                 deviated,
                 before: before.as_ref(),
                 after: after.as_ref(),
@@ -1358,7 +1372,7 @@ impl Runner {
             &shared.redactor,
         );
         Outcome {
-            journal,
+            record,
             status,
             deviated,
             trace_id,
@@ -1468,6 +1482,7 @@ mod tests {
                     trace_parent: Context::new(),
                     safeguards: Vec::new(),
                     layers: Vec::new(),
+                    processes: Default::default(),
                 };
                 let out = runner.run().await;
                 let report = telemetry.shutdown().await;
@@ -1583,6 +1598,7 @@ mod tests {
             trace_parent: Context::new(),
             safeguards: Vec::new(),
             layers: vec![Box::new(seen.clone())],
+            processes: Default::default(),
         };
         runner.run().await;
         let seen = seen.0.lock().unwrap().clone();
@@ -1640,10 +1656,11 @@ mod tests {
             trace_parent: Context::new(),
             safeguards: Vec::new(),
             layers: Vec::new(),
+            processes: Default::default(),
         };
         let out = runner.run().await;
         assert_eq!(out.status, Status::Completed);
-        assert_eq!(out.journal["run"][1]["status"], "skipped");
+        assert_eq!(out.record.run[1].status, ActivityStatus::Skipped);
         let seen = recorder.0.lock().unwrap().clone();
         assert_eq!(
             seen,
