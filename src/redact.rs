@@ -48,8 +48,14 @@ const MIN_BASE64: usize = 4;
 pub struct Redactor {
     /// Whole strings equal to one of these are masked (every secret, even short).
     exact: Vec<String>,
+    /// The compiled patterns (none without a secret long enough), shared by clones.
+    patterns: Option<std::sync::Arc<Patterns>>,
+}
+
+/// What [`Redactor`] matches inside strings.
+struct Patterns {
     /// Every form of every secret of at least [`MIN_SUBSTRING`] characters.
-    pattern: Option<Regex>,
+    whole: Regex,
     /// The first [`MIN_CUT`] or more characters of a secret longer than that, in any
     /// form, followed by an ellipsis (group `cut`): a secret an excerpt cut short.
     cut: Option<Regex>,
@@ -111,8 +117,7 @@ impl Redactor {
             .flatten();
         Redactor {
             exact: secrets,
-            pattern,
-            cut,
+            patterns: pattern.map(|whole| std::sync::Arc::new(Patterns { whole, cut })),
         }
     }
 
@@ -129,11 +134,11 @@ impl Redactor {
         if self.exact.iter().any(|x| x == s) {
             return Cow::Owned(MASK.to_string());
         }
-        let whole = match &self.pattern {
-            Some(p) => p.replace_all(s, MASK),
-            None => Cow::Borrowed(s),
+        let Some(p) = &self.patterns else {
+            return Cow::Borrowed(s);
         };
-        match &self.cut {
+        let whole = p.whole.replace_all(s, MASK);
+        match &p.cut {
             Some(c) if c.is_match(&whole) => {
                 Cow::Owned(c.replace_all(&whole, format!("{MASK}$cut")).into_owned())
             }
