@@ -388,15 +388,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         safeguards: std::mem::take(&mut built.safeguards),
         processes: req.processes.clone(),
     };
-    // The files written at the end are created as soon as the run first waits (for
-    // its first child process, say), when this thread is idle anyway: at the end,
-    // they are only written.
-    let (outcome, staged) = tokio::join!(runner.run(), async {
-        telemetry.stage_files();
-        crate::run::journal::stage(&req.journal_path)
-    });
-    // The journal goes to disk while telemetry finishes; it is put in place after.
-    let pending = crate::run::journal::prepare_staged(staged, &req.journal_path, &outcome.journal);
+    let outcome = runner.run().await;
     // Telemetry and sinks finish together, within one shared limit.
     let limit = telemetry.shutdown_limit();
     let (delivery, sink_reports) = tokio::join!(telemetry.shutdown(), async {
@@ -440,8 +432,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     );
     let code = ExitCode::for_run(outcome.status, outcome.deviated);
     let fallback = std::env::temp_dir().join(format!("faultline-journal-{}.json", req.run_id));
-    let written =
-        crate::run::journal::finish(pending, &req.journal_path, &outcome.journal, &fallback);
+    let written = crate::run::journal::finish(&req.journal_path, &outcome.record, &fallback);
     if let Some(problem) = written.problem(&req.journal_path) {
         // Nothing recorded may be lost: the message says where the journal went, if
         // anywhere.

@@ -21,12 +21,7 @@ pub(crate) fn sink(
     token: &str,
     tags: &BTreeMap<String, String>,
 ) -> Result<HttpSink, String> {
-    let base = url.trim_end_matches('/');
-    let url = if base.ends_with(INGEST_PATH) {
-        base.to_string()
-    } else {
-        format!("{base}{INGEST_PATH}")
-    };
+    let url = ingest_url(url);
     let mut fixed = Map::new();
     fixed.insert("host".into(), json!(crate::run::journal::node()));
     fixed.insert("chaosengineering".into(), json!("true"));
@@ -44,6 +39,24 @@ pub(crate) fn sink(
         Some(token.trim()),
         Encoder::Humio { tags: fixed },
     )
+}
+
+/// The ingest URL for a base URL (kept as is when it already is the ingest URL): the
+/// path extended, a query kept after it. A URL that does not parse is passed on for
+/// the sink to refuse with its usual message.
+fn ingest_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let path = u.path().trim_end_matches('/').to_string();
+    if path.ends_with(INGEST_PATH) {
+        u.set_path(&path);
+    } else if let Ok(mut segments) = u.path_segments_mut() {
+        segments
+            .pop_if_empty()
+            .extend(INGEST_PATH.split('/').filter(|s| !s.is_empty()));
+    }
+    u.to_string()
 }
 
 /// `[{"tags": {...}, "events": [{"timestamp", "attributes"}]}]`, one element per
@@ -92,6 +105,20 @@ mod tests {
     use super::super::testkit::{self, Reply};
     use super::super::{SinkConfig, Sinks, DEFAULT_SHUTDOWN_LIMIT};
     use serde_json::{json, Value};
+
+    #[test]
+    fn the_ingest_path_goes_on_the_path_not_after_a_query() {
+        use super::ingest_url;
+        let full = "https://h.example/api/v1/ingest/humio-structured";
+        assert_eq!(ingest_url("https://h.example"), full);
+        assert_eq!(ingest_url("https://h.example/"), full);
+        assert_eq!(ingest_url(&format!("{full}/")), full);
+        assert_eq!(
+            ingest_url("https://h.example/logscale/?org=a"),
+            "https://h.example/logscale/api/v1/ingest/humio-structured?org=a"
+        );
+        assert_eq!(ingest_url("not a url"), "not a url");
+    }
 
     fn humio(url: String, token: &str) -> SinkConfig {
         serde_json::from_value(

@@ -476,14 +476,6 @@ impl Telemetry {
         self.limit
     }
 
-    /// Create the files written at shutdown (the embedded trace file) now, empty, so
-    /// that the shutdown only writes them. For a moment when the run is idle anyway.
-    pub fn stage_files(&self) {
-        if let Some(file) = &self.file {
-            file.stage();
-        }
-    }
-
     /// Flush and stop within the shutdown limit (plus ~0.1 s), never longer, and report
     /// what was delivered. End every span first: open spans are not exported.
     ///

@@ -7,6 +7,9 @@ mod concurrent;
 mod controls;
 mod examples;
 mod hardening;
+// The HTTP test server, shared with the library's unit tests by path.
+#[path = "../support/http_server.rs"]
+mod http_server;
 mod limits;
 mod method;
 mod metrics;
