@@ -366,7 +366,7 @@ fn run_canary(
             .requests()
             .iter()
             .filter(|r| r.path == path)
-            .map(|r| format!("{}\n{:?}\n", r.body, r.headers))
+            .map(|r| format!("{}\n{:?}\n", r.text(), r.headers))
             .collect();
         assert_channel(what, &bodies, &structured);
     }
