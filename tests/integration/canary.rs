@@ -153,7 +153,7 @@ fn experiment(dir: &TempDir, srv: &HttpServer, metrics_port: u16) -> Value {
             {"type": "probe", "name": "calm-check",
              "tolerance": {"type": "regex", "pattern": "^calm", "target": "stdout"},
              "provider": {"type": "process", "path": "sh", "secrets": ["s"], "arguments": ["-c",
-                format!("printf '%s%s' {padding} \"$1\"; touch {}", checked.display()), "_", "${pw}"]}}
+                format!("printf '%s%s' {padding} \"$1\"; echo >> {}", checked.display()), "_", "${pw}"]}}
         ]},
         "method": [
             // --verbose outputs and a process error message.
@@ -169,10 +169,11 @@ fn experiment(dir: &TempDir, srv: &HttpServer, metrics_port: u16) -> Value {
             {"type": "action", "name": "answered-500", "provider": {"type": "http", "secrets": ["s"],
              "url": format!("{}?q=${{pw}}", srv.url("/fail")), "expected_status": 200,
              "headers": {"X-Token": "${pw}", "Authorization": "Bearer ${pw}"}}},
-            // Once the continuous check has missed, arm the safeguard; it trips while
-            // `wait` runs (bounded: 20 s at most, stopped by the trip).
+            // Once the continuous check has missed (its second run ended, so the
+            // first one's verdict is out), arm the safeguard; it trips while `wait`
+            // runs (bounded: 20 s at most, stopped by the trip).
             {"type": "action", "name": "arm", "provider": {"type": "process", "path": "sh", "secrets": ["s"],
-             "arguments": ["-c", format!("for i in $(seq 400); do [ -f {} ] && break; sleep 0.05; done; printf '%s' \"$1\" > {}",
+             "arguments": ["-c", format!("for i in $(seq 400); do [ \"$(cat {} 2>/dev/null | wc -l)\" -ge 2 ] && break; sleep 0.05; done; printf '%s' \"$1\" > {}",
                 checked.display(), armed.display()), "_", "${pw}"]}},
             sh("action", "wait", "for i in $(seq 400); do sleep 0.05; done")
         ],
@@ -351,10 +352,20 @@ fn run_canary(
         "rejected ***",
         "canary run for ***",
     ];
-    assert_channel(
-        "the jsonl sink",
-        &std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default(),
-        &structured,
+    let jsonl = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
+    assert_channel("the jsonl sink", &jsonl, &structured);
+    // The trip's record carries its structured fields (once `{}`), masked.
+    let trip: Value = jsonl
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["event"] == "safeguard.tripped")
+        .expect("a safeguard.tripped record");
+    assert_eq!(trip["fields"]["safeguard"], "guard", "{trip}");
+    assert!(
+        trip["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("***")),
+        "{trip}"
     );
     for (path, what) in [
         ("/array", "the http sink (array)"),
