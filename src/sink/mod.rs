@@ -125,6 +125,7 @@ pub use pipeline::Policy;
 
 use crate::event::{Event, TraceIds};
 use crate::redact::Redactor;
+use crate::telemetry::otel_env::{self, Signal};
 use pipeline::Stats;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -697,12 +698,8 @@ impl Sinks {
             SinkConfig::Http { url, .. } | SinkConfig::Humio { url, .. } => https(url),
             SinkConfig::Otlp { endpoint, .. } => endpoint.as_deref().map_or_else(
                 || {
-                    [
-                        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-                        "OTEL_EXPORTER_OTLP_ENDPOINT",
-                    ]
-                    .iter()
-                    .any(|k| env(k).is_some_and(|v| https(&v)))
+                    let logs = otel_env::signal(Signal::Logs, env, &Default::default());
+                    logs.endpoint.is_some_and(|e| https(&e.url))
                 },
                 https,
             ),
@@ -714,8 +711,7 @@ impl Sinks {
             }
             Ok(shared.clone().expect("set above"))
         };
-        let sdk_disabled =
-            env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let sdk_disabled = otel_env::sdk_disabled(env);
         for (i, c) in cfg.iter().enumerate() {
             let mut policy = c.policy();
             let err = |e: String| format!("{}: {e}", label(i, c));

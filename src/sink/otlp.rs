@@ -15,47 +15,16 @@ use opentelemetry_proto::tonic::common::v1::{
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use serde::Deserialize;
+use crate::telemetry::otel_env::{self, Overrides, Signal};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// The OTLP transport, as `OTEL_EXPORTER_OTLP_PROTOCOL` spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum OtlpProtocol {
-    /// OTLP/gRPC (plaintext only).
-    #[serde(rename = "grpc")]
-    Grpc,
-    /// OTLP/HTTP with a protobuf body (the default).
-    #[serde(rename = "http/protobuf")]
-    HttpProtobuf,
-    /// OTLP/HTTP with a JSON body.
-    #[serde(rename = "http/json")]
-    HttpJson,
-}
-
-impl OtlpProtocol {
-    /// Parse the environment variable's spelling.
-    pub fn parse(s: &str) -> Option<OtlpProtocol> {
-        match s.trim() {
-            "grpc" => Some(OtlpProtocol::Grpc),
-            "http/protobuf" => Some(OtlpProtocol::HttpProtobuf),
-            "http/json" => Some(OtlpProtocol::HttpJson),
-            _ => None,
-        }
-    }
-
-    /// The spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OtlpProtocol::Grpc => "grpc",
-            OtlpProtocol::HttpProtobuf => "http/protobuf",
-            OtlpProtocol::HttpJson => "http/json",
-        }
-    }
-}
+/// The OTLP transport, as `OTEL_EXPORTER_OTLP_PROTOCOL` spells it: the one protocol
+/// type of [`crate::telemetry::otel_env`], named as the sink settings name it.
+pub use crate::telemetry::otel_env::Protocol as OtlpProtocol;
 
 /// Where and how to send, once settings and environment are merged.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,100 +38,42 @@ pub(crate) struct Target {
     pub warnings: Vec<String>,
 }
 
-fn first_env(env: &dyn Fn(&str) -> Option<String>, names: [&str; 2]) -> Option<(String, String)> {
-    names.into_iter().find_map(|n| {
-        env(n)
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (n.to_string(), v.trim().to_string()))
-    })
-}
-
-fn with_logs_path(base: &str) -> String {
-    format!("{}/v1/logs", base.trim_end_matches('/'))
-}
-
-/// Merge the sink's settings with the `OTEL_*` environment (see the module docs of
-/// `sink` for the precedence).
+/// Merge the sink's settings with the `OTEL_*` environment, as
+/// [`otel_env::signal`] does for every signal (the sink's keys win), then check what
+/// this sink can send: an `http(s)` URL, valid header names and values, and over gRPC
+/// plaintext and metadata-safe names.
 pub(crate) fn resolve(
     endpoint: Option<&str>,
     protocol: Option<OtlpProtocol>,
     headers: &BTreeMap<String, String>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Target, String> {
-    let mut warnings = Vec::new();
-    let protocol = match protocol {
-        Some(p) => p,
-        None => match first_env(
-            env,
-            [
-                "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-            ],
-        ) {
-            Some((var, v)) => OtlpProtocol::parse(&v).ok_or_else(|| {
-                format!("{var}='{v}' is not a protocol; hint: grpc, http/protobuf or http/json")
-            })?,
-            None => OtlpProtocol::HttpProtobuf,
+    let own: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let logs = otel_env::signal(
+        Signal::Logs,
+        env,
+        &Overrides {
+            endpoint: endpoint.map(|e| ("endpoint", e)),
+            protocol,
+            headers: &own,
+            ..Overrides::default()
         },
-    };
-    let http = protocol != OtlpProtocol::Grpc;
-    // The endpoint as written (scheme added when missing), then with the signal path.
-    let (source, as_written, verbatim) = match endpoint {
-        Some(e) => ("endpoint".to_string(), e.to_string(), false),
-        None => match env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").filter(|v| !v.trim().is_empty()) {
-            Some(v) => ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT".into(), v, true),
-            None => match env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.trim().is_empty()) {
-                Some(v) => ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), v, false),
-                None => (
-                    "the default endpoint".into(),
-                    if http {
-                        "http://localhost:4318/v1/logs"
-                    } else {
-                        "http://localhost:4317"
-                    }
-                    .to_string(),
-                    true,
-                ),
-            },
-        },
-    };
-    let as_written = crate::telemetry::with_scheme(&source, &as_written, &mut warnings);
-    let url = if http && !verbatim {
-        with_logs_path(&as_written)
-    } else {
-        as_written.clone()
-    };
-    let mut problems = Vec::new();
-    super::http::check_url(&as_written, &mut problems);
-    if let Some(p) = problems.pop() {
-        return Err(format!("{source}: {p}"));
-    }
-    if !http && url.starts_with("https://") {
+    );
+    let target = logs.endpoint_or_default();
+    target.check()?;
+    let http = logs.protocol.is_http();
+    if !http && target.url.starts_with("https://") {
         return Err(format!(
-            "{source}: grpc over TLS (https) is not available; hint: use protocol: http/protobuf"
+            "{}: grpc over TLS (https) is not available; hint: use protocol: http/protobuf",
+            target.source
         ));
     }
-    let mut merged = BTreeMap::new();
-    for var in [
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
-    ] {
-        if let Some(v) = env(var) {
-            for (k, val, ok) in parse_pairs(&v) {
-                if ok && !k.is_empty() {
-                    merged.insert(k, val);
-                } else {
-                    warnings.push(format!("{var}: ignored an entry that is not key=value"));
-                }
-            }
-        }
-    }
-    merged.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let merged: BTreeMap<String, String> = logs.headers.into_iter().collect();
     let mut problems = Vec::new();
     super::http::check_headers(&super::Headers(merged.clone()), &mut problems);
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
-    }
     if !http {
         for k in merged.keys() {
             if tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
@@ -173,71 +84,17 @@ pub(crate) fn resolve(
                 problems.push(format!("header '{k}' cannot be sent as gRPC metadata"));
             }
         }
-        if !problems.is_empty() {
-            return Err(problems.join("; "));
-        }
     }
-    let timeout = match first_env(
-        env,
-        [
-            "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-        ],
-    ) {
-        Some((var, v)) => match v.parse::<u64>() {
-            Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
-            _ => {
-                warnings.push(format!(
-                    "{var}='{v}' is not a number of milliseconds; ignored"
-                ));
-                None
-            }
-        },
-        None => None,
-    };
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
     Ok(Target {
-        protocol,
-        url,
+        protocol: logs.protocol,
+        url: target.url,
         headers: merged,
-        timeout,
-        warnings,
+        timeout: logs.timeout,
+        warnings: logs.warnings,
     })
-}
-
-/// `k=v,k2=v2` as the OTLP variables write them (values percent-decoded); the flag
-/// says whether the entry had an `=`.
-fn parse_pairs(s: &str) -> Vec<(String, String, bool)> {
-    s.split(',')
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| match e.split_once('=') {
-            Some((k, v)) => (percent_decode(k.trim()), percent_decode(v.trim()), true),
-            None => (String::new(), String::new(), false),
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).and_then(|c| hex(*c)),
-            b.get(i + 2).and_then(|c| hex(*c)),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn string(s: impl Into<String>) -> Option<AnyValue> {
@@ -256,21 +113,17 @@ fn kv(key: impl Into<String>, value: Option<AnyValue>) -> KeyValue {
 
 /// The resource: `service.name` (`OTEL_SERVICE_NAME`, else from
 /// `OTEL_RESOURCE_ATTRIBUTES`, else `faultline`), `service.version`, and the other
-/// `OTEL_RESOURCE_ATTRIBUTES`.
+/// `OTEL_RESOURCE_ATTRIBUTES`, sorted by key. Malformed entries are left out; the trace
+/// setup, which reads the same variables through the same resolver, reports them.
 pub(crate) fn resource(env: &dyn Fn(&str) -> Option<String>) -> Resource {
+    let found = otel_env::common(env).resource;
     let mut attrs: BTreeMap<String, String> = BTreeMap::new();
-    attrs.insert("service.name".into(), "faultline".into());
     attrs.insert("service.version".into(), env!("CARGO_PKG_VERSION").into());
-    if let Some(v) = env("OTEL_RESOURCE_ATTRIBUTES") {
-        for (k, v, ok) in parse_pairs(&v) {
-            if ok && !k.is_empty() {
-                attrs.insert(k, v);
-            }
-        }
-    }
-    if let Some(name) = env("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()) {
-        attrs.insert("service.name".into(), name.trim().to_string());
-    }
+    attrs.extend(found.attributes);
+    attrs.insert(
+        "service.name".into(),
+        found.service_name.unwrap_or_else(|| "faultline".into()),
+    );
     Resource {
         attributes: attrs.into_iter().map(|(k, v)| kv(k, string(v))).collect(),
         ..Default::default()
@@ -612,10 +465,21 @@ mod tests {
         let t = resolve(None, None, &none, &env).unwrap();
         assert_eq!(t.protocol, OtlpProtocol::HttpJson);
         assert_eq!(t.url, "http://collector:4318/v1/logs");
-        assert_eq!(t.headers["api-key"], "a b");
+        // The logs-specific headers replace the generic ones, as the spec says (and
+        // as traces do): api-key is not sent.
+        assert_eq!(t.headers.get("api-key"), None);
         assert_eq!(t.headers["x"], "2");
         assert_eq!(t.timeout, Some(Duration::from_millis(750)));
         assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        let t = resolve(
+            None,
+            None,
+            &none,
+            &env_of(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%20b,x=1")]),
+        )
+        .unwrap();
+        assert_eq!(t.headers["api-key"], "a b");
+        assert_eq!(t.headers["x"], "1");
 
         // The logs-specific endpoint is verbatim, and wins over the generic one.
         let env = env_of(&[
@@ -644,14 +508,24 @@ mod tests {
         assert_eq!(t.url, "http://mine:1/v1/logs");
         assert_eq!(t.headers["x"], "mine");
 
-        let e = resolve(
+        // A malformed protocol is ignored with a warning naming it (the spec's rule
+        // for every OTEL_* value), as for traces.
+        let t = resolve(
             None,
             None,
             &none,
             &env_of(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]),
         )
-        .unwrap_err();
-        assert!(e.contains("OTEL_EXPORTER_OTLP_PROTOCOL='thrift'"), "{e}");
+        .unwrap();
+        assert_eq!(t.protocol, OtlpProtocol::HttpProtobuf);
+        assert!(
+            t.warnings[0].starts_with("OTEL_EXPORTER_OTLP_PROTOCOL=\"thrift\""),
+            "{:?}",
+            t.warnings
+        );
+        // The sink's own endpoint may already end in /v1/logs.
+        let t = resolve(Some("http://mine:1/v1/logs"), None, &none, &env_of(&[])).unwrap();
+        assert_eq!(t.url, "http://mine:1/v1/logs");
         let e = resolve(
             Some("https://c:4317"),
             Some(OtlpProtocol::Grpc),

@@ -71,7 +71,8 @@
 //! ```
 
 mod config;
-pub use config::with_scheme;
+pub mod otel_env;
+pub use otel_env::{sdk_disabled, with_scheme};
 mod export;
 pub mod propagation;
 #[cfg(test)]
