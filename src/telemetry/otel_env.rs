@@ -313,8 +313,7 @@ pub fn signal(signal: Signal, env: Env, over: &Overrides) -> OtlpSignalConfig {
     });
 
     let path = signal.http_path();
-    let endpoint = if let Some((source, e)) = over.endpoint.filter(|(_, e)| !e.trim().is_empty())
-    {
+    let endpoint = if let Some((source, e)) = over.endpoint.filter(|(_, e)| !e.trim().is_empty()) {
         let e = with_scheme(source, e, &mut warnings);
         // Faultline's own settings take a base or a full URL: be forgiving.
         let url = if protocol.is_http() && !e.trim_end_matches('/').ends_with(path) {
@@ -888,7 +887,12 @@ mod tests {
                 };
                 let c = resolve(s, pairs, &over);
                 assert_eq!(c.protocol, *expected, "{s:?} {pairs:?}");
-                assert_eq!(c.warnings.len(), *warned, "{s:?} {pairs:?}: {:?}", c.warnings);
+                assert_eq!(
+                    c.warnings.len(),
+                    *warned,
+                    "{s:?} {pairs:?}: {:?}",
+                    c.warnings
+                );
                 for w in &c.warnings {
                     assert!(w.starts_with("OTEL_EXPORTER_OTLP_"), "{w}");
                     assert!(w.contains("not a known protocol"), "{w}");

@@ -1,0 +1,42 @@
+//! A `type: humio` sink: the shared HTTP transport, posting to the structured
+//! ingest path with `Authorization: Bearer <token>`.
+
+use super::config::HumioConfig;
+use super::encoder::HumioEncoder;
+use crate::sink::transport::HttpSink;
+use serde_json::{json, Map};
+use std::collections::BTreeMap;
+
+/// The ingest path under the Humio base URL.
+const INGEST_PATH: &str = "/api/v1/ingest/humio-structured";
+
+/// The sink for a Humio base URL (or the full ingest URL) and ingest token.
+pub(crate) fn build(
+    client: &reqwest::Client,
+    cfg: &HumioConfig,
+) -> Result<HttpSink<HumioEncoder>, String> {
+    let (url, token, tags) = (&cfg.url, &cfg.token.0, &cfg.tags);
+    let base = url.trim_end_matches('/');
+    let url = if base.ends_with(INGEST_PATH) {
+        base.to_string()
+    } else {
+        format!("{base}{INGEST_PATH}")
+    };
+    let mut fixed = Map::new();
+    fixed.insert("host".into(), json!(crate::run::journal::node()));
+    fixed.insert("chaosengineering".into(), json!("true"));
+    fixed.insert("provider".into(), json!("faultline"));
+    fixed.insert("system".into(), json!(std::env::consts::OS));
+    fixed.insert("machine".into(), json!(std::env::consts::ARCH));
+    for (k, v) in tags {
+        fixed.insert(k.clone(), json!(v));
+    }
+    HttpSink::new(
+        client,
+        "humio",
+        &url,
+        &BTreeMap::new(),
+        Some(token.trim()),
+        HumioEncoder { tags: fixed },
+    )
+}
