@@ -9,7 +9,7 @@
 //!
 //! Resolved once by [`Telemetry::init`] from the settings file ([`TelemetryConfig`]
 //! fields, which win) and the standard variables (read through a function, so tests
-//! pass a map):
+//! pass a map, by [`otel_env`], the resolver the OTLP log sink uses too):
 //!
 //! | what | source, first wins |
 //! |---|---|
