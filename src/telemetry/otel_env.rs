@@ -151,14 +151,25 @@ impl Endpoint {
     /// An unusable destination (not an `http://` or `https://` URL with a host) is an
     /// error naming where it came from; the URL's user information is masked.
     pub fn check(&self) -> Result<(), String> {
-        match reqwest::Url::parse(&self.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-            _ => Err(format!(
-                "{}: url '{}' is not an http(s) URL (e.g. http://localhost:4318)",
-                self.source,
-                display_url(&self.written)
-            )),
+        // Both as written and as used: `http://` plus `/v1/logs` would parse as the
+        // host `v1`. The URL parser also forgives a missing authority (`http:///x`
+        // has the host `x`), so the written form must have one.
+        let usable = |s: &str| {
+            let authority = s
+                .split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+            authority
+                && reqwest::Url::parse(s)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        };
+        if usable(&self.written) && usable(&self.url) {
+            return Ok(());
         }
+        Err(format!(
+            "{}: url '{}' is not an http(s) URL (e.g. http://localhost:4318)",
+            self.source,
+            display_url(&self.written)
+        ))
     }
 }
 
@@ -778,6 +789,8 @@ mod tests {
             ("ftp://c:4318", false),
             ("http://", false),
             ("http://:80/v1/traces", false),
+            ("http:///v1/traces", false),
+            ("http://[::1", false),
             ("not a url://", false),
         ] {
             let e = Endpoint {
@@ -799,6 +812,19 @@ mod tests {
             written: "ftp://user:pa55@c".into(),
         };
         assert!(!e.check().unwrap_err().contains("pa55"));
+        // A base without a host is refused, even once the signal path makes it
+        // parse (`http:/v1/logs` has the host `v1`).
+        for s in SIGNALS {
+            for (var, value) in [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http:///"),
+                ("OTEL_EXPORTER_OTLP_{S}_ENDPOINT", "http://"),
+            ] {
+                let c = resolve(s, &[(var, value)], &Overrides::default());
+                let e = c.endpoint.unwrap();
+                assert!(e.check().is_err(), "{s:?} {var}={value}: {}", e.url);
+            }
+        }
         // The message shows what was written, not the path appended to it.
         let c = signal(
             Signal::Logs,
