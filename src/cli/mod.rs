@@ -5,10 +5,8 @@
 //! faultline's default. Exit codes come from [`faultline::exit::ExitCode`] only.
 
 mod console;
-mod controls;
 mod fast;
 mod run;
-mod sinks;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -66,21 +64,7 @@ impl Common {
         &self,
         settings: &faultline::settings::Settings,
     ) -> Result<faultline::experiment::FetchOptions, String> {
-        use faultline::experiment::load::{
-            fetch_timeout, DEFAULT_FETCH_LIMIT, DEFAULT_FETCH_TIMEOUT,
-        };
-        let secs = self
-            .fetch_timeout
-            .or(settings.fetch_timeout)
-            .unwrap_or(DEFAULT_FETCH_TIMEOUT);
-        let timeout = fetch_timeout(secs).map_err(|e| match self.fetch_timeout {
-            Some(_) => format!("--fetch-timeout: {e}"),
-            None => e,
-        })?;
-        Ok(faultline::experiment::FetchOptions {
-            timeout,
-            limit: settings.fetch_limit.unwrap_or(DEFAULT_FETCH_LIMIT),
-        })
+        faultline::app::run::fetch_options(self.fetch_timeout, settings)
     }
 }
 

@@ -29,8 +29,13 @@ async fn warnings(exp: &Experiment) -> Vec<Problem> {
             Default::default()
         }
     };
-    let preflight =
-        faultline::run::preflight::check(exp, &resolved.configuration, &resolved.secrets).await;
+    let preflight = faultline::run::preflight::check(
+        exp,
+        &resolved.configuration,
+        &resolved.secrets,
+        &faultline::provider::process::Processes::new(),
+    )
+    .await;
     let redactor = faultline::redact::Redactor::new(faultline::experiment::config::secret_values(
         &resolved.secrets,
     ));
@@ -48,12 +53,12 @@ fn controls(common: &Common, exp: &Experiment) -> (Vec<Problem>, Vec<Problem>) {
         Ok(s) => s,
         Err(p) => return (p, Vec::new()),
     };
-    let globals = match super::controls::collect_globals(&settings, &[]) {
+    let globals = match faultline::app::controls::collect_globals(&settings, &[]) {
         Ok(g) => g,
         Err(p) => return (vec![p], Vec::new()),
     };
-    let mut built = super::controls::build_globals(&globals);
-    super::controls::add_experiment(&mut built, exp);
+    let mut built = faultline::app::controls::build_globals(&globals);
+    faultline::app::controls::add_experiment(&mut built, exp);
     let warnings = built
         .warnings
         .iter()

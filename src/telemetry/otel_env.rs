@@ -5,7 +5,7 @@
 //! It exists because these variables used to be read in four places that disagreed
 //! (`OTEL_SDK_DISABLED=1` meant "off" for log sinks and "on" for traces). Every
 //! consumer (the trace setup in `telemetry/config.rs`, the OTLP logs sink, the sink
-//! factory and the CLI's sink plan) now asks this module.
+//! factory and the run's sink plan in `app/sinks.rs`) now asks this module.
 //!
 //! Pure: the environment is a function (`env`), so the CLI passes its lookup that
 //! overlays `.env` files and tests pass a map; nothing here reads the process

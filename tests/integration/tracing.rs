@@ -296,7 +296,7 @@ fn json_enum(v: &Value, names: &[&str], prefix: &str) -> String {
 }
 
 /// Every span of an OTLP JSON trace file, as the receivers' views.
-fn file_spans(path: &Path) -> Vec<SpanView> {
+pub fn file_spans(path: &Path) -> Vec<SpanView> {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let doc: Value = serde_json::from_str(&text).expect("the trace file is JSON");

@@ -3,13 +3,13 @@
 //! OTLP endpoint is configured (the same `OTEL_EXPORTER_OTLP_*` variables as traces,
 //! plus `OTEL_EXPORTER_OTLP_LOGS_*`; `OTEL_LOGS_EXPORTER=none` and
 //! `OTEL_SDK_DISABLED=true` turn it off), all read through
-//! `faultline::telemetry::otel_env`.
+//! [`crate::telemetry::otel_env`].
 
-use faultline::experiment::config::Resolved;
-use faultline::experiment::{ControlDecl, Problem};
-use faultline::settings::Settings;
-use faultline::sink::SinkConfig;
-use faultline::telemetry::otel_env::{self, Exporter, Signal};
+use crate::experiment::config::Resolved;
+use crate::experiment::{ControlDecl, Problem};
+use crate::settings::Settings;
+use crate::sink::SinkConfig;
+use crate::telemetry::otel_env::{self, Exporter, Signal};
 use serde_json::{json, Value};
 
 /// The sinks to build, and what to tell the user.
