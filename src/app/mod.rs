@@ -14,9 +14,11 @@
 pub mod controls;
 pub mod run;
 pub mod sinks;
+mod validate;
 
 pub use crate::provider::process::Processes;
 pub use run::{run, RunEnd, RunRequest};
+pub use validate::{validate, ValidateRequest, Validation};
 
 use crate::control::Control;
 use crate::event::Level;

@@ -58,16 +58,6 @@ pub struct Common {
     pub fetch_timeout: Option<f64>,
 }
 
-impl Common {
-    /// The limits on fetching an experiment URL: flag > settings > default.
-    pub fn fetch_options(
-        &self,
-        settings: &faultline::settings::Settings,
-    ) -> Result<faultline::experiment::FetchOptions, String> {
-        faultline::app::run::fetch_options(self.fetch_timeout, settings)
-    }
-}
-
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

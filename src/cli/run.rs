@@ -106,14 +106,18 @@ fn spawn_signal_handler(
     console: Arc<Console>,
 ) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Installed now, not when the task first runs: that is only at the run's first
+    // wait, and a child started before it (the first activity) may already have led
+    // someone to signal us; the default action would kill faultline outright.
+    // SIGHUP (the SSH session or terminal went away) is a request to stop like
+    // SIGTERM: by default it would kill faultline with no rollback and no journal.
+    let signals = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
     tokio::spawn(async move {
-        // SIGHUP (the SSH session or terminal went away) is a request to stop like
-        // SIGTERM: by default it would kill faultline with no rollback and no journal.
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = signals else {
             return;
         };
         let mut count = 0;

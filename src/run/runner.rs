@@ -391,7 +391,10 @@ impl Shared {
                 }
             }
             if let Some(exc) = e.exception.as_ref().and_then(|x| x.last()) {
-                let msg = self.redactor.text(exc.trim_end()).into_owned();
+                let msg = self
+                    .redactor
+                    .text(super::journal::failure_message(exc))
+                    .into_owned();
                 attrs.push(KeyValue::new(attr::ACTIVITY_ERROR, spans::cap(&msg)));
                 error = error.or(Some(msg));
             }
