@@ -466,7 +466,7 @@ fn a_secret_in_any_encoded_form_never_leaks_on_any_channel() {
 }
 
 /// Percent-decoding (`+` as a space), as a server does.
-fn url_decode(s: &str) -> String {
+pub(crate) fn url_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
