@@ -147,6 +147,12 @@ impl Narrator for Masked {
             None => self.inner.line(level, event, message),
         }
     }
+
+    /// The inner narrator's layer as it is: the runner masks every lifecycle event
+    /// before it becomes a `tracing` event.
+    fn layer(&self) -> Option<crate::run::spans::RunLayer> {
+        self.inner.layer()
+    }
 }
 
 fn report(out: &dyn Narrator, problems: &[Problem]) {
