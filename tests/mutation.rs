@@ -233,6 +233,7 @@ fn parse_and_dry_run(rt: &tokio::runtime::Runtime, doc: &Value, strategy: u8) ->
         tracer: None,
         trace_parent: opentelemetry::Context::new(),
         safeguards: Vec::new(),
+        processes: Default::default(),
     };
     let outcome = rt.block_on(runner.run());
     assert!(outcome.journal.get("status").is_some());

@@ -107,3 +107,9 @@ impl Control for Console {
         }
     }
 }
+
+impl faultline::app::Narrator for Console {
+    fn line(&self, level: Level, event: &str, message: &str) {
+        Console::line(self, level, event, message);
+    }
+}

@@ -4,9 +4,7 @@
 //! faultline's default. Exit codes come from [`faultline::exit::ExitCode`] only.
 
 mod console;
-mod controls;
 mod run;
-mod sinks;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -56,30 +54,6 @@ pub struct Common {
     /// Seconds to wait for an experiment given as an http(s) URL [default: 30].
     #[arg(long, global = true, allow_negative_numbers = true)]
     pub fetch_timeout: Option<f64>,
-}
-
-impl Common {
-    /// The limits on fetching an experiment URL: flag > settings > default.
-    pub fn fetch_options(
-        &self,
-        settings: &faultline::settings::Settings,
-    ) -> Result<faultline::experiment::FetchOptions, String> {
-        use faultline::experiment::load::{
-            fetch_timeout, DEFAULT_FETCH_LIMIT, DEFAULT_FETCH_TIMEOUT,
-        };
-        let secs = self
-            .fetch_timeout
-            .or(settings.fetch_timeout)
-            .unwrap_or(DEFAULT_FETCH_TIMEOUT);
-        let timeout = fetch_timeout(secs).map_err(|e| match self.fetch_timeout {
-            Some(_) => format!("--fetch-timeout: {e}"),
-            None => e,
-        })?;
-        Ok(faultline::experiment::FetchOptions {
-            timeout,
-            limit: settings.fetch_limit.unwrap_or(DEFAULT_FETCH_LIMIT),
-        })
-    }
 }
 
 /// Parse arguments and run; returns the process exit code.

@@ -81,6 +81,8 @@ pub struct Ctx<'a> {
     pub output_limit: u64,
     /// What a provider cut or dropped, said once per activity as a warning.
     pub warnings: std::sync::Mutex<Vec<String>>,
+    /// The run's processes: children are registered there while they run.
+    pub processes: &'a process::Processes,
 }
 
 /// What a provider needs to make its own spans under the activity's span.

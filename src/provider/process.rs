@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A typed `process` provider.
@@ -90,7 +90,7 @@ impl ProcessProvider {
     }
 
     pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
-        let exe = which(&self.path).ok_or_else(|| {
+        let exe = ctx.processes.which(&self.path).ok_or_else(|| {
             ActivityError::invalid(format!(
                 "executable '{}' not found{}",
                 self.path,
@@ -118,7 +118,7 @@ impl ProcessProvider {
         if let Some(d) = &self.cwd {
             cmd.current_dir(d);
         }
-        let out = run_captured(cmd, None, ctx.output_limit)
+        let out = run_captured(cmd, None, ctx.output_limit, ctx.processes)
             .await
             .map_err(|e| ActivityError::new(format!("cannot start '{}': {e}", exe.display())))?;
         let mut output = serde_json::json!({
@@ -143,15 +143,16 @@ impl ProcessProvider {
     }
 }
 
-/// Find an executable like `shutil.which`, expanding a leading `~`.
-///
-/// A name found on PATH is remembered for the rest of the run, and the remembered
-/// file is checked again (one `stat`) at each use: searching PATH costs a `stat` per
-/// directory, and a run spawns the same few programs again and again. When the file is
-/// gone or no longer executable, PATH is searched again. (The one difference from
-/// searching every time: a program installed mid-run in an earlier PATH directory
-/// than the one found first is not picked up.)
+/// Find an executable like `shutil.which`, expanding a leading `~` (no cache: for
+/// the pre-flight and one-off checks; a run uses [`Processes::which`]).
 pub fn which(path: &str) -> Option<PathBuf> {
+    which_with(path, search_path)
+}
+
+fn which_with(
+    path: &str,
+    on_path: impl FnOnce(&str, &std::ffi::OsStr) -> Option<PathBuf>,
+) -> Option<PathBuf> {
     let expanded = match path.strip_prefix("~/") {
         Some(rest) => std::env::var_os("HOME").map(|h| Path::new(&h).join(rest))?,
         None => PathBuf::from(path),
@@ -162,26 +163,81 @@ pub fn which(path: &str) -> Option<PathBuf> {
     on_path(path, &std::env::var_os("PATH")?)
 }
 
-/// [`which`] for a bare name, on the directories of `paths` (a PATH value).
-fn on_path(name: &str, paths: &std::ffi::OsStr) -> Option<PathBuf> {
-    type Found = BTreeMap<(std::ffi::OsString, String), PathBuf>;
-    static FOUND: Mutex<Found> = Mutex::new(BTreeMap::new());
-    let found = || FOUND.lock().unwrap_or_else(|p| p.into_inner());
-    let key = (paths.to_os_string(), name.to_string());
-    let known = found().get(&key).cloned();
-    if let Some(known) = known {
-        if is_executable(&known) {
-            return Some(known);
-        }
-    }
-    let hit = std::env::split_paths(paths)
+/// The first executable `name` in the directories of `paths` (a PATH value).
+fn search_path(name: &str, paths: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(paths)
         .map(|d| d.join(name))
-        .find(|p| is_executable(p));
-    match &hit {
-        Some(p) => found().insert(key, p.clone()),
-        None => found().remove(&key),
-    };
-    hit
+        .find(|p| is_executable(p))
+}
+
+type Found = BTreeMap<(std::ffi::OsString, String), PathBuf>;
+
+/// One run's processes: the activities whose child is still running (so a second
+/// signal can kill them all) and the executables it found on PATH.
+///
+/// Each run owns one (the composition root makes it; clones share it): two runs in
+/// one process never see, nor kill, each other's children.
+#[derive(Clone, Default)]
+pub struct Processes {
+    inner: Arc<ProcessesInner>,
+}
+
+#[derive(Default)]
+struct ProcessesInner {
+    live: Mutex<Vec<Tree>>,
+    found: Mutex<Found>,
+}
+
+impl Processes {
+    /// A new, empty registry.
+    pub fn new() -> Processes {
+        Processes::default()
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Vec<Tree>> {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The trees of this run's activities that are still running.
+    pub fn running(&self) -> Vec<Tree> {
+        self.live().clone()
+    }
+
+    /// Kill every running activity's processes, daemonised descendants included (used
+    /// on a second signal). What activities that ended left running is not touched,
+    /// nor any other run's processes.
+    pub fn kill_all(&self) {
+        let trees = self.running();
+        tree::kill(&trees);
+    }
+
+    /// [`which`], remembering a name found on PATH for the rest of the run; the
+    /// remembered file is checked again (one `stat`) at each use: searching PATH costs
+    /// a `stat` per directory, and a run spawns the same few programs again and again.
+    /// When the file is gone or no longer executable, PATH is searched again. (The one
+    /// difference from searching every time: a program installed mid-run in an earlier
+    /// PATH directory than the one found first is not picked up.)
+    pub fn which(&self, path: &str) -> Option<PathBuf> {
+        which_with(path, |name, paths| self.on_path(name, paths))
+    }
+
+    /// [`Processes::which`] for a bare name, on the directories of `paths`.
+    fn on_path(&self, name: &str, paths: &std::ffi::OsStr) -> Option<PathBuf> {
+        let found = || self.inner.found.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (paths.to_os_string(), name.to_string());
+        let known = found().get(&key).cloned();
+        if let Some(known) = known {
+            if is_executable(&known) {
+                return Some(known);
+            }
+        }
+        let hit = search_path(name, paths);
+        match &hit {
+            Some(p) => found().insert(key, p.clone()),
+            None => found().remove(&key),
+        };
+        hit
+    }
 }
 
 /// A regular file with an execute bit.
@@ -205,39 +261,26 @@ pub struct Captured {
 /// descendants (see [`tree`]).
 pub const TAG_VAR: &str = tree::TAG_VAR;
 
-/// Activities whose child is still running, so a second signal can kill them all.
-static LIVE: Mutex<Vec<Tree>> = Mutex::new(Vec::new());
-
-fn live() -> std::sync::MutexGuard<'static, Vec<Tree>> {
-    LIVE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Kill every running activity's processes, daemonised descendants included (used on
-/// a second signal). What activities that ended left running is not touched.
-pub fn kill_all_children() {
-    let trees = live().clone();
-    tree::kill(&trees);
-}
-
 /// Kills the child's whole process tree ([`tree::kill`]) when the activity is dropped
 /// unfinished (timeout, interrupt). A child that finished is let be: a daemon it
 /// started on purpose (a load generator, say) keeps running, as with the Chaos Toolkit.
-struct GroupGuard {
+struct GroupGuard<'a> {
     tree: Option<Tree>,
+    processes: &'a Processes,
 }
 
-impl GroupGuard {
+impl GroupGuard<'_> {
     fn done(&mut self) {
         if let Some(t) = self.tree.take() {
-            live().retain(|l| *l != t);
+            self.processes.live().retain(|l| *l != t);
         }
     }
 }
 
-impl Drop for GroupGuard {
+impl Drop for GroupGuard<'_> {
     fn drop(&mut self) {
         if let Some(t) = self.tree.take() {
-            live().retain(|l| *l != t);
+            self.processes.live().retain(|l| *l != t);
             tree::kill(std::slice::from_ref(&t));
         }
     }
@@ -250,6 +293,7 @@ pub async fn run_captured(
     mut cmd: tokio::process::Command,
     stdin: Option<Vec<u8>>,
     limit: u64,
+    processes: &Processes,
 ) -> std::io::Result<Captured> {
     use tokio::io::AsyncWriteExt;
     cmd.process_group(0)
@@ -270,9 +314,9 @@ pub async fn run_captured(
         .and_then(|p| i32::try_from(p).ok())
         .map(|pid| Tree { pid, tag });
     if let Some(t) = &tree {
-        live().push(t.clone());
+        processes.live().push(t.clone());
     }
-    let mut guard = GroupGuard { tree };
+    let mut guard = GroupGuard { tree, processes };
     if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A child that does not read its input must not block us.
         tokio::spawn(async move {
@@ -331,12 +375,19 @@ mod tests {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
             p
         };
+        let run = Processes::new();
+        let on_path = |name: &str, paths: &std::ffi::OsStr| run.on_path(name, paths);
         assert_eq!(on_path("fl-tool", &paths), None);
         let in_second = put(&second);
         assert_eq!(on_path("fl-tool", &paths), Some(in_second.clone()));
         // Remembered: a copy appearing earlier on PATH is not picked up...
         let in_first = put(&first);
         assert_eq!(on_path("fl-tool", &paths), Some(in_second.clone()));
+        // Another run remembers nothing of this one's.
+        assert_eq!(
+            Processes::new().on_path("fl-tool", &paths),
+            Some(in_first.clone())
+        );
         // ... until the remembered one is gone or no longer executable.
         std::fs::set_permissions(&in_second, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(on_path("fl-tool", &paths), Some(in_first.clone()));

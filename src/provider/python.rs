@@ -123,7 +123,7 @@ impl PythonProvider {
 
     pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
         let python = std::env::var("FAULTLINE_PYTHON").unwrap_or_else(|_| "python3".into());
-        if super::process::which(&python).is_none() {
+        if ctx.processes.which(&python).is_none() {
             return Err(ActivityError::invalid(format!(
                 "the python provider needs a Python interpreter to run {}.{}, and '{python}' was not found on PATH (install python3, or set FAULTLINE_PYTHON)",
                 self.module, self.func
@@ -139,9 +139,14 @@ impl PythonProvider {
         let mut cmd = tokio::process::Command::new(&python);
         cmd.arg("-c").arg(BRIDGE).envs(ctx.env.iter().cloned());
         let limit = ctx.output_limit;
-        let out = run_captured(cmd, Some(request.to_string().into_bytes()), limit)
-            .await
-            .map_err(|e| ActivityError::new(format!("cannot start {python}: {e}")))?;
+        let out = run_captured(
+            cmd,
+            Some(request.to_string().into_bytes()),
+            limit,
+            ctx.processes,
+        )
+        .await
+        .map_err(|e| ActivityError::new(format!("cannot start {python}: {e}")))?;
         let stderr = out.stderr.text();
         let stderr_cut = out.stderr.truncated().then(|| {
             format!(

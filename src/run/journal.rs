@@ -45,11 +45,22 @@ impl RunEntry {
     }
 }
 
+/// The class name chaoslib puts before a failure in the journal's `exception` list
+/// (users grep journals for it); faultline's own channels (spans, logs) do not.
+const ACTIVITY_FAILED: &str = "chaoslib.exceptions.ActivityFailed: ";
+
 /// The exception list for a failure message, as chaoslib writes it.
 pub fn exception(message: &str, details: &[String]) -> Vec<String> {
     let mut out: Vec<String> = details.to_vec();
-    out.push(format!("chaoslib.exceptions.ActivityFailed: {message}\n"));
+    out.push(format!("{ACTIVITY_FAILED}{message}\n"));
     out
+}
+
+/// The failure message of an `exception` list's last line, without chaoslib's class
+/// name: what spans and logs say.
+pub fn failure_message(exception_line: &str) -> &str {
+    let line = exception_line.trim_end();
+    line.strip_prefix(ACTIVITY_FAILED).unwrap_or(line)
 }
 
 /// One hypothesis check.

@@ -9,7 +9,7 @@
 
 use crate::experiment::substitute::Vars;
 use crate::experiment::{Activity, Experiment, Problem};
-use crate::provider::process::which;
+use crate::provider::process::Processes;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -55,6 +55,7 @@ pub async fn check(
     exp: &Experiment,
     configuration: &Map<String, Value>,
     secrets: &Map<String, Value>,
+    processes: &Processes,
 ) -> Vec<Problem> {
     let vars = Vars {
         configuration,
@@ -72,7 +73,7 @@ pub async fn check(
                     let missing = !exe.contains('$')
                         && !*found
                             .entry(exe.to_string())
-                            .or_insert_with(|| which(exe).is_some());
+                            .or_insert_with(|| processes.which(exe).is_some());
                     if missing {
                         problems.push(
                             Problem::new(format!("{path}.provider.path"), format!("activity '{}': executable '{exe}' is not found on this machine", a.name))
@@ -120,7 +121,7 @@ pub async fn check(
         return problems;
     }
     let interpreter = std::env::var("FAULTLINE_PYTHON").unwrap_or_else(|_| "python3".into());
-    if which(&interpreter).is_none() {
+    if processes.which(&interpreter).is_none() {
         let first = python
             .values()
             .flatten()
@@ -141,6 +142,7 @@ pub async fn check(
         cmd,
         Some(input),
         crate::provider::capture::DEFAULT_OUTPUT_LIMIT,
+        processes,
     )
     .await
     {

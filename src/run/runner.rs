@@ -47,6 +47,8 @@ pub struct Runner {
     pub trace_parent: Context,
     /// Safeguard probes: a miss interrupts the run.
     pub safeguards: Vec<super::Safeguard>,
+    /// This run's child processes (a second signal kills them through it).
+    pub processes: crate::provider::process::Processes,
 }
 
 /// The result of a run.
@@ -91,6 +93,7 @@ struct Shared {
     http: Clients,
     env: Vec<(String, String)>,
     spans: Spans,
+    processes: crate::provider::process::Processes,
     /// The experiment span's context: the parent of everything else.
     exp_cx: Context,
     /// W3C baggage sent with every request and to every child: run id, experiment.
@@ -177,6 +180,7 @@ impl Shared {
             redactor: &self.redactor,
             output_limit: self.opts.output_limit,
             warnings: Default::default(),
+            processes: &self.processes,
             trace: self.spans.tracer().map(|t| provider::TraceCtx {
                 tracer: t.clone(),
                 parent: cx.clone(),
@@ -387,7 +391,10 @@ impl Shared {
                 }
             }
             if let Some(exc) = e.exception.as_ref().and_then(|x| x.last()) {
-                let msg = self.redactor.text(exc.trim_end()).into_owned();
+                let msg = self
+                    .redactor
+                    .text(super::journal::failure_message(exc))
+                    .into_owned();
                 attrs.push(KeyValue::new(attr::ACTIVITY_ERROR, spans::cap(&msg)));
                 error = error.or(Some(msg));
             }
@@ -1047,6 +1054,7 @@ impl Runner {
             http: Clients::default(),
             env: self.env,
             spans: Spans::new(self.tracer),
+            processes: self.processes,
             exp_cx: Context::new(),
             baggage: Vec::new(),
             state: Mutex::new(State::default()),
@@ -1530,6 +1538,7 @@ mod tests {
             tracer: None,
             trace_parent: Context::new(),
             safeguards: Vec::new(),
+            processes: Default::default(),
         };
         let out = runner.run().await;
         assert_eq!(out.status, Status::Completed);

@@ -2,6 +2,7 @@
 //! servers on 127.0.0.1. One binary, one module per area.
 
 mod common;
+mod concurrent;
 mod controls;
 mod examples;
 mod hardening;

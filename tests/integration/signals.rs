@@ -189,6 +189,26 @@ fn a_second_signal_during_a_slow_rollback_exits_at_once() {
     assert_no_temporaries(dir.path());
 }
 
+/// Regression: the handlers were installed when their task first ran, at the run's
+/// first wait, after the first child had started: a signal sent as soon as that child
+/// ran (by the child itself here) killed faultline outright, without rollbacks or
+/// journal.
+#[test]
+fn a_signal_sent_by_the_first_activity_at_once_is_an_interrupt() {
+    let dir = TempDir::new("sig-early");
+    let e = json!({"title": "early", "description": "the first activity signals at once",
+        "method": [
+            sh("action", "signal", "kill -TERM $PPID; sleep 5"),
+            tracer("action", "never", "never")
+        ],
+        "rollbacks": [tracer("action", "undo", "undo")]});
+    let out = run_experiment(&dir, &e, &["--rollback-strategy", "always"]);
+    assert_no_panic(&out);
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_eq!(out.status(), "interrupted");
+    assert_eq!(lines(&dir, "trace"), ["undo"]);
+}
+
 #[test]
 fn sigterm_during_a_pause_interrupts_it() {
     let dir = TempDir::new("sig-pause");

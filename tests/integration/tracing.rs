@@ -296,7 +296,7 @@ fn json_enum(v: &Value, names: &[&str], prefix: &str) -> String {
 }
 
 /// Every span of an OTLP JSON trace file, as the receivers' views.
-fn file_spans(path: &Path) -> Vec<SpanView> {
+pub fn file_spans(path: &Path) -> Vec<SpanView> {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let doc: Value = serde_json::from_str(&text).expect("the trace file is JSON");
@@ -601,6 +601,10 @@ fn failures_tolerance_misses_and_deviation_are_errors_with_events() {
     let err = slow.attr_str("chaos.activity.error").unwrap_or_default();
     assert!(err.contains("too long"), "{slow:#?}");
     assert!(slow.status_message.contains("too long"), "{slow:#?}");
+    // faultline's own words: chaoslib's class name stays in the journal only.
+    for text in [err, slow.status_message.as_str()] {
+        assert!(!text.contains("chaoslib"), "{slow:#?}");
+    }
     assert_eq!(slow.attr("chaos.activity.timeout"), Some(&json!(0.5)));
 
     // Connection refused twice retried: chaos.retry events on the CLIENT span.

@@ -1,15 +1,15 @@
 //! Building the run's controls from every place they are declared: the experiment (top
 //! level, hypothesis, activities), the settings file's `controls:` and
 //! `--control-file`. Known python modules map to built-ins
-//! ([`faultline::control::builtin::lookup`]); unknown ones become warnings naming them.
+//! ([`crate::control::builtin::lookup`]); unknown ones become warnings naming them.
 
-use faultline::control::builtin::{lookup, Builtin, Confirm, Pause};
-use faultline::control::metrics::RunMetrics;
-use faultline::control::{Control, Scope, Scoped};
-use faultline::experiment::load::load_file;
-use faultline::experiment::{ControlDecl, Experiment, Problem};
-use faultline::run::{Safeguard, SafeguardMode};
-use faultline::settings::Settings;
+use crate::control::builtin::{lookup, Builtin, Confirm, Pause};
+use crate::control::metrics::RunMetrics;
+use crate::control::{Control, Scope, Scoped};
+use crate::experiment::load::load_file;
+use crate::experiment::{ControlDecl, Experiment, Problem};
+use crate::run::{Safeguard, SafeguardMode};
+use crate::settings::Settings;
 use serde_json::Value;
 use std::path::Path;
 
@@ -134,7 +134,7 @@ fn safeguards(b: &mut Built, origin: &str, arguments: &Value) {
             p.get("frequency"),
             p.get("background").and_then(Value::as_bool),
         ) {
-            (Some(f), _) => match f.as_f64().map(faultline::duration::positive_seconds) {
+            (Some(f), _) => match f.as_f64().map(crate::duration::positive_seconds) {
                 Some(Ok(d)) => SafeguardMode::Every(d),
                 Some(Err(e)) => {
                     b.problems.push(
@@ -142,7 +142,7 @@ fn safeguards(b: &mut Built, origin: &str, arguments: &Value) {
                             format!("{origin}.provider.arguments.probes[{i}].frequency"),
                             e,
                         )
-                        .hint(faultline::duration::HINT),
+                        .hint(crate::duration::HINT),
                     );
                     continue;
                 }
@@ -168,7 +168,7 @@ fn safeguards(b: &mut Built, origin: &str, arguments: &Value) {
     // Checked as hypothesis probes: each needs a valid provider and a tolerance.
     let doc = serde_json::json!({"title": "safeguards", "description": "", "method": [],
         "steady-state-hypothesis": {"title": "safeguards", "probes": stripped}});
-    match faultline::experiment::parse(&doc) {
+    match crate::experiment::parse(&doc) {
         Ok(e) => {
             let probes = e.hypothesis.map(|h| h.probes).unwrap_or_default();
             for (probe, mode) in probes.into_iter().zip(modes) {

@@ -3,10 +3,10 @@
 //! OTLP endpoint is configured (the same `OTEL_EXPORTER_OTLP_*` variables as traces,
 //! plus `OTEL_EXPORTER_OTLP_LOGS_*`; `OTEL_LOGS_EXPORTER=none` turns it off).
 
-use faultline::experiment::config::Resolved;
-use faultline::experiment::{ControlDecl, Problem};
-use faultline::settings::Settings;
-use faultline::sink::SinkConfig;
+use crate::experiment::config::Resolved;
+use crate::experiment::{ControlDecl, Problem};
+use crate::settings::Settings;
+use crate::sink::SinkConfig;
 use serde_json::{json, Value};
 
 /// The sinks to build, and what to tell the user.

@@ -1,0 +1,46 @@
+//! The composition root: what turns a request (flags, environment, settings) into a
+//! run, and a run into a record.
+//!
+//! Every front end calls this one entry point: the command line today, `serve`, run
+//! history and reports next. It resolves precedence (flag > experiment `runtime` >
+//! settings `runtime` > default), builds telemetry, log sinks and controls, runs the
+//! experiment, writes the journal and returns what happened as values. It never prints
+//! and never exits: what a person should read goes to a [`Narrator`], and the exit code
+//! is returned.
+//!
+//! Two runs in one process share nothing: each gets its own [`Processes`] registry,
+//! telemetry pipeline, sinks, controls and temporary names (`run_id`).
+
+pub mod controls;
+pub mod run;
+pub mod sinks;
+mod validate;
+
+pub use crate::provider::process::Processes;
+pub use run::{run, RunEnd, RunRequest};
+pub use validate::{validate, ValidateRequest, Validation};
+
+use crate::control::Control;
+use crate::event::Level;
+
+/// Where a run's own lines go (the CLI's console; a server's log), besides the
+/// lifecycle events it receives as a [`Control`].
+pub trait Narrator: Control {
+    /// One line: its level, its stable event name (`docs/telemetry.md`) and its words.
+    fn line(&self, level: Level, event: &str, message: &str);
+}
+
+/// A [`Narrator`] that keeps nothing (a test, or a caller that reads the record only).
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Control for Silent {}
+
+impl Narrator for Silent {
+    fn line(&self, _: Level, _: &str, _: &str) {}
+}
+
+/// A random run id (UUID v4).
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,541 @@
+//! One run, assembled: settings, vars, controls, safeguards, the experiment loaded and
+//! checked, configuration resolved, the machine checked, strategies chosen, telemetry
+//! and sinks built, the runner driven, the journal written.
+
+use super::{controls, sinks, Narrator, Processes};
+use crate::control::Control as _;
+use crate::event::Level;
+use crate::exit::ExitCode;
+use crate::experiment::config::{parse_var, resolve, secret_values, Overrides};
+use crate::experiment::{load_with, locate::locate_all, parse, FetchOptions, Problem};
+use crate::redact::Redactor;
+use crate::run::{
+    Dry, HypothesisStrategy, Interrupt, Outcome, RollbackStrategy, RunOptions, Runner,
+};
+use crate::settings::Settings;
+use crate::telemetry::{Telemetry, TelemetryConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to run and how: the command line's `run` flags, as values. `None` means "not
+/// given here": the experiment's `runtime`, then the settings file's, then the default
+/// decide.
+#[derive(Clone)]
+pub struct RunRequest {
+    /// This run's id (the caller makes it, so its console can say it from the start).
+    pub run_id: String,
+    /// The experiment: a JSON or YAML file, or an http(s) URL.
+    pub experiment: String,
+    /// Where the journal is written.
+    pub journal_path: PathBuf,
+    /// The settings file (`None`: the default location, if it exists).
+    pub settings: Option<PathBuf>,
+    /// Do not execute these activities (or skip pauses).
+    pub dry: Option<Dry>,
+    /// Skip the pre-flight check of this machine.
+    pub no_validation: bool,
+    /// When rollbacks are played.
+    pub rollback_strategy: Option<RollbackStrategy>,
+    /// When the steady-state hypothesis is checked.
+    pub hypothesis_strategy: Option<HypothesisStrategy>,
+    /// Seconds between two checks of a continuous hypothesis.
+    pub hypothesis_frequency: Option<f64>,
+    /// Stop the method as soon as a continuous check deviates.
+    pub fail_fast: bool,
+    /// Configuration overrides, `KEY[:TYPE]=VALUE`.
+    pub vars: Vec<String>,
+    /// Files of configuration/secrets, or `.env` files.
+    pub var_files: Vec<PathBuf>,
+    /// Files of global controls.
+    pub control_files: Vec<PathBuf>,
+    /// Timeout in seconds of activities that declare none.
+    pub activity_timeout: Option<f64>,
+    /// Seconds to wait for an experiment given as a URL.
+    pub fetch_timeout: Option<f64>,
+    /// Stops the run (signals, a server's kill request); rollbacks still play.
+    pub interrupt: Interrupt,
+    /// The run's child processes (the caller keeps a clone to kill them all at once).
+    pub processes: Processes,
+}
+
+impl RunRequest {
+    /// A request with every choice left to the experiment, the settings and the
+    /// defaults.
+    pub fn new(run_id: String, experiment: String, journal_path: PathBuf) -> RunRequest {
+        RunRequest {
+            run_id,
+            experiment,
+            journal_path,
+            settings: None,
+            dry: None,
+            no_validation: false,
+            rollback_strategy: None,
+            hypothesis_strategy: None,
+            hypothesis_frequency: None,
+            fail_fast: false,
+            vars: Vec::new(),
+            var_files: Vec::new(),
+            control_files: Vec::new(),
+            activity_timeout: None,
+            fetch_timeout: None,
+            interrupt: Interrupt::new(),
+            processes: Processes::new(),
+        }
+    }
+}
+
+/// How a request ended.
+pub struct RunEnd {
+    /// The process exit code it maps to.
+    pub code: ExitCode,
+    /// The run, when it started (`None`: the input was refused, nothing ran).
+    pub outcome: Option<Outcome>,
+    /// Where the journal is, when one was written.
+    pub journal: Option<PathBuf>,
+}
+
+impl RunEnd {
+    fn refused() -> RunEnd {
+        RunEnd {
+            code: ExitCode::InvalidInput,
+            outcome: None,
+            journal: None,
+        }
+    }
+}
+
+fn report(out: &dyn Narrator, problems: &[Problem]) {
+    for p in problems {
+        out.line(Level::Error, "input.invalid", &p.to_string());
+    }
+}
+
+/// The limits on fetching an experiment URL: flag > settings > default.
+pub fn fetch_options(flag: Option<f64>, settings: &Settings) -> Result<FetchOptions, String> {
+    use crate::experiment::load::{fetch_timeout, DEFAULT_FETCH_LIMIT, DEFAULT_FETCH_TIMEOUT};
+    let secs = flag
+        .or(settings.fetch_timeout)
+        .unwrap_or(DEFAULT_FETCH_TIMEOUT);
+    let timeout = fetch_timeout(secs).map_err(|e| match flag {
+        Some(_) => format!("--fetch-timeout: {e}"),
+        None => e,
+    })?;
+    Ok(FetchOptions {
+        timeout,
+        limit: settings.fetch_limit.unwrap_or(DEFAULT_FETCH_LIMIT),
+    })
+}
+
+/// Run one experiment as `req` asks; what a person should read goes to `out`.
+///
+/// Bad input (settings, vars, controls, the experiment, the machine) is reported and
+/// refused with [`ExitCode::InvalidInput`] before anything runs. Once the run starts,
+/// every failure becomes its status: the journal is always written (or the end says
+/// where it went), and telemetry and sinks finish within one bounded limit.
+pub async fn run(req: RunRequest, out: Arc<dyn Narrator>) -> RunEnd {
+    let settings = match crate::settings::load(req.settings.as_deref()) {
+        Ok(s) => s,
+        Err(p) => {
+            report(&*out, &p);
+            return RunEnd::refused();
+        }
+    };
+    let mut overrides = Overrides::default();
+    for f in &req.var_files {
+        if let Err(p) = overrides.add_file(f) {
+            report(&*out, &[p]);
+            return RunEnd::refused();
+        }
+    }
+    for v in &req.vars {
+        match parse_var(v) {
+            Ok((k, v)) => {
+                overrides.configuration.insert(k, v);
+            }
+            Err(e) => {
+                out.line(Level::Error, "input.invalid", &e);
+                return RunEnd::refused();
+            }
+        }
+    }
+
+    let globals = match controls::collect_globals(&settings, &req.control_files) {
+        Ok(g) => g,
+        Err(p) => {
+            report(&*out, &[p]);
+            return RunEnd::refused();
+        }
+    };
+    let mut built = controls::build_globals(&globals);
+    let globals_count = built.controls.len();
+    for c in &built.controls {
+        c.before_loading(&req.experiment);
+    }
+    let fetch = match fetch_options(req.fetch_timeout, &settings) {
+        Ok(f) => f,
+        Err(e) => {
+            out.line(Level::Error, "input.invalid", &e);
+            return RunEnd::refused();
+        }
+    };
+    let doc = match load_with(&req.experiment, &fetch).await {
+        Ok(d) => d,
+        Err(e) => {
+            out.line(Level::Error, "input.invalid", &e.to_string());
+            return RunEnd::refused();
+        }
+    };
+    out.line(
+        Level::Info,
+        "experiment.validating",
+        "Validating the experiment's syntax",
+    );
+    for w in &doc.warnings {
+        out.line(
+            Level::Warning,
+            "input.duplicate_key",
+            &format!("{}: {w}", doc.source),
+        );
+    }
+    let experiment = match parse(&doc.value) {
+        Ok(e) => e,
+        Err(mut problems) => {
+            locate_all(&mut problems, &doc.text, doc.format);
+            out.line(
+                Level::Critical,
+                "input.invalid",
+                &format!(
+                    "{}: the experiment is invalid ({} problem(s)):",
+                    doc.source,
+                    problems.len()
+                ),
+            );
+            report(&*out, &problems);
+            return RunEnd::refused();
+        }
+    };
+    out.line(Level::Info, "experiment.valid", "Experiment looks valid");
+    for c in &built.controls[..globals_count] {
+        c.after_loading(&doc.value);
+    }
+    controls::add_experiment(&mut built, &experiment);
+    for w in &built.warnings {
+        out.line(Level::Warning, "control.unsupported", w);
+    }
+    if !built.problems.is_empty() {
+        locate_all(&mut built.problems, &doc.text, doc.format);
+        report(&*out, &built.problems);
+        return RunEnd::refused();
+    }
+    for key in overrides.configuration.keys() {
+        if !experiment.declares_config(key) {
+            out.line(
+                Level::Warning,
+                "input.ignored",
+                &format!("configuration '{key}' is not declared by the experiment: the value given with --var/--var-file is ignored"),
+            );
+        }
+    }
+    let env_overlay = overrides.env.clone();
+    let env = move |k: &str| {
+        env_overlay
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(k).ok())
+    };
+    let resolved = match resolve(&experiment, &overrides, &env) {
+        Ok(r) => r,
+        Err(mut problems) => {
+            locate_all(&mut problems, &doc.text, doc.format);
+            report(&*out, &problems);
+            return RunEnd::refused();
+        }
+    };
+    // Every message from here on may quote a resolved value: masked.
+    let redactor = Redactor::new(secret_values(&resolved.secrets));
+
+    if !req.no_validation {
+        let mut problems = crate::run::preflight::check(
+            &experiment,
+            &resolved.configuration,
+            &resolved.secrets,
+            &req.processes,
+        )
+        .await;
+        if !problems.is_empty() {
+            locate_all(&mut problems, &doc.text, doc.format);
+            out.line(
+                Level::Critical,
+                "input.invalid",
+                &format!(
+                    "{}: this machine cannot run the experiment as written ({} problem(s)):",
+                    doc.source,
+                    problems.len()
+                ),
+            );
+            for p in &problems {
+                out.line(
+                    Level::Error,
+                    "input.invalid",
+                    &redactor.text(&p.to_string()),
+                );
+            }
+            return RunEnd::refused();
+        }
+    }
+    let options = match options(&req, &experiment.runtime, &settings, &*out) {
+        Some(o) => o,
+        None => return RunEnd::refused(),
+    };
+
+    out.line(
+        Level::Info,
+        "experiment.run_id",
+        &format!("Run id: {}", req.run_id),
+    );
+    let telemetry = telemetry(&req, &settings, redactor.clone(), &env, &*out);
+    let sink_plan = match sinks::plan(&settings, &built.humio, &resolved, &env) {
+        Ok(p) => p,
+        Err(problems) => {
+            report(&*out, &problems);
+            return RunEnd::refused();
+        }
+    };
+    for w in &sink_plan.warnings {
+        out.line(Level::Warning, "sink.disabled", w);
+    }
+    let sinks = if sink_plan.configs.is_empty() {
+        None
+    } else {
+        match crate::sink::Sinks::from_config_with_env(&sink_plan.configs, &env) {
+            Ok(s) => {
+                for w in s.warnings() {
+                    out.line(Level::Warning, "sink.warning", w);
+                }
+                Some(s)
+            }
+            Err(e) => {
+                out.line(Level::Error, "input.invalid", &format!("log sinks: {e}"));
+                return RunEnd::refused();
+            }
+        }
+    };
+    let built_metrics = built.metrics.clone();
+    let runner = Runner {
+        experiment,
+        options,
+        resolved,
+        controls: {
+            let mut all: Vec<Box<dyn crate::control::Control>> = vec![Box::new(out.clone())];
+            if let Some(s) = &sinks {
+                all.push(Box::new(crate::control::logs::LogSinks::new(s.emitter())));
+            }
+            all.extend(built.controls);
+            Arc::new(all)
+        },
+        interrupt: req.interrupt.clone(),
+        run_id: req.run_id.clone(),
+        env: overrides.env,
+        tracer: Some(telemetry.tracer()),
+        trace_parent: telemetry.parent_context(),
+        safeguards: std::mem::take(&mut built.safeguards),
+        processes: req.processes.clone(),
+    };
+    // The files written at the end are created as soon as the run first waits (for
+    // its first child process, say), when this thread is idle anyway: at the end,
+    // they are only written.
+    let (outcome, staged) = tokio::join!(runner.run(), async {
+        telemetry.stage_files();
+        crate::run::journal::stage(&req.journal_path)
+    });
+    // The journal goes to disk while telemetry finishes; it is put in place after.
+    let pending = crate::run::journal::prepare_staged(staged, &req.journal_path, &outcome.journal);
+    // Telemetry and sinks finish together, within one shared limit.
+    let limit = telemetry.shutdown_limit();
+    let (delivery, sink_reports) = tokio::join!(telemetry.shutdown(), async {
+        match sinks {
+            // The limit is the whole budget: leave the sinks' own slack inside it.
+            Some(s) => {
+                s.shutdown(limit.saturating_sub(Duration::from_millis(150)))
+                    .await
+            }
+            None => Vec::new(),
+        }
+    });
+    for m in &built_metrics {
+        for e in m.errors() {
+            out.line(
+                Level::Warning,
+                "metrics.push_failed",
+                &redactor.text(&format!("Prometheus run metrics: {e}")),
+            );
+        }
+    }
+    for r in &sink_reports {
+        out.line(
+            if r.dropped == 0 {
+                Level::Info
+            } else {
+                Level::Warning
+            },
+            "sink.report",
+            &redactor.text(&r.to_string()),
+        );
+    }
+    out.line(
+        if delivery.complete() {
+            Level::Info
+        } else {
+            Level::Warning
+        },
+        "telemetry.report",
+        &redactor.text(&delivery.to_string()),
+    );
+    let code = ExitCode::for_run(outcome.status, outcome.deviated);
+    let fallback = std::env::temp_dir().join(format!("faultline-journal-{}.json", req.run_id));
+    let written =
+        crate::run::journal::finish(pending, &req.journal_path, &outcome.journal, &fallback);
+    if let Some(problem) = written.problem(&req.journal_path) {
+        // Nothing recorded may be lost: the message says where the journal went, if
+        // anywhere.
+        out.line(Level::Critical, "journal.failed", &problem);
+        let journal = match written {
+            crate::run::journal::Written::Fallback { fallback, .. } => Some(fallback),
+            _ => None,
+        };
+        return RunEnd {
+            code: ExitCode::Failed,
+            outcome: Some(outcome),
+            journal,
+        };
+    }
+    out.line(
+        Level::Info,
+        "journal.written",
+        &format!("Journal written to {}", req.journal_path.display()),
+    );
+    if outcome.deviated {
+        out.line(
+            Level::Info,
+            "experiment.deviated",
+            "The steady-state has deviated, a weakness may have been discovered",
+        );
+    }
+    let journal = Some(req.journal_path.clone());
+    RunEnd {
+        code,
+        outcome: Some(outcome),
+        journal,
+    }
+}
+
+/// The run's options: flag > experiment `runtime` > settings `runtime` > default,
+/// each number checked where it was written, so a message names its source.
+fn options(
+    req: &RunRequest,
+    rt: &crate::experiment::model::Runtime,
+    settings: &Settings,
+    out: &dyn Narrator,
+) -> Option<RunOptions> {
+    let srt = &settings.runtime;
+    let defaults = RunOptions::default();
+    let checked = |what: &str, v: f64| {
+        crate::duration::positive_seconds(v)
+            .map_err(|e| {
+                out.line(
+                    Level::Error,
+                    "input.invalid",
+                    &format!("{what}: {e} ({})", crate::duration::HINT),
+                );
+            })
+            .ok()
+    };
+    let frequency = match (
+        req.hypothesis_frequency,
+        rt.hypothesis_frequency,
+        srt.hypothesis_frequency,
+    ) {
+        (Some(f), _, _) => checked("--hypothesis-frequency", f),
+        (None, Some(f), _) => checked("the experiment's runtime.hypothesis.frequency", f),
+        (None, None, Some(f)) => checked("the settings' runtime.hypothesis.frequency", f),
+        (None, None, None) => Some(defaults.hypothesis_frequency),
+    };
+    let activity_timeout = match (req.activity_timeout, settings.activity_timeout) {
+        (Some(t), _) => checked("--activity-timeout", t),
+        (None, Some(t)) => checked("the settings' activity_timeout", t),
+        (None, None) => Some(defaults.activity_timeout),
+    };
+    Some(RunOptions {
+        hypothesis_strategy: req
+            .hypothesis_strategy
+            .or(rt.hypothesis_strategy)
+            .or(srt.hypothesis_strategy)
+            .unwrap_or(defaults.hypothesis_strategy),
+        hypothesis_frequency: frequency?,
+        fail_fast: req.fail_fast || rt.fail_fast.or(srt.fail_fast).unwrap_or(false),
+        rollback_strategy: req
+            .rollback_strategy
+            .or(rt.rollback_strategy)
+            .or(srt.rollback_strategy)
+            .unwrap_or(defaults.rollback_strategy),
+        dry: req.dry,
+        activity_timeout: activity_timeout?,
+        output_limit: settings.output_limit.unwrap_or(defaults.output_limit),
+    })
+}
+
+/// The run's telemetry. It must never hurt the run: a setup problem is a warning, and
+/// tracing is off for this run.
+fn telemetry(
+    req: &RunRequest,
+    settings: &Settings,
+    redactor: Redactor,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &dyn Narrator,
+) -> Telemetry {
+    let mut tcfg = TelemetryConfig::new(req.run_id.clone(), req.journal_path.clone());
+    let ts = &settings.tracing;
+    tcfg.exporter = ts.exporter.clone();
+    tcfg.endpoint = ts.endpoint.clone();
+    tcfg.protocol = ts.protocol.clone();
+    tcfg.headers = ts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // The settings file checked both (`settings::load`); telemetry never stops a run.
+    tcfg.export_timeout = ts
+        .timeout
+        .and_then(|t| crate::duration::positive_seconds(t).ok());
+    tcfg.service_name = ts.service_name.clone();
+    tcfg.redactor = redactor;
+    if let Some(l) = ts
+        .shutdown_limit
+        .and_then(|l| crate::duration::positive_seconds(l).ok())
+    {
+        tcfg.shutdown_limit = l;
+    }
+    let telemetry = match Telemetry::init(tcfg, env) {
+        Ok(t) => t,
+        Err(e) => {
+            out.line(
+                Level::Warning,
+                "telemetry.disabled",
+                &format!("tracing is off for this run: {e}"),
+            );
+            Telemetry::disabled()
+        }
+    };
+    for w in telemetry.warnings() {
+        out.line(Level::Warning, "telemetry.warning", w);
+    }
+    out.line(
+        Level::Info,
+        "telemetry.destination",
+        &format!("Spans go to {}", telemetry.destination()),
+    );
+    telemetry
+}
