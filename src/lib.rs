@@ -27,4 +27,9 @@ pub mod settings;
 pub mod sink;
 pub mod telemetry;
 pub mod timefmt;
+// The HTTP test server shared with the integration tests (one file, included by path
+// from both; see docs/architecture.md, "Test servers").
+#[cfg(test)]
+#[path = "../tests/support/http_server.rs"]
+pub(crate) mod test_http;
 pub mod tls;

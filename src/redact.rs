@@ -4,10 +4,18 @@
 //! Every resolved secret value is replaced by [`MASK`] wherever it appears inside a
 //! string, raw or encoded as a client or a server would: percent-encoded (whole or in
 //! part, upper- or lower-case hex: each URL component encodes its own set), form-encoded
-//! (`+` for a space), JSON-escaped (`\"`, `\u00e9`, as an echoing server writes it), or
-//! base64-encoded inside a longer value (HTTP basic auth: `base64("user:" + secret)`).
-//! One pattern per secret accepts every form of every character, so mixed forms
-//! (`p@ss%20word`, `p%40ss+word`) are found too.
+//! (`+` for a space), JSON-escaped at any depth (`\"`, `\u00e9`, as an echoing server
+//! writes it; `\\\"` when that JSON is quoted in JSON again, as an error message quoting
+//! a response body is), or base64-encoded inside a longer value (HTTP basic auth:
+//! `base64("user:" + secret)`). One pattern per secret accepts every form of every
+//! character, so mixed forms (`p@ss%20word`, `p%40ss+word`) are found too.
+//!
+//! A secret cut short is masked too: messages quote values in excerpts
+//! (`tolerance::brief` keeps 120 characters and appends `...`), and the cut may fall
+//! inside a secret, which the whole-secret pattern no longer finds. At least
+//! [`MIN_CUT`] leading characters of a secret (in any form) followed by an ellipsis
+//! (`...` or `…`) become `***...`. Only before an ellipsis: a string that merely ends
+//! like the start of a secret is left alone.
 //!
 //! Values shorter than [`MIN_SUBSTRING`] characters are masked only where a whole
 //! string equals them: masking every "ab" inside every output would make journals
@@ -24,6 +32,13 @@ pub const MASK: &str = "***";
 /// Shortest secret masked inside longer strings.
 pub const MIN_SUBSTRING: usize = 3;
 
+/// Fewest leading characters of a secret masked where an excerpt cuts it short.
+pub const MIN_CUT: usize = 4;
+
+/// Most leading characters of a secret the cut rule follows: excerpts are at most 120
+/// characters (`tolerance::brief`), and the nesting the rule needs grows with it.
+const MAX_CUT: usize = 200;
+
 /// Fewest base64 characters masked: shorter runs would mask parts of unrelated
 /// base64 data far more often than they hide a secret.
 const MIN_BASE64: usize = 4;
@@ -33,8 +48,17 @@ const MIN_BASE64: usize = 4;
 pub struct Redactor {
     /// Whole strings equal to one of these are masked (every secret, even short).
     exact: Vec<String>,
+    /// The compiled patterns (none without a secret long enough), shared by clones.
+    patterns: Option<std::sync::Arc<Patterns>>,
+}
+
+/// What [`Redactor`] matches inside strings.
+struct Patterns {
     /// Every form of every secret of at least [`MIN_SUBSTRING`] characters.
-    pattern: Option<Regex>,
+    whole: Regex,
+    /// The first [`MIN_CUT`] or more characters of a secret longer than that, in any
+    /// form, followed by an ellipsis (group `cut`): a secret an excerpt cut short.
+    cut: Option<Regex>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -56,12 +80,14 @@ impl Redactor {
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         let mut alternatives: Vec<String> = Vec::new();
+        let mut cuts: Vec<String> = Vec::new();
         for s in secrets
             .iter()
             .filter(|s| s.chars().count() >= MIN_SUBSTRING)
         {
             alternatives.push(s.chars().map(char_forms).collect());
             alternatives.extend(base64_forms(s.as_bytes()));
+            cuts.extend(cut_form(s));
         }
         // Longest first: the leftmost match then takes the whole of a longer secret.
         alternatives.sort_by_key(|a| std::cmp::Reverse(a.len()));
@@ -77,9 +103,21 @@ impl Redactor {
                     Regex::new(&raw.join("|")).unwrap_or_else(|_| Regex::new("$^").expect("valid"))
                 })
         });
+        // A cut secret: one alternative per secret, its optional tail nested (linear
+        // in the secret's length), then the ellipsis. A secret too long for the
+        // regex limits only loses this rule, never the whole-secret one.
+        let cut = (!cuts.is_empty())
+            .then(|| {
+                regex::RegexBuilder::new(&format!(r"(?:{})(?P<cut>\.\.\.|…)", cuts.join("|")))
+                    .size_limit(64 << 20)
+                    .nest_limit(4 * MAX_CUT as u32)
+                    .build()
+                    .ok()
+            })
+            .flatten();
         Redactor {
             exact: secrets,
-            pattern,
+            patterns: pattern.map(|whole| std::sync::Arc::new(Patterns { whole, cut })),
         }
     }
 
@@ -96,9 +134,15 @@ impl Redactor {
         if self.exact.iter().any(|x| x == s) {
             return Cow::Owned(MASK.to_string());
         }
-        match &self.pattern {
-            Some(p) => p.replace_all(s, MASK),
-            None => Cow::Borrowed(s),
+        let Some(p) = &self.patterns else {
+            return Cow::Borrowed(s);
+        };
+        let whole = p.whole.replace_all(s, MASK);
+        match &p.cut {
+            Some(c) if c.is_match(&whole) => {
+                Cow::Owned(c.replace_all(&whole, format!("{MASK}$cut")).into_owned())
+            }
+            _ => whole,
         }
     }
 
@@ -146,22 +190,23 @@ fn char_forms(c: char) -> String {
         forms.push(r"\+".into());
     }
     // JSON-escaped: the short escapes, and \uXXXX (UTF-16, as Python's json.dumps
-    // writes every non-ASCII character).
+    // writes every non-ASCII character). Each level of JSON quoted in JSON doubles the
+    // backslashes before the escape (`\"`, `\\\"`), so any run of them is accepted.
     match c {
-        '"' => forms.push(r#"\\""#.into()),
-        '\\' => forms.push(r"\\\\".into()),
-        '/' => forms.push(r"\\/".into()),
-        '\n' => forms.push(r"\\n".into()),
-        '\r' => forms.push(r"\\r".into()),
-        '\t' => forms.push(r"\\t".into()),
-        '\u{8}' => forms.push(r"\\b".into()),
-        '\u{c}' => forms.push(r"\\f".into()),
+        '"' => forms.push(r#"\\+""#.into()),
+        '\\' => forms.push(r"(?:\\\\)+".into()),
+        '/' => forms.push(r"\\+/".into()),
+        '\n' => forms.push(r"\\+n".into()),
+        '\r' => forms.push(r"\\+r".into()),
+        '\t' => forms.push(r"\\+t".into()),
+        '\u{8}' => forms.push(r"\\+b".into()),
+        '\u{c}' => forms.push(r"\\+f".into()),
         _ => {}
     }
     let mut units = [0u16; 2];
     let mut escaped = String::new();
     for u in c.encode_utf16(&mut units) {
-        let _ = write!(escaped, r"\\u(?i:{u:04x})");
+        let _ = write!(escaped, r"\\+u(?i:{u:04x})");
     }
     forms.push(escaped);
     // In HTML (an echoing server's error page).
@@ -174,6 +219,22 @@ fn char_forms(c: char) -> String {
         _ => {}
     }
     format!("(?:{})", forms.join("|"))
+}
+
+/// A secret's first [`MIN_CUT`] characters (each in any form), then the rest of it as
+/// nested optional groups (up to [`MAX_CUT`] characters): every prefix at least that
+/// long, in a pattern linear in its length. `None` for secrets no longer than
+/// [`MIN_CUT`] (nothing to cut).
+fn cut_form(secret: &str) -> Option<String> {
+    let forms: Vec<String> = secret.chars().take(MAX_CUT + 1).map(char_forms).collect();
+    if forms.len() <= MIN_CUT {
+        return None;
+    }
+    let tail = forms[MIN_CUT..forms.len() - 1]
+        .iter()
+        .rev()
+        .fold(String::new(), |inner, f| format!("(?:{f}{inner})?"));
+    Some(format!("{}{tail}", forms[..MIN_CUT].concat()))
 }
 
 /// The base64 characters that encode only the secret's own bits, for each of the three
@@ -296,6 +357,46 @@ mod tests {
         // Nothing else is touched.
         assert_eq!(r.text("p@ss wor"), "p@ss wor");
         assert_eq!(r.text("plain text 100%"), "plain text 100%");
+    }
+
+    #[test]
+    fn json_quoted_in_json_is_masked_at_any_depth() {
+        let r = Redactor::new(["p@ss wo\"rd\\x".to_string()]);
+        let once = serde_json::to_string("p@ss wo\"rd\\x").unwrap();
+        let twice = serde_json::to_string(&once).unwrap();
+        let thrice = serde_json::to_string(&twice).unwrap();
+        for text in [once, twice, thrice] {
+            assert!(!r.text(&text).contains("rd"), "{text} -> {}", r.text(&text));
+        }
+    }
+
+    #[test]
+    fn a_secret_cut_short_by_an_excerpt_is_masked() {
+        let r = Redactor::new(["kanary@42 sec\"ret-7d1e".to_string()]);
+        // As `tolerance::brief` cuts a long value: raw, JSON-escaped, percent-encoded.
+        for cut in [
+            "kanary@42 sec\\\"r...",
+            "kanary@42 s...",
+            "kana…",
+            "kanary%4042%20se...",
+        ] {
+            let text = format!("expected a match in \"xxxx{cut}");
+            assert_eq!(
+                r.text(&text),
+                "expected a match in \"xxxx***..."
+                    .replace("...", if cut.ends_with('…') { "…" } else { "..." }),
+                "{cut}"
+            );
+        }
+        // Fewer than MIN_CUT characters, or no ellipsis: not a cut secret.
+        assert_eq!(r.text("kan... and kanary@"), "kan... and kanary@");
+        // A very long secret: its first MAX_CUT characters, cut, are still found.
+        let long: String = (0..5000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let r = Redactor::new([long.clone()]);
+        assert_eq!(r.text(&format!("x={}...", &long[..150])), "x=***...");
+        assert_eq!(r.text(&format!("x={long}!")), "x=***!");
     }
 
     #[test]

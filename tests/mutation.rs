@@ -236,7 +236,9 @@ fn parse_and_dry_run(rt: &tokio::runtime::Runtime, doc: &Value, strategy: u8) ->
         processes: Default::default(),
     };
     let outcome = rt.block_on(runner.run());
-    assert!(outcome.journal.get("status").is_some());
+    let journal = serde_json::to_value(&outcome.record).expect("the record serialises");
+    assert!(journal.get("status").is_some());
+    assert_eq!(outcome.record.status(), outcome.status);
     true
 }
 

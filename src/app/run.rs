@@ -105,6 +105,50 @@ impl RunEnd {
     }
 }
 
+/// The narrator every line of a run goes through: each line is masked with the run's
+/// secrets once they are resolved, so no warning, error or report needs masking where
+/// it is written. (Lines before that quote no resolved value: settings, file and
+/// parse problems name keys and paths; a run refused there has no secrets yet.)
+struct Masked {
+    inner: Arc<dyn Narrator>,
+    redactor: std::sync::OnceLock<Redactor>,
+}
+
+impl Masked {
+    fn new(inner: Arc<dyn Narrator>) -> Masked {
+        Masked {
+            inner,
+            redactor: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From now on, lines are masked with `r`.
+    fn learn(&self, r: &Redactor) {
+        let _ = self.redactor.set(r.clone());
+    }
+}
+
+impl crate::control::Control for Masked {
+    fn name(&self) -> &str {
+        "masked narrator"
+    }
+    fn on_event(&self, e: &crate::event::Event, t: Option<&crate::event::TraceIds>) {
+        match self.redactor.get() {
+            Some(r) => self.inner.on_event(&e.clone().redacted(r), t),
+            None => self.inner.on_event(e, t),
+        }
+    }
+}
+
+impl Narrator for Masked {
+    fn line(&self, level: Level, event: &str, message: &str) {
+        match self.redactor.get() {
+            Some(r) => self.inner.line(level, event, &r.text(message)),
+            None => self.inner.line(level, event, message),
+        }
+    }
+}
+
 fn report(out: &dyn Narrator, problems: &[Problem]) {
     for p in problems {
         out.line(Level::Error, "input.invalid", &p.to_string());
@@ -133,7 +177,10 @@ pub fn fetch_options(flag: Option<f64>, settings: &Settings) -> Result<FetchOpti
 /// refused with [`ExitCode::InvalidInput`] before anything runs. Once the run starts,
 /// every failure becomes its status: the journal is always written (or the end says
 /// where it went), and telemetry and sinks finish within one bounded limit.
-pub async fn run(req: RunRequest, out: Arc<dyn Narrator>) -> RunEnd {
+pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
+    // Every line below goes through this one mask (the events are masked where they
+    // leave the runner).
+    let out = Arc::new(Masked::new(console.clone()));
     let settings = match crate::settings::load(req.settings.as_deref()) {
         Ok(s) => s,
         Err(p) => {
@@ -256,6 +303,7 @@ pub async fn run(req: RunRequest, out: Arc<dyn Narrator>) -> RunEnd {
     };
     // Every message from here on may quote a resolved value: masked.
     let redactor = Redactor::new(secret_values(&resolved.secrets));
+    out.learn(&redactor);
 
     if !req.no_validation {
         let mut problems = crate::run::preflight::check(
@@ -277,11 +325,7 @@ pub async fn run(req: RunRequest, out: Arc<dyn Narrator>) -> RunEnd {
                 ),
             );
             for p in &problems {
-                out.line(
-                    Level::Error,
-                    "input.invalid",
-                    &redactor.text(&p.to_string()),
-                );
+                out.line(Level::Error, "input.invalid", &p.to_string());
             }
             return RunEnd::refused();
         }
@@ -329,7 +373,7 @@ pub async fn run(req: RunRequest, out: Arc<dyn Narrator>) -> RunEnd {
         options,
         resolved,
         controls: {
-            let mut all: Vec<Box<dyn crate::control::Control>> = vec![Box::new(out.clone())];
+            let mut all: Vec<Box<dyn crate::control::Control>> = vec![Box::new(console)];
             if let Some(s) = &sinks {
                 all.push(Box::new(crate::control::logs::LogSinks::new(s.emitter())));
             }
@@ -344,15 +388,7 @@ pub async fn run(req: RunRequest, out: Arc<dyn Narrator>) -> RunEnd {
         safeguards: std::mem::take(&mut built.safeguards),
         processes: req.processes.clone(),
     };
-    // The files written at the end are created as soon as the run first waits (for
-    // its first child process, say), when this thread is idle anyway: at the end,
-    // they are only written.
-    let (outcome, staged) = tokio::join!(runner.run(), async {
-        telemetry.stage_files();
-        crate::run::journal::stage(&req.journal_path)
-    });
-    // The journal goes to disk while telemetry finishes; it is put in place after.
-    let pending = crate::run::journal::prepare_staged(staged, &req.journal_path, &outcome.journal);
+    let outcome = runner.run().await;
     // Telemetry and sinks finish together, within one shared limit.
     let limit = telemetry.shutdown_limit();
     let (delivery, sink_reports) = tokio::join!(telemetry.shutdown(), async {
@@ -370,7 +406,7 @@ pub async fn run(req: RunRequest, out: Arc<dyn Narrator>) -> RunEnd {
             out.line(
                 Level::Warning,
                 "metrics.push_failed",
-                &redactor.text(&format!("Prometheus run metrics: {e}")),
+                &format!("Prometheus run metrics: {e}"),
             );
         }
     }
@@ -382,7 +418,7 @@ pub async fn run(req: RunRequest, out: Arc<dyn Narrator>) -> RunEnd {
                 Level::Warning
             },
             "sink.report",
-            &redactor.text(&r.to_string()),
+            &r.to_string(),
         );
     }
     out.line(
@@ -392,12 +428,11 @@ pub async fn run(req: RunRequest, out: Arc<dyn Narrator>) -> RunEnd {
             Level::Warning
         },
         "telemetry.report",
-        &redactor.text(&delivery.to_string()),
+        &delivery.to_string(),
     );
     let code = ExitCode::for_run(outcome.status, outcome.deviated);
     let fallback = std::env::temp_dir().join(format!("faultline-journal-{}.json", req.run_id));
-    let written =
-        crate::run::journal::finish(pending, &req.journal_path, &outcome.journal, &fallback);
+    let written = crate::run::journal::finish(&req.journal_path, &outcome.record, &fallback);
     if let Some(problem) = written.problem(&req.journal_path) {
         // Nothing recorded may be lost: the message says where the journal went, if
         // anywhere.
@@ -538,4 +573,38 @@ fn telemetry(
         &format!("Spans go to {}", telemetry.destination()),
     );
     telemetry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+    impl crate::control::Control for Lines {}
+    impl Narrator for Lines {
+        fn line(&self, _: Level, event: &str, message: &str) {
+            self.0.lock().unwrap().push(format!("{event}: {message}"));
+        }
+    }
+
+    #[test]
+    fn every_line_is_masked_once_the_secrets_are_known() {
+        let lines = Arc::new(Lines::default());
+        let out = Masked::new(lines.clone());
+        out.line(Level::Warning, "input.ignored", "key 'k' ignored");
+        out.learn(&Redactor::new(["s3cr3t value".to_string()]));
+        out.line(
+            Level::Warning,
+            "metrics.push_failed",
+            "push to http://h/?k=s3cr3t%20value failed",
+        );
+        report(&out, &[Problem::new("$.x", "found 's3cr3t value'")]);
+        let got = lines.0.lock().unwrap().join("\n");
+        assert!(got.contains("key 'k' ignored"), "{got}");
+        assert!(got.contains("?k=*** failed"), "{got}");
+        assert!(got.contains("found '***'"), "{got}");
+        assert!(!got.contains("s3cr3t"), "{got}");
+    }
 }

@@ -1,12 +1,15 @@
 //! Which log sinks a run feeds: the settings file's `sinks:`, a `chaoshumio.control`
 //! declaration (its ingest token from the experiment's secrets), and OTLP logs when an
 //! OTLP endpoint is configured (the same `OTEL_EXPORTER_OTLP_*` variables as traces,
-//! plus `OTEL_EXPORTER_OTLP_LOGS_*`; `OTEL_LOGS_EXPORTER=none` turns it off).
+//! plus `OTEL_EXPORTER_OTLP_LOGS_*`; `OTEL_LOGS_EXPORTER=none` and
+//! `OTEL_SDK_DISABLED=true` turn it off), all read through
+//! [`crate::telemetry::otel_env`].
 
 use crate::experiment::config::Resolved;
 use crate::experiment::{ControlDecl, Problem};
 use crate::settings::Settings;
 use crate::sink::SinkConfig;
+use crate::telemetry::otel_env::{self, Exporter, Signal};
 use serde_json::{json, Value};
 
 /// The sinks to build, and what to tell the user.
@@ -46,10 +49,6 @@ fn humio(d: &ControlDecl, resolved: &Resolved) -> Result<SinkConfig, String> {
         .map_err(|e| format!("control '{}' (chaoshumio.control): {e}", d.name))
 }
 
-fn truthy(v: Option<String>) -> bool {
-    v.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
-}
-
 /// Decide the sinks. Errors in the settings file's `sinks:` are invalid input.
 pub fn plan(
     settings: &Settings,
@@ -74,15 +73,17 @@ pub fn plan(
             Err(w) => plan.warnings.push(w),
         }
     }
-    let disabled = truthy(env("OTEL_SDK_DISABLED"))
-        || env("OTEL_LOGS_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
-    let env_endpoint =
-        env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    // The same resolver as the trace setup's: `OTEL_SDK_DISABLED` is true only for
+    // "true", and an empty variable is unset. Its warnings are the sink's to give,
+    // when it is built.
+    let logs = otel_env::signal(Signal::Logs, env, &Default::default());
+    let disabled = otel_env::sdk_disabled(env) || logs.exporter == Exporter::None;
+    let env_endpoint = logs.endpoint.is_some();
     let settings_endpoint = settings.tracing.endpoint.clone();
     let already = plan.configs.iter().any(|c| c.kind() == "otlp");
-    if !disabled && !already && (env_endpoint.is_some() || settings_endpoint.is_some()) {
+    if !disabled && !already && (env_endpoint || settings_endpoint.is_some()) {
         let mut cfg = json!({"type": "otlp"});
-        if env_endpoint.is_none() {
+        if !env_endpoint {
             if let Some(e) = settings_endpoint {
                 cfg["endpoint"] = Value::String(e);
             }

@@ -131,9 +131,9 @@ pub fn is_url(location: &str) -> bool {
     location.starts_with("http://") || location.starts_with("https://")
 }
 
+/// The format a file name (or a URL's path) says, else its content type.
 fn format_for(name: &str, content_type: Option<&str>) -> Option<Format> {
     let lower = name.to_ascii_lowercase();
-    let lower = lower.split(['?', '#']).next().unwrap_or_default();
     if lower.ends_with(".yaml") || lower.ends_with(".yml") {
         return Some(Format::Yaml);
     }
@@ -155,8 +155,13 @@ pub async fn load(location: &str) -> Result<Document, LoadError> {
 /// Load an experiment from a path or an http(s) URL, fetching under `fetch`'s limits.
 pub async fn load_with(location: &str, fetch: &FetchOptions) -> Result<Document, LoadError> {
     if is_url(location) {
-        let (text, ct) = fetch_url(location, fetch).await?;
-        let format = format_for(location, ct.as_deref());
+        let url = url::Url::parse(location).map_err(|e| LoadError::Fetch {
+            url: location.to_string(),
+            reason: format!("it is not a valid URL: {e}"),
+        })?;
+        let (text, ct) = fetch_url(location, url.clone(), fetch).await?;
+        // The name is the URL's path: not its query or fragment, nor its host.
+        let format = format_for(url.path(), ct.as_deref());
         from_text(location, text, format)
     } else {
         let text = read_text(Path::new(location), location)?;
@@ -208,7 +213,11 @@ where
 }
 
 /// GET the URL: its text and content type, within `fetch`'s time and size.
-async fn fetch_url(url: &str, fetch: &FetchOptions) -> Result<(String, Option<String>), LoadError> {
+async fn fetch_url(
+    url: &str,
+    parsed: url::Url,
+    fetch: &FetchOptions,
+) -> Result<(String, Option<String>), LoadError> {
     let fetch_err = |reason: String| LoadError::Fetch {
         url: url.to_string(),
         reason,
@@ -232,7 +241,7 @@ async fn fetch_url(url: &str, fetch: &FetchOptions) -> Result<(String, Option<St
     // One deadline for the whole fetch, whatever step it is in.
     let deadline = tokio::time::Instant::now() + fetch.timeout;
     let request = client
-        .get(url)
+        .get(parsed)
         .header(
             "accept",
             "application/json, application/yaml;q=0.9, */*;q=0.1",
@@ -421,6 +430,27 @@ mod tests {
         let d = from_text("x", "title: t\nmethod: []\n".into(), None).unwrap();
         assert_eq!(d.format, Format::Yaml);
         assert_eq!(d.value["title"], "t");
+    }
+
+    #[test]
+    fn a_url_names_its_format_by_its_path_alone() {
+        let by_url = |u: &str| format_for(url::Url::parse(u).unwrap().path(), None);
+        assert_eq!(by_url("http://h/e.YAML?token=x#top"), Some(Format::Yaml));
+        assert_eq!(by_url("https://h/e.json?v=a.yaml"), Some(Format::Json));
+        assert_eq!(by_url("http://h/e?v=a.yaml"), None);
+        assert_eq!(by_url("http://h.json/e"), None);
+        let ct = |u: &str, ct| format_for(url::Url::parse(u).unwrap().path(), Some(ct));
+        assert_eq!(ct("http://h/e", "application/json"), Some(Format::Json));
+    }
+
+    #[tokio::test]
+    async fn an_experiment_url_that_does_not_parse_says_so_naming_it() {
+        let e = load("http://[::1/e.json").await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot fetch http://[::1/e.json: it is not a valid URL: "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -844,10 +844,10 @@ impl Checker {
                 // one built by `${}` substitution is checked by the pre-flight.
                 if let Some(url) = self.req_str(m, "url", path, true) {
                     if !url.contains('$') {
-                        if let Err(e) = reqwest::Url::parse(&url) {
+                        if let Err(e) = crate::provider::http::check_url(&url) {
                             self.err_hint(
                                 &format!("{path}.url"),
-                                format!("invalid url '{url}': {e}"),
+                                e,
                                 "a full http(s) URL, e.g. http://127.0.0.1:8080/health",
                             );
                         }

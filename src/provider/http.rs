@@ -49,9 +49,7 @@ impl HttpProvider {
             Some(v) => return Err(format!("url must be a string, got {v}")),
             None => return Err("missing url".into()),
         };
-        if !url.starts_with("http://") && !url.starts_with("https://") {
-            return Err(format!("url '{url}' is not an http(s) URL"));
-        }
+        check_url(&url)?;
         let method = match field(m, "method") {
             Some(Value::String(s)) => s.to_ascii_uppercase(),
             Some(v) => return Err(format!("method must be a string, got {v}")),
@@ -126,7 +124,7 @@ impl HttpProvider {
             KeyValue::new("http.request.method", self.method.clone()),
             KeyValue::new("url.full", safe_url),
         ];
-        if let Ok(u) = reqwest::Url::parse(&self.url) {
+        if let Ok(u) = url::Url::parse(&self.url) {
             if let Some(h) = u.host_str() {
                 attrs.push(KeyValue::new("server.address", h.to_string()));
             }
@@ -183,11 +181,8 @@ impl HttpProvider {
         trace_headers: &[(String, String)],
         span: Option<&opentelemetry::Context>,
     ) -> Result<Value, ActivityError> {
-        if let Err(e) = reqwest::Url::parse(&self.url) {
-            return Err(ActivityError::invalid(format!(
-                "invalid url '{}': {e}",
-                self.url
-            )));
+        if let Err(e) = check_url(&self.url) {
+            return Err(ActivityError::invalid(e));
         }
         for (k, v) in self.headers.iter().chain(trace_headers) {
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
@@ -378,6 +373,17 @@ fn query_pairs(args: &Value) -> Vec<(String, String)> {
     }
 }
 
+/// The one check of an `http` provider's URL, wherever it is made (validation of a
+/// literal, the pre-flight of a substituted one, typing the provider): it parses as a
+/// URL and its scheme is http or https.
+pub(crate) fn check_url(url: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid url '{url}': {e}"))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(parsed),
+        _ => Err(format!("url '{url}' is not an http(s) URL")),
+    }
+}
+
 /// An error with its causes, which reqwest keeps in the source chain.
 pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
@@ -429,6 +435,23 @@ impl Clients {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn urls_are_checked_by_parsing_and_by_scheme() {
+        assert_eq!(
+            check_url("HTTP://Example.com:8080/a?b").unwrap().as_str(),
+            "http://example.com:8080/a?b"
+        );
+        assert!(check_url("https://x/").is_ok());
+        let e = check_url("ftp://x/").unwrap_err();
+        assert_eq!(e, "url 'ftp://x/' is not an http(s) URL");
+        let e = check_url("http://[::1/").unwrap_err();
+        assert!(e.starts_with("invalid url 'http://[::1/': "), "{e}");
+        let e = check_url("localhost:8080/health").unwrap_err();
+        assert!(e.contains("not an http(s) URL"), "{e}");
+        let e = check_url("/health").unwrap_err();
+        assert!(e.starts_with("invalid url '/health': "), "{e}");
+    }
 
     #[test]
     fn json_media_types() {

@@ -1,49 +1,20 @@
-//! The journal: the Chaos Toolkit's `journal.json`, key for key, written atomically,
-//! with secrets masked and a `faultline` extension carrying the run id.
+//! The journal on disk: a run's [`RunRecord`](super::RunRecord), the Chaos
+//! Toolkit's `journal.json`, written so that nobody ever finds half of one.
+//!
+//! A journal is written whole to a temporary file beside its destination, flushed to
+//! the disk (`fdatasync`), renamed over the destination, and the directory is flushed
+//! too (`fsync`), so that after a crash the path holds the previous journal or the
+//! new one, complete, and the rename itself is not lost. All of it with safe `std`
+//! calls. What is not a regular file (a FIFO, `/dev/stdout`) is written in place
+//! instead (see [`destination`]). The embedded trace file goes through the same path,
+//! without the flushes (the journal is the durable record).
 
-use crate::redact::{mask_secret_block, Redactor};
+pub use super::record::{HypothesisState, RunEntry};
 use serde::Serialize;
-use serde_json::{json, Value};
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-/// One executed activity, as the journal records it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunEntry {
-    /// The activity (a ref replaced by its target).
-    pub activity: Value,
-    /// Its output (null when none).
-    pub output: Value,
-    /// Start, ISO 8601 UTC.
-    pub start: String,
-    /// `succeeded` or `failed`.
-    pub status: &'static str,
-    /// Why it failed, as chaoslib formats exceptions.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exception: Option<Vec<String>>,
-    /// End, ISO 8601 UTC.
-    pub end: String,
-    /// Seconds, pauses excluded.
-    pub duration: f64,
-    /// Hypothesis probes: whether the tolerance was met.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tolerance_met: Option<bool>,
-}
-
-impl RunEntry {
-    /// True when the activity failed.
-    pub fn failed(&self) -> bool {
-        self.status == "failed"
-    }
-
-    /// The activity's name.
-    pub fn name(&self) -> &str {
-        self.activity
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    }
-}
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The class name chaoslib puts before a failure in the journal's `exception` list
 /// (users grep journals for it); faultline's own channels (spans, logs) do not.
@@ -63,43 +34,6 @@ pub fn failure_message(exception_line: &str) -> &str {
     line.strip_prefix(ACTIVITY_FAILED).unwrap_or(line)
 }
 
-/// One hypothesis check.
-#[derive(Debug, Clone, Serialize)]
-pub struct HypothesisState {
-    /// Whether every probe met its tolerance.
-    pub steady_state_met: bool,
-    /// The probes that ran, in order.
-    pub probes: Vec<RunEntry>,
-}
-
-/// Everything the journal needs beyond the entries.
-pub struct JournalParts<'a> {
-    /// The experiment as loaded (its title substituted).
-    pub experiment: Value,
-    /// Start time.
-    pub start: String,
-    /// End time.
-    pub end: String,
-    /// Seconds.
-    pub duration: f64,
-    /// Final status.
-    pub status: &'static str,
-    /// Whether the steady state deviated.
-    pub deviated: bool,
-    /// Hypothesis before the method.
-    pub before: Option<&'a HypothesisState>,
-    /// Hypothesis after the method.
-    pub after: Option<&'a HypothesisState>,
-    /// Continuous checks.
-    pub during: &'a [HypothesisState],
-    /// Method entries.
-    pub run: &'a [RunEntry],
-    /// Rollback entries.
-    pub rollbacks: &'a [RunEntry],
-    /// faultline's extension (run id, strategies...).
-    pub extension: Value,
-}
-
 /// `platform.platform()`-like text: `Linux-6.1.0-x86_64`.
 pub fn platform() -> String {
     let os = match std::env::consts::OS {
@@ -107,96 +41,123 @@ pub fn platform() -> String {
         "macos" => "Darwin",
         other => other,
     };
-    let release = uname().map(|u| u.0).unwrap_or_default();
+    let release = kernel_text("osrelease", "-r").unwrap_or_default();
     format!("{os}-{release}-{}", std::env::consts::ARCH)
 }
 
 /// The host name.
 pub fn node() -> String {
-    uname()
-        .map(|u| u.1)
+    kernel_text("hostname", "-n")
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_default()
 }
 
-/// Kernel release and host name from one `uname` call (no files to open).
-#[allow(unsafe_code)]
-fn uname() -> Option<(String, String)> {
-    // SAFETY: `utsname` is a plain C struct of byte arrays; `uname` fills it in and
-    // NUL-terminates every field.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return None;
-    }
-    let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|c| **c != 0)
-            .map(|c| *c as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
+/// What `uname` says: on Linux from `/proc/sys/kernel/<name>` (the same kernel
+/// fields, through safe file reads), elsewhere from the `uname` command.
+fn kernel_text(proc_name: &str, uname_flag: &str) -> Option<String> {
+    let text = if cfg!(target_os = "linux") {
+        std::fs::read_to_string(Path::new("/proc/sys/kernel").join(proc_name)).ok()?
+    } else {
+        let out = std::process::Command::new("uname")
+            .arg(uname_flag)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    Some((field(&u.release), field(&u.nodename)))
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
 }
 
-/// Build the journal value, secrets masked.
-pub fn build(p: JournalParts<'_>, redactor: &Redactor) -> Value {
-    let mut experiment = p.experiment;
-    mask_secret_block(&mut experiment);
-    let j = json!({
-        "chaoslib-version": env!("CARGO_PKG_VERSION"),
-        "platform": platform(),
-        "node": node(),
-        "experiment": experiment,
-        "start": p.start,
-        "status": p.status,
-        "deviated": p.deviated,
-        "steady_states": {
-            "before": p.before,
-            "after": p.after,
-            "during": p.during,
-        },
-        "run": p.run,
-        "rollbacks": p.rollbacks,
-        "end": p.end,
-        "duration": p.duration,
-        "extensions": [p.extension],
-    });
-    redactor.into_value(j)
+/// Whether a file written by [`write_file`] must survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Flushed to the disk before and after the rename: the journal.
+    Durable,
+    /// Atomic for readers, left to the page cache: a crash may lose it (the trace
+    /// file, which the journal does not depend on).
+    AtomicOnly,
 }
 
-/// Write `value` to `path` atomically: a temporary file in the same directory, its
-/// content on disk (see [`Pending::commit`]), then renamed over the target. Readers
-/// never see a partial file, and neither does anyone after a crash.
-pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
-    write_temporary(path, |w| serde_json::to_writer_pretty(w, value))?.commit()
+/// Write `value` as the journal is written: indented JSON and a final newline,
+/// atomically and durably ([`write_file`]).
+pub fn write_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> std::io::Result<()> {
+    write_file(path, Durability::Durable, |w| {
+        serde_json::to_writer_pretty(w, value)
+    })
 }
 
-/// First half of [`write_atomic`]: the journal is written to its temporary file and
-/// the kernel starts writing it to disk, without waiting. [`Pending::commit`] then
-/// waits for the disk and puts the file in place. Work done in between (telemetry
-/// shutdown, the trace file) overlaps the disk write instead of following it; on this
-/// thread, because waking another costs more than it saves here (measured twice, see
-/// BENCHMARKS.md).
-pub fn prepare(path: &Path, value: &Value) -> std::io::Result<Pending> {
-    prepare_staged(stage(path), path, value)
-}
-
-/// [`prepare`] into a temporary file made earlier by [`stage`], so that the end of a
-/// run only writes. When staging failed, it is tried once more here: the cause may
-/// have gone, and if not, this error is the one to report.
-pub fn prepare_staged(
-    staged: std::io::Result<Pending>,
+/// Write a file with `write` (through a buffer, then a final newline) at `path`, as
+/// [`destination`] says: a regular file (or nothing) is replaced atomically through a
+/// temporary file in the same directory (the directories above are made); with
+/// [`Durability::Durable`] the temporary file's data is flushed before the rename and
+/// the directory after it. A device or FIFO is written in place. On failure nothing
+/// is left behind and the destination is untouched.
+pub fn write_file(
     path: &Path,
-    value: &Value,
-) -> std::io::Result<Pending> {
-    let staged = match staged {
-        Ok(p) => p,
-        Err(_) => stage(path)?,
+    durability: Durability,
+    write: impl FnOnce(&mut BufWriter<&File>) -> serde_json::Result<()>,
+) -> std::io::Result<()> {
+    let path = match destination(path)? {
+        Destination::Replace(p) => p,
+        Destination::InPlace(p) => return fill(&open_in_place(&p)?, write),
     };
-    let pending = staged.fill(|w| serde_json::to_writer_pretty(w, value))?;
-    start_writeback(&pending.file);
-    Ok(pending)
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let tmp = Temporary::create(&dir, &path)?;
+    fill(&tmp.file, write)?;
+    if durability == Durability::Durable {
+        tmp.file.sync_data()?;
+    }
+    tmp.rename_to(&path)?;
+    if durability == Durability::Durable {
+        sync_dir(&dir)?;
+    }
+    Ok(())
+}
+
+fn fill(
+    file: &File,
+    write: impl FnOnce(&mut BufWriter<&File>) -> serde_json::Result<()>,
+) -> std::io::Result<()> {
+    let mut w = BufWriter::with_capacity(64 * 1024, file);
+    write(&mut w)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
+/// Flush a directory's entries (the rename just made) to the disk. A filesystem that
+/// cannot sync a directory says so with `EINVAL` (or does not support it); the rename
+/// is then as durable as that filesystem makes it, and that is not an error.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    use std::io::ErrorKind;
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Unsupported) => Ok(()),
+        other => other,
+    }
+}
+
+/// Write the journal `value` to `path` ([`write_atomic`]); failing that, to
+/// `fallback`, since nothing recorded may be lost.
+pub fn finish<T: Serialize + ?Sized>(path: &Path, value: &T, fallback: &Path) -> Written {
+    let error = match write_atomic(path, value) {
+        Ok(()) => return Written::Journal,
+        Err(e) => e,
+    };
+    match write_atomic(fallback, value) {
+        Ok(()) => Written::Fallback {
+            error,
+            fallback: fallback.to_path_buf(),
+        },
+        Err(fallback_error) => Written::Lost {
+            error,
+            fallback: fallback.to_path_buf(),
+            fallback_error,
+        },
+    }
 }
 
 /// Where the journal of a run went.
@@ -246,209 +207,70 @@ impl Written {
     }
 }
 
-/// The last step of a run's journal: put the prepared file in place; if that fails
-/// (the staged file went with its directory, an activity cleaning up, say), write it
-/// once more from scratch; failing that, write it to `fallback`, since nothing
-/// recorded may be lost.
-pub fn finish(
-    prepared: std::io::Result<Pending>,
-    path: &Path,
-    value: &Value,
-    fallback: &Path,
-) -> Written {
-    let error = match prepared
-        .and_then(Pending::commit)
-        .or_else(|_| write_atomic(path, value))
-    {
-        Ok(()) => return Written::Journal,
-        Err(e) => e,
-    };
-    match write_atomic(fallback, value) {
-        Ok(()) => Written::Fallback {
-            error,
-            fallback: fallback.to_path_buf(),
-        },
-        Err(fallback_error) => Written::Lost {
-            error,
-            fallback: fallback.to_path_buf(),
-            fallback_error,
-        },
-    }
-}
-
-/// A file under a temporary name beside its destination: created empty by [`stage`],
-/// filled by [`Pending::fill`], then put in place. Dropped without [`Pending::commit`]
-/// or [`Pending::rename`], the temporary file is removed.
-#[derive(Debug)]
-pub struct Pending {
-    file: std::fs::File,
-    /// The temporary name; `None` when the file is written in place (a device or a
-    /// FIFO at the journal path: nothing to rename, nothing to replace).
-    tmp: Option<PathBuf>,
+/// A file under a temporary name, unique in the process, beside its destination
+/// (`.{name}.{pid}.{n}.tmp`). Dropped before [`Temporary::rename_to`], it is removed.
+struct Temporary {
+    file: File,
     path: PathBuf,
-    done: bool,
+    renamed: bool,
 }
 
-impl Pending {
-    /// Write the file's content with `write`, through a buffer, and a final newline.
-    pub fn fill(
-        self,
-        write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> serde_json::Result<()>,
-    ) -> std::io::Result<Pending> {
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &self.file);
-        write(&mut w)?;
-        w.write_all(b"\n")?;
-        w.flush()?;
-        drop(w);
-        Ok(self)
-    }
+/// Numbers the temporary files of this process: two runs in one process writing to
+/// the same path never share a temporary name.
+static NEXT_TEMPORARY: AtomicU64 = AtomicU64::new(0);
 
-    /// Put the file in place once its content is on the disk ([`settle`]): after a
-    /// crash the destination holds the old file or the whole new one, never a
-    /// truncated one. (A plain rename: with the data already written, ext4 has nothing
-    /// to write inside it, which is what [`Pending::rename`] works around.)
-    pub fn commit(mut self) -> std::io::Result<()> {
-        let Some(tmp) = self.tmp.clone() else {
-            // Written in place: the bytes went to the device or pipe as they were written.
-            self.done = true;
-            return Ok(());
-        };
-        settle(&self.file)?;
-        std::fs::rename(&tmp, &self.path)?;
-        self.done = true;
-        forget_temporary(&tmp);
-        Ok(())
-    }
-
-    /// Put the file in place without waiting for the disk, atomically all the same.
-    ///
-    /// A plain rename over an existing file makes ext4 (`auto_da_alloc`) write the new
-    /// file's data out inside the `rename` call, most of a millisecond on a cold
-    /// machine. Exchanging the two names (`renameat2(RENAME_EXCHANGE)`) and removing
-    /// the old file under the temporary name avoids that, and the destination still
-    /// always holds a complete file. Where exchange is not possible (no destination
-    /// yet, a filesystem without it), this is a plain rename.
-    pub fn rename(mut self) -> std::io::Result<()> {
-        let Some(tmp) = self.tmp.clone() else {
-            self.done = true;
-            return Ok(());
-        };
-        // Only a regular file is swapped out: exchange would also move a directory (or
-        // anything else) aside, where rename refuses.
-        let replaces_a_file =
-            std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_file());
-        let swapped = replaces_a_file && exchange(&tmp, &self.path);
-        if !swapped {
-            std::fs::rename(&tmp, &self.path)?;
-        }
-        self.done = true;
-        forget_temporary(&tmp);
-        if swapped {
-            // The temporary name now holds the previous file.
-            let _ = std::fs::remove_file(&tmp);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if let (false, Some(tmp)) = (self.done, &self.tmp) {
-            let _ = std::fs::remove_file(tmp);
-            forget_temporary(tmp);
-        }
-    }
-}
-
-/// Ask the kernel to start writing `file`'s pages to disk now, without waiting
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a later `fdatasync` then finds part of
-/// the work done. Best effort: where it is not supported nothing changes.
-#[allow(unsafe_code)]
-fn start_writeback(file: &std::fs::File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain syscall on a file descriptor we own for the whole call; it
-        // touches no memory of ours.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
-}
-
-/// Make `file`'s content reach the disk before the file is renamed into place, so
-/// that no crash can leave the destination truncated.
-///
-/// On ext4 and XFS, writing the data out and waiting for it is enough
-/// (`sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`): the rename is committed to
-/// the filesystem's journal after that, and a journal commit first flushes the disk's
-/// cache, so a crash leaves either no rename (the old file) or the rename with the data
-/// behind it (the new one). That costs a third of an `fdatasync`, which would also
-/// commit the journal and flush the cache right away, for a temporary file whose name
-/// is about to go. Everywhere else (network and other filesystems, whose ordering is
-/// not known), `fdatasync`.
-#[allow(unsafe_code)]
-fn settle(file: &std::fs::File) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        const EXT4: libc::c_long = 0xEF53;
-        const XFS: libc::c_long = 0x5846_5342;
-        let fd = file.as_raw_fd();
-        // SAFETY: `statfs` is a plain C struct the kernel fills in; `fd` stays open for
-        // the whole call.
-        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-        let ordered = unsafe { libc::fstatfs(fd, &mut fs) } == 0
-            && matches!(fs.f_type as libc::c_long, EXT4 | XFS);
-        if ordered {
-            let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            // SAFETY: a plain syscall on a file descriptor we own; it touches no memory
-            // of ours.
-            if unsafe { libc::sync_file_range(fd, 0, 0, flags) } == 0 {
-                return Ok(());
+impl Temporary {
+    fn create(dir: &Path, destination: &Path) -> std::io::Result<Temporary> {
+        let name = destination
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "journal.json".into());
+        loop {
+            let n = NEXT_TEMPORARY.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+            // `create_new`: never truncate a file someone else made (a leftover of an
+            // earlier process with the same pid: the next number is tried).
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => {
+                    temporaries().push(path.clone());
+                    return Ok(Temporary {
+                        file,
+                        path,
+                        renamed: false,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
             }
         }
     }
-    file.sync_data()
+
+    /// Put the file in place: one `rename`, atomic for every reader.
+    fn rename_to(mut self, destination: &Path) -> std::io::Result<()> {
+        std::fs::rename(&self.path, destination)?;
+        self.renamed = true;
+        forget_temporary(&self.path);
+        Ok(())
+    }
 }
 
-/// Swap the names `a` and `b` atomically; false when that cannot be done (either is
-/// missing, or the filesystem or kernel does not support it).
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn exchange(a: &Path, b: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let (Ok(a), Ok(b)) = (
-        std::ffi::CString::new(a.as_os_str().as_bytes()),
-        std::ffi::CString::new(b.as_os_str().as_bytes()),
-    ) else {
-        return false;
-    };
-    // SAFETY: both paths are NUL-terminated C strings that live across the call; the
-    // kernel only reads them.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    r == 0
-}
-
-#[cfg(not(target_os = "linux"))]
-fn exchange(_: &Path, _: &Path) -> bool {
-    false
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = std::fs::remove_file(&self.path);
+            forget_temporary(&self.path);
+        }
+    }
 }
 
 /// Temporary files written but not yet renamed, so that an exit that skips
-/// destructors (a second signal) can still remove them.
+/// destructors (a second signal) can still remove them. Each name is unique in the
+/// process, and a file leaves the list only by its own name: one run never takes
+/// another's entry off.
 static TEMPORARIES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 fn temporaries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
@@ -459,50 +281,12 @@ fn forget_temporary(tmp: &Path) {
     temporaries().retain(|t| t != tmp);
 }
 
-/// Remove every temporary file not yet renamed into place (before exiting at once).
+/// Remove every temporary file not yet renamed into place, whichever run it is for:
+/// only called just before the process exits at once (a second signal).
 pub fn remove_temporaries() {
     for t in temporaries().drain(..) {
         let _ = std::fs::remove_file(t);
     }
-}
-
-/// Write a file `.{name}.{pid}.tmp` beside `path` with `write`, through a buffer.
-pub fn write_temporary(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> serde_json::Result<()>,
-) -> std::io::Result<Pending> {
-    stage(path)?.fill(write)
-}
-
-/// Create the empty temporary file `.{name}.{pid}.tmp` beside `path` (and the
-/// directories above it). Creating a file is the slowest step of writing a small one
-/// on a cold machine, so a run stages its journal while it waits for its first
-/// activity, and only writes at the end.
-pub fn stage(path: &Path) -> std::io::Result<Pending> {
-    let path = match destination(path)? {
-        Destination::Replace(p) => p,
-        Destination::InPlace(p) => return open_in_place(&p),
-    };
-    let path = path.as_path();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "journal.json".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let file = std::fs::File::create(&tmp)?;
-    temporaries().push(tmp.clone());
-    // From here on, dropping the `Pending` removes the temporary file.
-    Ok(Pending {
-        file,
-        tmp: Some(tmp),
-        path: path.to_path_buf(),
-        done: false,
-    })
 }
 
 /// How a file is put at a path asked for.
@@ -627,7 +411,7 @@ fn dangling_target(link: &Path) -> std::io::Result<PathBuf> {
 /// Open a device or FIFO for writing in place. A FIFO nobody reads is an error, not a
 /// hang: it is opened without blocking (`ENXIO` when there is no reader), then
 /// switched back to blocking writes so a reader slower than faultline loses nothing.
-fn open_in_place(path: &Path) -> std::io::Result<Pending> {
+fn open_in_place(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     // Appending: for a device or FIFO it changes nothing; for a regular file reached
     // through `/proc` (`/dev/stdout >> runs.log`) it keeps what is there.
@@ -642,72 +426,25 @@ fn open_in_place(path: &Path) -> std::io::Result<Pending> {
             )),
             _ => e,
         })?;
-    set_blocking(&file)?;
-    Ok(Pending {
-        file,
-        tmp: None,
-        path: path.to_path_buf(),
-        done: false,
-    })
+    set_blocking(file)
 }
 
-#[allow(unsafe_code)]
-fn set_blocking(file: &std::fs::File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: plain fcntl calls on a descriptor we own for their whole duration; they
-    // touch no memory of ours.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+/// Clear `O_NONBLOCK` on an open file, with `std` alone: the only safe setter std
+/// has is on its socket types, so the descriptor is lent to a `UnixStream` for the
+/// call (ownership moves through `OwnedFd`, no descriptor is duplicated or leaked).
+/// Underneath it is `ioctl(FIONBIO)`, which the kernel handles for every kind of
+/// file, FIFOs and terminals included.
+fn set_blocking(file: File) -> std::io::Result<File> {
+    use std::os::fd::OwnedFd;
+    let lent = std::os::unix::net::UnixStream::from(OwnedFd::from(file));
+    lent.set_nonblocking(false)?;
+    Ok(File::from(OwnedFd::from(lent)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn journal_keys_are_in_the_chaos_toolkit_order() {
-        let j = build(
-            JournalParts {
-                experiment: json!({"title": "t", "secrets": {"s": {"k": "v4lue"}}}),
-                start: "s".into(),
-                end: "e".into(),
-                duration: 1.0,
-                status: "completed",
-                deviated: false,
-                before: None,
-                after: None,
-                during: &[],
-                run: &[],
-                rollbacks: &[],
-                extension: json!({"name": "faultline"}),
-            },
-            &Redactor::new(["v4lue".to_string()]),
-        );
-        let keys: Vec<&String> = j.as_object().unwrap().keys().collect();
-        assert_eq!(
-            keys,
-            [
-                "chaoslib-version",
-                "platform",
-                "node",
-                "experiment",
-                "start",
-                "status",
-                "deviated",
-                "steady_states",
-                "run",
-                "rollbacks",
-                "end",
-                "duration",
-                "extensions"
-            ]
-        );
-        assert_eq!(j["experiment"]["secrets"]["s"]["k"], "***");
-    }
+    use serde_json::{json, Value};
 
     #[test]
     fn the_destination_never_replaces_what_is_not_a_regular_file() {
@@ -780,7 +517,7 @@ mod tests {
             assert!(destination(&via).is_err());
             let value = json!({"run": 1});
             let fallback = dir.join("fallback.json");
-            let written = finish(prepare(&disk, &value), &disk, &value, &fallback);
+            let written = finish(&disk, &value, &fallback);
             assert!(matches!(written, Written::Fallback { .. }), "{written:?}");
             assert!(std::fs::symlink_metadata(&disk)
                 .unwrap()
@@ -807,25 +544,6 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn exchange_swaps_two_files_and_refuses_a_missing_one() {
-        let dir = std::env::temp_dir().join(format!("fl-journal-xchg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (a, b) = (dir.join("a"), dir.join("b"));
-        std::fs::write(&a, "A").unwrap();
-        std::fs::write(&b, "B").unwrap();
-        assert!(
-            exchange(&a, &b),
-            "renameat2(RENAME_EXCHANGE) on {}",
-            dir.display()
-        );
-        assert_eq!(std::fs::read_to_string(&a).unwrap(), "B");
-        assert_eq!(std::fs::read_to_string(&b).unwrap(), "A");
-        assert!(!exchange(&a, &dir.join("missing")));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
     fn platform_and_node_match_what_the_kernel_reports() {
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
@@ -834,6 +552,18 @@ mod tests {
             format!("Linux-{}-{}", release.trim(), std::env::consts::ARCH)
         );
         assert_eq!(node(), host.trim());
+        // And what the `uname` command (the syscall) says, where it is installed.
+        let uname = |flag: &str| {
+            std::process::Command::new("uname")
+                .arg(flag)
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        if let (Some(r), Some(n)) = (uname("-r"), uname("-n")) {
+            assert_eq!(platform(), format!("Linux-{r}-{}", std::env::consts::ARCH));
+            assert_eq!(node(), n);
+        }
     }
 
     fn names_in(dir: &Path) -> Vec<String> {
@@ -845,74 +575,87 @@ mod tests {
         names
     }
 
+    /// A value that serialises part of itself, then fails: a write cut short.
+    struct FailsHalfway;
+
+    impl Serialize for FailsHalfway {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error, SerializeMap};
+            let mut m = s.serialize_map(None)?;
+            m.serialize_entry("run", "half")?;
+            Err(S::Error::custom("cut short"))
+        }
+    }
+
     #[test]
-    fn a_prepared_journal_replaces_the_old_one_only_when_committed() {
+    fn the_old_journal_stays_until_the_new_one_is_complete() {
         let dir = std::env::temp_dir().join(format!("fl-journal-pending-{}", std::process::id()));
         let path = dir.join("j.json");
         write_atomic(&path, &json!({"run": "old"})).unwrap();
 
-        let pending = prepare(&path, &json!({"run": "new"})).unwrap();
-        // Written in full beside the destination; the destination is still the old run.
-        let tmp = format!(".j.json.{}.tmp", std::process::id());
-        assert_eq!(names_in(&dir), [tmp.clone(), "j.json".to_string()]);
-        let staged: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(&tmp)).unwrap()).unwrap();
-        assert_eq!(staged["run"], "new");
-        let old: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(old["run"], "old");
-
-        pending.commit().unwrap();
+        // While the new journal is being written, it is a temporary file beside the
+        // destination, which still holds the old run.
+        let mut seen = Vec::new();
+        write_file(&path, Durability::Durable, |w| {
+            w.flush().unwrap();
+            seen = names_in(&dir);
+            assert_eq!(read(&path)["run"], "old");
+            serde_json::to_writer(w, &json!({"run": "new"}))
+        })
+        .unwrap();
+        let prefix = format!(".j.json.{}.", std::process::id());
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen[0].starts_with(&prefix) && seen[0].ends_with(".tmp"),
+            "{seen:?}"
+        );
+        assert_eq!(seen[1], "j.json");
         assert_eq!(names_in(&dir), ["j.json"]);
-        let new: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(new["run"], "new");
+        assert_eq!(read(&path)["run"], "new");
+
+        // A write cut short leaves the old journal and nothing else.
+        assert!(write_atomic(&path, &FailsHalfway).is_err());
+        assert_eq!(read(&path)["run"], "new");
+        assert_eq!(names_in(&dir), ["j.json"]);
+
         // A destination that cannot be written fails at once, leaving nothing behind.
-        assert!(prepare(&dir.join("j.json").join("under-a-file.json"), &json!({})).is_err());
+        assert!(write_atomic(&dir.join("j.json").join("under-a-file.json"), &json!({})).is_err());
         assert_eq!(names_in(&dir), ["j.json"]);
 
         // A directory in the way is refused, and stays where it is, untouched.
         let blocked = dir.join("a-directory");
         std::fs::create_dir_all(blocked.join("inside")).unwrap();
         assert!(write_atomic(&blocked, &json!({})).is_err());
-        let pending = write_temporary(&blocked, |w| serde_json::to_writer(w, &json!({}))).unwrap();
-        assert!(pending.rename().is_err());
+        assert!(write_file(&blocked, Durability::AtomicOnly, |w| {
+            serde_json::to_writer(w, &json!({}))
+        })
+        .is_err());
         assert!(blocked.join("inside").is_dir());
         assert_eq!(names_in(&dir), ["a-directory", "j.json"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn a_staged_journal_is_created_empty_and_filled_at_the_end() {
-        let dir = std::env::temp_dir().join(format!("fl-journal-staged-{}", std::process::id()));
+    fn the_directories_above_the_journal_are_made_at_the_end() {
+        // Nothing is created before the journal is written: an activity that removes
+        // the journal's directory during the run costs nothing.
+        let dir = std::env::temp_dir().join(format!("fl-journal-deeper-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("deeper").join("j.json");
-        let tmp = format!(".j.json.{}.tmp", std::process::id());
-        let staged = stage(&path);
-        // The directories are made and the temporary file exists, empty; the
-        // destination does not exist yet.
-        assert_eq!(names_in(&dir.join("deeper")), [tmp.as_str()]);
-        assert_eq!(std::fs::read(dir.join("deeper").join(&tmp)).unwrap(), b"");
-        let pending = prepare_staged(staged, &path, &json!({"run": 1})).unwrap();
-        assert_eq!(names_in(&dir.join("deeper")), [tmp.as_str()]);
-        pending.commit().unwrap();
-        let j: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(j["run"], 1);
+        write_atomic(&path, &json!({"run": 1})).unwrap();
+        assert_eq!(read(&path)["run"], 1);
         assert_eq!(names_in(&dir.join("deeper")), ["j.json"]);
-
-        // Staging failed (here: the directory was not there yet): tried again at the end.
-        let later = dir.join("later").join("j.json");
-        let failed = Err(std::io::Error::other("staging failed"));
-        prepare_staged(failed, &later, &json!({"run": 2}))
-            .unwrap()
-            .commit()
-            .unwrap();
-        let j: Value = serde_json::from_str(&std::fs::read_to_string(&later).unwrap()).unwrap();
-        assert_eq!(j["run"], 2);
-        // ... and when it fails again, that error is reported and nothing is left.
-        std::fs::write(dir.join("a-file"), "x").unwrap();
-        let blocked = dir.join("a-file").join("j.json");
-        let failed = Err(std::io::Error::other("staging failed"));
-        let e = prepare_staged(failed, &blocked, &json!({})).unwrap_err();
-        assert_ne!(e.to_string(), "staging failed");
-        assert_eq!(names_in(&dir), ["a-file", "deeper", "later"]);
+        // The trace file's way (no flush) makes them too, and leaves no temporary.
+        let trace = dir.join("other").join("j.trace.json");
+        write_file(&trace, Durability::AtomicOnly, |w| {
+            serde_json::to_writer(w, &json!({"resourceSpans": []}))
+        })
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&trace).unwrap(),
+            "{\"resourceSpans\":[]}\n"
+        );
+        assert_eq!(names_in(&dir.join("other")), ["j.trace.json"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -927,27 +670,18 @@ mod tests {
         let fallback = dir.join("fallback.json");
         write_atomic(&path, &json!({"run": "old"})).unwrap();
 
-        // Prepared: committed in place.
+        // Written in place.
         let value = json!({"run": "new"});
-        let written = finish(prepare(&path, &value), &path, &value, &fallback);
+        let written = finish(&path, &value, &fallback);
         assert!(matches!(written, Written::Journal), "{written:?}");
         assert_eq!(written.problem(&path), None);
         assert_eq!(read(&path)["run"], "new");
         assert_eq!(names_in(&dir), ["j.json"]);
 
-        // The prepared file vanished (an activity removed it): written from scratch.
-        let value = json!({"run": "again"});
-        let prepared = prepare(&path, &value).unwrap();
-        std::fs::remove_file(dir.join(format!(".j.json.{}.tmp", std::process::id()))).unwrap();
-        let written = finish(Ok(prepared), &path, &value, &fallback);
-        assert!(matches!(written, Written::Journal), "{written:?}");
-        assert_eq!(read(&path)["run"], "again");
-        assert_eq!(names_in(&dir), ["j.json"]);
-
         // A path that cannot be written: the journal goes to the fallback.
         let blocked = dir.join("j.json").join("under-a-file.json");
         let value = json!({"run": "saved"});
-        let written = finish(prepare(&blocked, &value), &blocked, &value, &fallback);
+        let written = finish(&blocked, &value, &fallback);
         assert!(
             matches!(&written, Written::Fallback { fallback: f, .. } if *f == fallback),
             "{written:?}"
@@ -962,7 +696,7 @@ mod tests {
             "{said}"
         );
         // And when the fallback cannot be written either, both errors are reported.
-        let written = finish(prepare(&blocked, &value), &blocked, &value, &blocked);
+        let written = finish(&blocked, &value, &blocked);
         assert!(matches!(written, Written::Lost { .. }), "{written:?}");
         let said = written.problem(&blocked).unwrap();
         assert!(said.contains(") nor to "), "{said}");
@@ -971,10 +705,10 @@ mod tests {
     }
 
     #[test]
-    fn a_committed_file_holds_its_content_on_ext4_tmpfs_and_elsewhere() {
-        // `settle` takes `sync_file_range` on ext4/XFS and `fdatasync` elsewhere: both
-        // paths must leave the whole content in place. (/dev/shm is tmpfs where it
-        // exists; the temporary directory is whatever this machine has.)
+    fn a_written_file_holds_its_content_on_ext4_tmpfs_and_elsewhere() {
+        // The flushes must leave the whole content in place wherever the journal goes
+        // (/dev/shm is tmpfs where it exists, whose directories may not sync; the
+        // temporary directory is whatever this machine has).
         let mut dirs = vec![std::env::temp_dir()];
         if Path::new("/dev/shm").is_dir() {
             dirs.push(PathBuf::from("/dev/shm"));
@@ -994,21 +728,142 @@ mod tests {
     fn an_abandoned_journal_leaves_no_temporary_file_behind() {
         let dir = std::env::temp_dir().join(format!("fl-journal-drop-{}", std::process::id()));
         let path = dir.join("j.json");
-        let stage = |v: Value| write_temporary(&path, |w| serde_json::to_writer(w, &v)).unwrap();
-        drop(stage(json!({"a": 1})));
+        assert!(write_atomic(&path, &FailsHalfway).is_err());
         assert!(names_in(&dir).is_empty());
 
-        // An exit that skips destructors (a second signal) finds them in the registry;
-        // `remove_temporaries` itself is not called here: it would also remove the
-        // files of tests running alongside.
-        let tmp = dir.join(format!(".j.json.{}.tmp", std::process::id()));
-        let pending = stage(json!({"a": 2}));
-        assert!(temporaries().contains(&tmp));
-        pending.commit().unwrap();
+        // An exit that skips destructors (a second signal) finds the temporary file in
+        // the registry while it is written; `remove_temporaries` itself is not called
+        // here: it would also remove the files of tests running alongside.
+        let mut during = None;
+        write_atomic_with(&path, |tmp| during = Some(tmp.to_path_buf()));
+        let tmp = during.unwrap();
+        assert!(tmp.starts_with(&dir));
         assert!(!temporaries().contains(&tmp));
-        let pending = stage(json!({"a": 3}));
-        drop(pending);
-        assert!(!temporaries().contains(&tmp));
+        assert_eq!(names_in(&dir), ["j.json"]);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Write `{"a": 1}` to `path`, calling `seen` with the temporary file's path,
+    /// checked to be registered, while the content is being written.
+    fn write_atomic_with(path: &Path, seen: impl FnOnce(&Path)) {
+        let dir = path.parent().unwrap().to_path_buf();
+        write_file(path, Durability::Durable, |w| {
+            let registered: Vec<PathBuf> = temporaries()
+                .iter()
+                .filter(|t| t.starts_with(&dir))
+                .cloned()
+                .collect();
+            assert_eq!(registered.len(), 1, "{registered:?}");
+            seen(&registered[0]);
+            serde_json::to_writer(w, &json!({"a": 1}))
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn two_writers_of_one_path_never_share_or_remove_each_other_s_temporary() {
+        // Two runs in one process may write journals to the same path: each has its
+        // own temporary name, one failing removes only its own, and the path ends up
+        // holding one complete journal.
+        let dir = std::env::temp_dir().join(format!("fl-journal-two-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.json");
+        let a = Temporary::create(&dir, &path).unwrap();
+        let b = Temporary::create(&dir, &path).unwrap();
+        assert_ne!(a.path, b.path);
+        let (a_path, b_path) = (a.path.clone(), b.path.clone());
+        drop(a);
+        assert!(!a_path.exists() && !temporaries().contains(&a_path));
+        assert!(b_path.exists() && temporaries().contains(&b_path));
+        b.rename_to(&path).unwrap();
+        assert!(!temporaries().contains(&b_path));
+
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for run in ["first", "second"] {
+                let (barrier, path) = (&barrier, &path);
+                s.spawn(move || {
+                    barrier.wait();
+                    let big: Vec<String> = (0..20_000).map(|i| format!("{run}-{i}")).collect();
+                    write_atomic(path, &json!({"run": run, "big": big})).unwrap();
+                });
+            }
+        });
+        let j = read(&path);
+        let run = j["run"].as_str().unwrap();
+        assert!(run == "first" || run == "second", "{j}");
+        assert_eq!(j["big"][19_999], format!("{run}-19999"));
+        assert_eq!(names_in(&dir), ["j.json"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_is_written_in_place_with_blocking_writes() {
+        // Opened without blocking (so that no reader is an error, not a hang), then
+        // switched back: a reader slower than faultline must not make a write fail
+        // with EAGAIN halfway through a journal.
+        let dir = std::env::temp_dir().join(format!("fl-journal-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("j.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "mkfifo {}", fifo.display());
+        let e = write_atomic(&fifo, &json!({})).unwrap_err();
+        assert!(e.to_string().contains("nobody is reading"), "{e}");
+
+        // The reader is opened without blocking (no writer yet), then made to block:
+        // with `held` open as a writer throughout, its reads wait for data and end
+        // only when every writer is gone.
+        let reader = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap()
+        };
+        let reader = set_blocking(reader).unwrap();
+        let held = open_in_place(&fifo).unwrap();
+        let flags = fd_flags(&held);
+        assert_eq!(flags & libc::O_NONBLOCK, 0, "flags {flags:o}");
+
+        // More than a pipe holds (64 KiB): the writer waits for the reader, and every
+        // byte arrives.
+        let big: Vec<u32> = (0..100_000).collect();
+        let value = json!({"big": big});
+        let expected = serde_json::to_string_pretty(&value).unwrap() + "\n";
+        let got = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut reader = reader;
+            let mut all = String::new();
+            reader.read_to_string(&mut all).map(|_| all)
+        });
+        write_atomic(&fifo, &value).unwrap();
+        drop(held);
+        assert_eq!(got.join().unwrap().unwrap(), expected);
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert_eq!(names_in(&dir), ["j.fifo"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The open file's status flags, as the kernel reports them.
+    fn fd_flags(file: &File) -> i32 {
+        use std::os::fd::AsRawFd;
+        let info =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", file.as_raw_fd())).unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .unwrap()
+            .trim();
+        i32::from_str_radix(flags, 8).unwrap()
     }
 }

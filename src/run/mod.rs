@@ -4,11 +4,12 @@
 pub mod interrupt;
 pub mod journal;
 pub mod preflight;
+pub mod record;
 mod runner;
 pub mod spans;
 
 pub use interrupt::Interrupt;
-pub use journal::RunEntry;
+pub use record::{ActivityStatus, HypothesisState, RunEntry, RunRecord};
 pub use runner::{Outcome, Runner};
 
 use std::fmt;
@@ -16,7 +17,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// The final status of a run, as the journal spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The run went through (it may still have deviated).
     Completed,

@@ -91,11 +91,11 @@ pub async fn check(
                     .is_some_and(|u| u.contains('$'));
                 if let Some(url) = p.get("url").and_then(Value::as_str).filter(|_| templated) {
                     if !url.contains('$') {
-                        if let Err(e) = reqwest::Url::parse(url) {
+                        if let Err(e) = crate::provider::http::check_url(url) {
                             problems.push(
                                 Problem::new(
                                     format!("{path}.provider.url"),
-                                    format!("activity '{}': invalid url '{url}': {e}", a.name),
+                                    format!("activity '{}': {e}", a.name),
                                 )
                                 .hint("a full http(s) URL, e.g. http://127.0.0.1:8080/health"),
                             );

@@ -5,7 +5,10 @@
 //! except that nothing crashes: an unexpected error anywhere becomes a status, the
 //! journal is always built, and rollbacks are always considered under the strategy.
 
-use super::journal::{self, exception, HypothesisState, JournalParts, RunEntry};
+use super::journal::exception;
+use super::record::{
+    ActivityStatus, FaultlineExtension, HypothesisState, RecordParts, RunEntry, RunRecord,
+};
 use super::spans::{self, attr, Spans};
 use super::{Dry, Interrupt, Phase, RunOptions, Status};
 use crate::control::{ActivityInfo, Control, Decision, RunInfo};
@@ -21,7 +24,7 @@ use crate::timefmt;
 use chrono::Utc;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,8 +56,8 @@ pub struct Runner {
 
 /// The result of a run.
 pub struct Outcome {
-    /// The journal, secrets masked.
-    pub journal: Value,
+    /// The run's record (the journal), secrets masked.
+    pub record: RunRecord,
     /// Final status.
     pub status: Status,
     /// Whether the steady state deviated.
@@ -380,7 +383,7 @@ impl Shared {
     fn finish(&self, cx: &Context, entry: Option<&RunEntry>, error: Option<String>) {
         let mut error = error;
         if let Some(e) = entry {
-            let mut attrs = vec![KeyValue::new(attr::ACTIVITY_STATUS, e.status)];
+            let mut attrs = vec![KeyValue::new(attr::ACTIVITY_STATUS, e.status.as_str())];
             if !e.output.is_null() {
                 let out = self.redactor.value(&e.output).to_string();
                 attrs.push(KeyValue::new(attr::ACTIVITY_OUTPUT, spans::cap(&out)));
@@ -461,7 +464,7 @@ impl Shared {
                     activity: a.raw.clone(),
                     output: Value::Null,
                     start: now.clone(),
-                    status: "skipped",
+                    status: ActivityStatus::Skipped,
                     exception: None,
                     end: now,
                     duration: 0.0,
@@ -541,10 +544,10 @@ impl Shared {
         let duration = clock.elapsed().as_secs_f64();
         let end = Utc::now();
         let (output, status, exc, error) = match result {
-            Ok(v) => (v, "succeeded", None, None),
+            Ok(v) => (v, ActivityStatus::Succeeded, None, None),
             Err(e) => (
                 e.output.unwrap_or(Value::Null),
-                "failed",
+                ActivityStatus::Failed,
                 Some(exception(&e.message, &e.details)),
                 Some(e.message),
             ),
@@ -690,7 +693,7 @@ impl Shared {
                 flag = f;
                 break;
             };
-            if entry.status == "skipped" {
+            if entry.status == ActivityStatus::Skipped {
                 self.finish(&acx, Some(&entry), None);
                 state.probes.push(entry);
                 continue;
@@ -812,7 +815,7 @@ impl Shared {
             self.finish(&cx, None, None);
             return None;
         };
-        if entry.status == "skipped" || cancel.is_set() {
+        if entry.status == ActivityStatus::Skipped || cancel.is_set() {
             self.finish(&cx, Some(&entry), None);
             return None;
         }
@@ -1420,22 +1423,25 @@ impl Runner {
                 o.insert("dry".into(), Value::String(d.to_string()));
             }
         }
-        let extension = json!({
-            "name": "faultline",
-            "version": env!("CARGO_PKG_VERSION"),
-            "run_id": self.run_id,
-            "trace_id": trace_id,
-            "hypothesis_strategy": shared.opts.hypothesis_strategy.as_str(),
-            "rollback_strategy": shared.opts.rollback_strategy.as_str(),
-            "interrupted_by": if status == Status::Interrupted { cancel.reason() } else { None },
-        });
-        let journal = journal::build(
-            JournalParts {
+        let extension = FaultlineExtension {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: self.run_id.clone(),
+            trace_id: trace_id.clone(),
+            hypothesis_strategy: shared.opts.hypothesis_strategy.as_str().to_string(),
+            rollback_strategy: shared.opts.rollback_strategy.as_str().to_string(),
+            interrupted_by: if status == Status::Interrupted {
+                cancel.reason()
+            } else {
+                None
+            },
+        };
+        let record = RunRecord::build(
+            RecordParts {
                 experiment,
                 start: timefmt::iso(started),
                 end: timefmt::now_iso(),
                 duration: clock.elapsed().as_secs_f64(),
-                status: status.as_str(),
+                status,
                 deviated,
                 before: before.as_ref(),
                 after: after.as_ref(),
@@ -1447,7 +1453,7 @@ impl Runner {
             &shared.redactor,
         );
         Outcome {
-            journal,
+            record,
             status,
             deviated,
             trace_id,
@@ -1542,7 +1548,7 @@ mod tests {
         };
         let out = runner.run().await;
         assert_eq!(out.status, Status::Completed);
-        assert_eq!(out.journal["run"][1]["status"], "skipped");
+        assert_eq!(out.record.run[1].status, ActivityStatus::Skipped);
         let seen = recorder.0.lock().unwrap().clone();
         assert_eq!(
             seen,

@@ -11,12 +11,48 @@
 //! leaves exact counts: whatever was accepted and is neither delivered nor failed
 //! was not delivered at the deadline.
 
-use super::{Batch, Record, SendError, Sink};
+use super::record::{Batch, Record};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+/// Why one attempt to send a batch failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Worth another try (connection error, timeout, 408, 429, 5xx).
+    Retryable(String),
+    /// Retrying would fail the same way (4xx, an unwritable file).
+    Fatal(String),
+}
+
+/// A destination for records. The shared machinery calls `encode` once per batch
+/// and `send` once per attempt, never concurrently, on a background task; it owns
+/// timeouts, retries and the deadline, so a sink only does one attempt's I/O.
+pub trait Sink: Send + 'static {
+    /// What `encode` produces and every attempt sends.
+    type Payload: Send + Sync + 'static;
+
+    /// How reports and errors name this sink (no secrets: no token, no password).
+    fn name(&self) -> String;
+
+    /// Turn a batch into the body to send (pure).
+    fn encode(&self, batch: &Batch) -> Result<Self::Payload, String>;
+
+    /// One attempt at delivering a payload. Must be async I/O only: the binary's
+    /// runtime is current-thread.
+    fn send(
+        &mut self,
+        payload: &Self::Payload,
+    ) -> impl Future<Output = Result<(), SendError>> + Send;
+
+    /// Called once when the queue is drained at shutdown (flush a file).
+    fn finish(&mut self) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+}
 
 /// How a sink batches and retries. Each sink kind picks its defaults; the
 /// settings file may override some per sink.

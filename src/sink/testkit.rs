@@ -1,13 +1,14 @@
-//! Test support: a real HTTP/1.1 server on 127.0.0.1 that records requests and
-//! answers from a script (statuses, echoes, or never), plus sample records.
+//! Test support for the sinks: sample records, and the shared HTTP test server
+//! (`tests/support/http_server.rs`) answering from a script of replies (statuses,
+//! echoes, or never), in the words the sink tests use.
 
 use super::Record;
+use crate::test_http::{self, Response};
 use serde_json::json;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::sync::Mutex;
+
+pub use crate::test_http::refused_addr;
 
 pub const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 pub const SPAN_ID: &str = "00f067aa0ba902b7";
@@ -53,33 +54,31 @@ pub enum Reply {
     Never,
 }
 
-/// One request as received.
-#[derive(Debug, Clone)]
-pub struct Req {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Req {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+impl Reply {
+    fn answer(self, req: &test_http::Request) -> Response {
+        match self {
+            Reply::Status(s) => Response::status(s),
+            Reply::EchoAuth(s) => Response::text(
+                s,
+                &format!(
+                    "refused credentials: {}",
+                    req.header("authorization").unwrap_or("")
+                ),
+            ),
+            Reply::Never => Response::never(),
+        }
     }
 }
 
-struct State {
-    script: Vec<Reply>,
-    then: Reply,
-    requests: Vec<Req>,
-}
+/// The shared test server answering from a script; derefs to it for `url`,
+/// `requests` and `addr`. (`async` only so the sink tests read the same as before.)
+pub struct Server(test_http::Server);
 
-pub struct Server {
-    pub addr: SocketAddr,
-    state: Arc<Mutex<State>>,
+impl std::ops::Deref for Server {
+    type Target = test_http::Server;
+    fn deref(&self) -> &test_http::Server {
+        &self.0
+    }
 }
 
 impl Server {
@@ -90,116 +89,19 @@ impl Server {
 
     /// Answers from `script` in order, then `then` forever.
     pub async fn start_then(script: Vec<Reply>, then: Reply) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(State {
-            script: script.into_iter().rev().collect(),
-            then,
-            requests: Vec::new(),
-        }));
-        let st = Arc::clone(&state);
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve(sock, Arc::clone(&st)));
-            }
-        });
-        Server { addr, state }
+        let script = Mutex::new(script.into_iter().rev().collect::<Vec<_>>());
+        Server(test_http::Server::start(move |req| {
+            let next = script
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .unwrap_or(then);
+            next.answer(req)
+        }))
     }
 
     /// A server that accepts connections and never answers.
     pub async fn blackhole() -> Server {
         Server::start_then(vec![], Reply::Never).await
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn requests(&self) -> Vec<Req> {
-        self.state.lock().unwrap().requests.clone()
-    }
-}
-
-/// An address where nothing listens (connection refused).
-pub fn refused_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) {
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-            let mut chunk = [0u8; 8192];
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next().unwrap_or_default().split(' ');
-        let method = first.next().unwrap_or_default().to_string();
-        let path = first.next().unwrap_or_default().to_string();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            let mut chunk = [0u8; 65536];
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = buf[head_end..head_end + len].to_vec();
-        buf.drain(..head_end + len);
-        let req = Req {
-            method,
-            path,
-            headers,
-            body,
-        };
-        let reply = {
-            let mut st = state.lock().unwrap();
-            st.requests.push(req.clone());
-            let then = st.then;
-            st.script.pop().unwrap_or(then)
-        };
-        let (status, text) = match reply {
-            Reply::Status(s) => (s, String::new()),
-            Reply::EchoAuth(s) => (
-                s,
-                format!(
-                    "refused credentials: {}",
-                    req.header("authorization").unwrap_or("")
-                ),
-            ),
-            Reply::Never => {
-                // Hold the connection until the client goes away.
-                let mut sink = [0u8; 1024];
-                while let Ok(n) = sock.read(&mut sink).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                return;
-            }
-        };
-        let resp = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{text}",
-            text.len()
-        );
-        if sock.write_all(resp.as_bytes()).await.is_err() {
-            return;
-        }
     }
 }

@@ -1,9 +1,14 @@
-//! Where spans go and how they are sampled, resolved once from the standard `OTEL_*`
-//! variables and the settings file, without touching the exporter crates.
+//! Where spans go and how they are sampled, decided once from the settings file and
+//! the standard `OTEL_*` variables, without touching the exporter crates.
 //!
-//! Pure: the environment is read through a function so tests pass a map, and every
-//! value the spec says to ignore when invalid becomes a warning instead of an error.
+//! The exporter variables (endpoint, protocol, headers, timeout, `OTEL_SDK_DISABLED`,
+//! the resource) are resolved by [`super::otel_env`], as for logs and metrics; this
+//! file adds what only traces have (sampler, batch processor, the trace file) and lets
+//! the settings file win. Pure: the environment is read through a function so tests
+//! pass a map, and every value the spec says to ignore when invalid becomes a warning
+//! instead of an error.
 
+use super::otel_env::{self, Exporter, Overrides, Signal};
 use super::TelemetryConfig;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::Sampler;
@@ -15,36 +20,8 @@ use std::time::Duration;
 /// (the SDK's 10 s default would hold the exit far beyond the shutdown limit).
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// How spans leave the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// OTLP over gRPC (tonic).
-    Grpc,
-    /// OTLP over HTTP, protobuf body.
-    HttpProtobuf,
-    /// OTLP over HTTP, JSON body.
-    HttpJson,
-}
-
-impl Protocol {
-    fn parse(s: &str) -> Option<Protocol> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "grpc" => Some(Protocol::Grpc),
-            "http/protobuf" => Some(Protocol::HttpProtobuf),
-            "http/json" => Some(Protocol::HttpJson),
-            _ => None,
-        }
-    }
-
-    /// The label used in [`super::Telemetry::destination`].
-    pub fn label(self) -> &'static str {
-        match self {
-            Protocol::Grpc => "OTLP/gRPC",
-            Protocol::HttpProtobuf => "OTLP/HTTP protobuf",
-            Protocol::HttpJson => "OTLP/HTTP JSON",
-        }
-    }
-}
+/// How spans leave the process (the one protocol type, from [`super::otel_env`]).
+pub use super::otel_env::Protocol;
 
 /// The resolved destination.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,84 +75,14 @@ pub fn trace_file_for(journal: &Path, run_id: &str) -> PathBuf {
     journal.with_file_name(format!("{stem}.trace.json"))
 }
 
-/// Percent-decoding as the OTLP header and resource-attribute variables require;
-/// `None` when an escape is malformed or the bytes are not UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// `k=v,k2=v2` with percent-decoded values; malformed entries are reported by name.
-fn parse_pairs(var: &str, value: &str, warnings: &mut Vec<String>) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let parsed = item.split_once('=').and_then(|(k, v)| {
-            let k = k.trim();
-            let v = percent_decode(v.trim())?;
-            (!k.is_empty()).then(|| (k.to_string(), v))
-        });
-        match parsed {
-            Some(kv) => out.push(kv),
-            None => warnings.push(format!(
-                "{var}: ignoring malformed entry (expected key=value, value percent-encoded)"
-            )),
-        }
-    }
-    out
-}
-
 /// The first variable that is set and not empty (the spec treats empty as unset).
 fn first(
     env: &dyn Fn(&str) -> Option<String>,
     names: &[&'static str],
 ) -> Option<(&'static str, String)> {
-    names.iter().find_map(|n| {
-        env(n)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .map(|v| (*n, v))
-    })
-}
-
-/// An OTLP endpoint as written (settings or `OTEL_*`), with `http://` put in front
-/// when it has no scheme: `localhost:4317` is a common way to write a local collector,
-/// which the Go and Python SDKs accept for gRPC. Said in a warning, so the user can
-/// write the scheme (`https://` for TLS); never a reason to stop a run.
-pub fn with_scheme(source: &str, raw: &str, warnings: &mut Vec<String>) -> String {
-    let raw = raw.trim();
-    if raw.contains("://") || raw.is_empty() {
-        return raw.to_string();
-    }
-    let fixed = format!("http://{raw}");
-    warnings.push(format!(
-        "{source}: {raw:?} has no scheme; using {fixed:?} (write https:// for TLS)"
-    ));
-    fixed
-}
-
-fn valid_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("http://")
-        .or_else(|| s.strip_prefix("https://"));
-    matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/'))
-}
-
-/// Append the signal path to a base endpoint, as the spec does for
-/// `OTEL_EXPORTER_OTLP_ENDPOINT`.
-fn with_traces_path(base: &str) -> String {
-    format!("{}/v1/traces", base.trim_end_matches('/'))
+    names
+        .iter()
+        .find_map(|n| otel_env::var(env, n).map(|v| (*n, v)))
 }
 
 fn parse_sampler(env: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Sampler {
@@ -211,24 +118,6 @@ fn parse_sampler(env: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<String
     }
 }
 
-fn parse_ms(
-    env: &dyn Fn(&str) -> Option<String>,
-    names: &[&'static str],
-    warnings: &mut Vec<String>,
-) -> Option<Duration> {
-    for n in names {
-        if let Some((var, v)) = first(env, &[n]) {
-            match v.parse::<u64>() {
-                Ok(ms) if ms > 0 => return Some(Duration::from_millis(ms)),
-                _ => warnings.push(format!(
-                    "{var}={v:?} is not a positive number of milliseconds; ignored"
-                )),
-            }
-        }
-    }
-    None
-}
-
 /// Resolve the configuration. Settings-file fields win over the environment; an
 /// error means the destination cannot be used at all (a malformed endpoint).
 /// Spans waiting for export at most (the SDK's 2048, not the 8192 some SDKs use: the
@@ -238,25 +127,16 @@ pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
 pub fn plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, String> {
     let mut warnings = Vec::new();
 
-    // Resource: OTEL_RESOURCE_ATTRIBUTES, then the service name on top.
-    let mut attrs: Vec<(String, String)> = match first(env, &["OTEL_RESOURCE_ATTRIBUTES"]) {
-        Some((var, v)) => parse_pairs(var, &v, &mut warnings),
-        None => Vec::new(),
-    };
+    // Resource: the settings' service name, then what the environment says.
+    let common = otel_env::common(env);
+    warnings.extend(common.warnings);
     let service = cfg
         .service_name
         .clone()
         .filter(|s| !s.trim().is_empty())
-        .or_else(|| first(env, &["OTEL_SERVICE_NAME"]).map(|(_, v)| v))
-        .or_else(|| {
-            attrs
-                .iter()
-                .rev()
-                .find(|(k, _)| k == "service.name")
-                .map(|(_, v)| v.clone())
-        })
+        .or(common.resource.service_name)
         .unwrap_or_else(|| "faultline".to_string());
-    attrs.retain(|(k, _)| k != "service.name");
+    let attrs = common.resource.attributes;
     let mut resource = vec![KeyValue::new("service.name", service)];
     if !attrs.iter().any(|(k, _)| k == "service.version") {
         resource.push(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
@@ -266,7 +146,7 @@ pub fn plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Resu
 
     let sampler = parse_sampler(env, &mut warnings);
 
-    let scheduled_delay = parse_ms(env, &["OTEL_BSP_SCHEDULE_DELAY"], &mut warnings)
+    let scheduled_delay = otel_env::millis(env, "OTEL_BSP_SCHEDULE_DELAY", &mut warnings)
         .unwrap_or(Duration::from_millis(1000));
     let max_queue_size = match first(env, &["OTEL_BSP_MAX_QUEUE_SIZE"]) {
         Some((_, v)) => v
@@ -291,189 +171,60 @@ pub fn plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Resu
         warnings,
     };
 
-    // Disabled?
-    let sdk_disabled = first(env, &["OTEL_SDK_DISABLED"])
-        .map(|(_, v)| v.eq_ignore_ascii_case("true"))
-        .unwrap_or(false);
     // The kill switch wins over everything, the settings file included.
-    if sdk_disabled {
+    if common.sdk_disabled {
         return Ok(done(Sink::Disabled, sampler, warnings));
     }
-    let exporter = match cfg
-        .exporter
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        Some(e) => Some(("settings exporter", e.to_ascii_lowercase())),
-        None => first(env, &["OTEL_TRACES_EXPORTER"]).map(|(n, v)| (n, v.to_ascii_lowercase())),
-    };
-    let mut explicit_otlp = false;
-    let mut forced_file = false;
-    if let Some((var, value)) = &exporter {
-        let names: Vec<&str> = value
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        if names.iter().all(|n| *n == "none") {
-            return Ok(done(Sink::Disabled, sampler, warnings));
-        }
-        for n in &names {
-            match *n {
-                "otlp" => explicit_otlp = true,
-                "file" if *var == "settings exporter" => forced_file = true,
-                "none" => {}
-                other => warnings.push(format!(
-                    "{var}: exporter {other:?} is not supported (otlp, none); Jaeger and Zipkin are reached over OTLP"
-                )),
-            }
-        }
-    }
-    if forced_file && !explicit_otlp {
-        return Ok(done(
-            Sink::File(trace_file_for(&cfg.journal_path, &cfg.run_id)),
-            sampler,
-            warnings,
-        ));
-    }
-
-    // Protocol.
+    // A protocol misspelt in the settings file is an error there; in the environment
+    // it is a warning (the resolver's).
     let protocol = match cfg
         .protocol
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        Some(p) => Protocol::parse(p).ok_or_else(|| {
+        Some(p) => Some(Protocol::parse(p).ok_or_else(|| {
             format!("settings: unknown OTLP protocol {p:?} (grpc, http/protobuf, http/json)")
-        })?,
-        None => {
-            let mut chosen = None;
-            for var in [
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-            ] {
-                if let Some((var, v)) = first(env, &[var]) {
-                    match Protocol::parse(&v) {
-                        Some(p) => {
-                            chosen = Some(p);
-                            break;
-                        }
-                        None => warnings.push(format!(
-                            "{var}={v:?} is not a known protocol (grpc, http/protobuf, http/json); ignored"
-                        )),
-                    }
-                }
-            }
-            chosen.unwrap_or(Protocol::HttpProtobuf)
-        }
+        })?),
+        None => None,
     };
-
-    // Endpoint.
-    let grpc = protocol == Protocol::Grpc;
-    let configured: Option<(&str, String)> = if let Some(e) = cfg
-        .endpoint
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let e = &with_scheme("settings tracing.endpoint", e, &mut warnings);
-        // The settings file takes a base or a full URL: be forgiving.
-        let url = if grpc || e.trim_end_matches('/').ends_with("/v1/traces") {
-            e.to_string()
-        } else {
-            with_traces_path(e)
-        };
-        Some(("settings endpoint", url))
-    } else if let Some((var, e)) = first(env, &["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]) {
-        Some((var, with_scheme(var, &e, &mut warnings)))
-    } else if let Some((var, e)) = first(env, &["OTEL_EXPORTER_OTLP_ENDPOINT"]) {
-        let e = with_scheme(var, &e, &mut warnings);
-        Some((var, if grpc { e } else { with_traces_path(&e) }))
-    } else {
-        None
-    };
-    let (source, endpoint) = match configured {
-        Some(c) => c,
-        None if explicit_otlp => (
-            "default endpoint",
-            if grpc {
-                "http://localhost:4317".to_string()
-            } else {
-                "http://localhost:4318/v1/traces".to_string()
-            },
-        ),
-        None => {
-            return Ok(done(
-                Sink::File(trace_file_for(&cfg.journal_path, &cfg.run_id)),
-                sampler,
-                warnings,
-            ));
-        }
-    };
-    if !valid_url(&endpoint) {
-        return Err(format!(
-            "{source}: {endpoint:?} is not an http:// or https:// URL (e.g. http://localhost:4318)"
-        ));
-    }
-
-    // Headers: the signal variable replaces the generic one; settings entries win per key.
-    let mut headers = match first(
+    let traces = otel_env::signal(
+        Signal::Traces,
         env,
-        &[
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-            "OTEL_EXPORTER_OTLP_HEADERS",
-        ],
-    ) {
-        Some((var, v)) => parse_pairs(var, &v, &mut warnings),
-        None => Vec::new(),
+        &Overrides {
+            endpoint: cfg
+                .endpoint
+                .as_deref()
+                .map(|e| ("settings tracing.endpoint", e)),
+            protocol,
+            headers: &cfg.headers,
+            timeout: cfg.export_timeout,
+            exporter: cfg.exporter.as_deref().map(|e| ("settings exporter", e)),
+        },
+    );
+    warnings.extend(traces.warnings.iter().cloned());
+    let file = || Sink::File(trace_file_for(&cfg.journal_path, &cfg.run_id));
+    let endpoint = match (traces.exporter, &traces.endpoint) {
+        (Exporter::None, _) => return Ok(done(Sink::Disabled, sampler, warnings)),
+        (Exporter::File, _) | (Exporter::Unset, None) => {
+            return Ok(done(file(), sampler, warnings))
+        }
+        (Exporter::Otlp | Exporter::Unset, _) => traces.endpoint_or_default(),
     };
-    for (k, v) in &cfg.headers {
-        headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
-        headers.push((k.clone(), v.clone()));
-    }
-
-    let timeout = cfg
-        .export_timeout
-        .or_else(|| {
-            parse_ms(
-                env,
-                &[
-                    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-                    "OTEL_EXPORTER_OTLP_TIMEOUT",
-                ],
-                &mut warnings,
-            )
-        })
-        .unwrap_or(DEFAULT_EXPORT_TIMEOUT);
-
+    endpoint.check()?;
     Ok(done(
         Sink::Otlp {
-            protocol,
-            endpoint,
-            headers,
-            timeout,
+            protocol: traces.protocol,
+            endpoint: endpoint.url,
+            headers: traces.headers,
+            timeout: traces.timeout.unwrap_or(DEFAULT_EXPORT_TIMEOUT),
         },
         sampler,
         warnings,
     ))
 }
 
-/// An endpoint for display: user information (`user:pass@`) is masked.
-pub fn display_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
-        None => url.to_string(),
-    }
-}
+pub use super::otel_env::display_url;
 
 #[cfg(test)]
 mod tests {

@@ -179,8 +179,6 @@ pub struct FileSink {
     pub path: PathBuf,
     resource: Resource,
     spans: Mutex<Vec<SpanData>>,
-    /// The file's temporary name, created ahead by [`FileSink::stage`].
-    staged: Mutex<Option<crate::run::journal::Pending>>,
 }
 
 impl FileSink {
@@ -189,7 +187,6 @@ impl FileSink {
             path,
             resource,
             spans: Mutex::new(Vec::new()),
-            staged: Mutex::new(None),
         })
     }
 
@@ -208,16 +205,6 @@ impl FileSink {
         }
     }
 
-    /// Create the file's temporary name now (see [`crate::run::journal::stage`]), so
-    /// that [`FileSink::write`] only writes. Best effort: on failure, `write` tries
-    /// again and reports the error.
-    pub fn stage(&self) {
-        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
-        if staged.is_none() {
-            *staged = crate::run::journal::stage(&self.path).ok();
-        }
-    }
-
     /// Write the file atomically (temporary file put in place; no flush to disk: the
     /// journal is the durable record): a reader sees the previous file or the complete
     /// new one, never half a trace. The content is OTLP JSON (the protobuf-JSON mapping
@@ -231,16 +218,11 @@ impl FileSink {
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len())
             .sum();
-        let write = |p: crate::run::journal::Pending| {
-            p.fill(|w| serde_json::to_writer(w, &request))?.rename()
-        };
-        let staged = self.staged.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // A file staged at the start may have gone with its directory (an activity
-        // cleaning up): then it is written once more, from scratch.
-        staged
-            .map_or_else(|| Err(std::io::Error::other("not staged")), write)
-            .or_else(|_| crate::run::journal::stage(&self.path).and_then(write))
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        use crate::run::journal::{write_file, Durability};
+        write_file(&self.path, Durability::AtomicOnly, |w| {
+            serde_json::to_writer(w, &request)
+        })
+        .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
         Ok(n)
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Resolved once by [`Telemetry::init`] from the settings file ([`TelemetryConfig`]
 //! fields, which win) and the standard variables (read through a function, so tests
-//! pass a map):
+//! pass a map, by [`otel_env`], the resolver the OTLP log sink uses too):
 //!
 //! | what | source, first wins |
 //! |---|---|
@@ -71,7 +71,8 @@
 //! ```
 
 mod config;
-pub use config::with_scheme;
+pub mod otel_env;
+pub use otel_env::{sdk_disabled, with_scheme};
 mod export;
 pub mod propagation;
 #[cfg(test)]
@@ -474,14 +475,6 @@ impl Telemetry {
     /// The shutdown limit in force.
     pub fn shutdown_limit(&self) -> Duration {
         self.limit
-    }
-
-    /// Create the files written at shutdown (the embedded trace file) now, empty, so
-    /// that the shutdown only writes them. For a moment when the run is idle anyway.
-    pub fn stage_files(&self) {
-        if let Some(file) = &self.file {
-            file.stage();
-        }
     }
 
     /// Flush and stop within the shutdown limit (plus ~0.1 s), never longer, and report

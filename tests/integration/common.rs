@@ -1,16 +1,13 @@
 //! Shared test plumbing: temp dirs, running the real `faultline` binary with a hard
-//! timeout, a real HTTP server on 127.0.0.1 that records what it receives.
+//! timeout, and (from `tests/support/`) a real HTTP server on 127.0.0.1 that records
+//! what it receives.
 
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -94,8 +91,8 @@ impl Output {
     }
 }
 
-/// The temporary files (`.<name>.<pid>.tmp`) a run stages for its journal and trace
-/// file, left in `dir`: none once the run is over, whatever happened.
+/// The temporary files (`.<name>.<pid>.<n>.tmp`) a run writes its journal and trace
+/// file through, left in `dir`: none once the run is over, whatever happened.
 pub fn assert_no_temporaries(dir: &Path) {
     let left: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -211,187 +208,9 @@ pub fn sh(kind: &str, name: &str, script: &str) -> Value {
     process(kind, name, "sh", &["-c", script])
 }
 
-/// A request received by [`HttpServer`].
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub headers: HashMap<String, String>,
-    pub body: String,
-}
-
-/// A response for [`HttpServer`].
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub content_type: String,
-    pub body: String,
-    /// Delay before answering (for timeouts); bounded by the server's shutdown.
-    pub delay: Duration,
-}
-
-impl Response {
-    pub fn text(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            content_type: "text/plain".into(),
-            body: body.into(),
-            delay: Duration::ZERO,
-        }
-    }
-    pub fn json(status: u16, body: &Value) -> Response {
-        Response {
-            status,
-            content_type: "application/json".into(),
-            body: body.to_string(),
-            delay: Duration::ZERO,
-        }
-    }
-    pub fn content_type(mut self, ct: &str) -> Response {
-        self.content_type = ct.into();
-        self
-    }
-    pub fn delay(mut self, d: Duration) -> Response {
-        self.delay = d;
-        self
-    }
-}
-
-type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
-
-/// A real HTTP/1.1 server on 127.0.0.1 (free port), one thread per connection,
-/// recording every request. Stops on drop.
-pub struct HttpServer {
-    pub port: u16,
-    pub requests: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl HttpServer {
-    pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handler: Handler = Arc::new(handler);
-        let (reqs, st) = (requests.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !st.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let (h, r, s) = (handler.clone(), reqs.clone(), st.clone());
-                        std::thread::spawn(move || serve(stream, h, r, s));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        HttpServer {
-            port,
-            requests,
-            stop,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-
-    pub fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn serve(
-    stream: TcpStream,
-    handler: Handler,
-    reqs: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-) {
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let target = parts.next().unwrap_or_default().to_string();
-        let mut headers = HashMap::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let len: usize = headers
-            .get("content-length")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_string(), q.to_string()),
-            None => (target.clone(), String::new()),
-        };
-        let req = Request {
-            method,
-            path,
-            query,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        };
-        reqs.lock().unwrap().push(req.clone());
-        let resp = handler(&req);
-        let deadline = Instant::now() + resp.delay;
-        while Instant::now() < deadline {
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let reason = match resp.status {
-            200 => "OK",
-            404 => "Not Found",
-            500 => "Internal Server Error",
-            503 => "Service Unavailable",
-            _ => "Status",
-        };
-        let head = format!(
-            "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\r\n",
-            resp.status,
-            resp.content_type,
-            resp.body.len()
-        );
-        if writer.write_all(head.as_bytes()).is_err()
-            || writer.write_all(resp.body.as_bytes()).is_err()
-        {
-            return;
-        }
-    }
-}
+/// The shared HTTP test server (`tests/support/http_server.rs`) under the name the
+/// integration tests use.
+pub use crate::http_server::{Response, Server as HttpServer};
 
 /// Wait until `cond` holds (polling), or panic after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
@@ -588,8 +407,7 @@ pub fn lines(dir: &TempDir, name: &str) -> Vec<String> {
 
 /// A port on 127.0.0.1 where nothing listens (bound then released).
 pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    crate::http_server::refused_addr().port()
 }
 
 /// A hypothesis probe met while the file `broken` does not exist (traced).

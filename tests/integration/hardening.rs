@@ -267,7 +267,13 @@ fn both(dir: &TempDir, name: &str, text: &str) -> (i32, i32, String) {
 #[test]
 fn validate_and_run_agree_on_a_literal_url_that_does_not_parse() {
     let dir = TempDir::new("agree-url");
-    for url in ["http://[::1", "http://exa mple.com/", "not a url"] {
+    // ftp: parses as a URL, but the provider only speaks http(s).
+    for url in [
+        "http://[::1",
+        "http://exa mple.com/",
+        "not a url",
+        "ftp://example.com/",
+    ] {
         let exp = json!({"title": "t", "description": "d", "method": [
             {"type": "probe", "name": "p", "provider": {"type": "http", "url": url}}]});
         let (v, r, text) = both(&dir, "e.json", &exp.to_string());

@@ -5,12 +5,7 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -239,71 +234,6 @@ fn padded_experiment(size: usize) -> String {
     doc.to_string()
 }
 
-/// A server on 127.0.0.1 that answers every request with a chunked body of `chunks`
-/// chunks of `chunk` bytes (no content-length, so only reading can find the size).
-struct ChunkedServer {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl ChunkedServer {
-    fn start(chunks: usize, chunk: usize) -> ChunkedServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
-        std::thread::spawn(move || {
-            while !st.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        std::thread::spawn(move || Self::answer(s, chunks, chunk));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        ChunkedServer { port, stop }
-    }
-
-    fn answer(s: TcpStream, chunks: usize, chunk: usize) {
-        s.set_nonblocking(false).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut reader = BufReader::new(s.try_clone().unwrap());
-        // Read the request head (bounded by the read timeout).
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                break;
-            }
-        }
-        let mut w = s;
-        let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n");
-        let data = vec![b' '; chunk];
-        for _ in 0..chunks {
-            // The client hangs up once it has seen enough: stop there.
-            if w.write_all(format!("{chunk:x}\r\n").as_bytes()).is_err()
-                || w.write_all(&data).is_err()
-                || w.write_all(b"\r\n").is_err()
-            {
-                return;
-            }
-        }
-        let _ = w.write_all(b"0\r\n\r\n");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for ChunkedServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn an_experiment_url_over_the_fetch_limit_is_refused_naming_the_url_and_the_limit() {
     let dir = TempDir::new("lim-fetch");
@@ -352,7 +282,11 @@ fn an_experiment_url_over_the_fetch_limit_is_refused_naming_the_url_and_the_limi
     );
     // A chunked answer (no length announced) is cut off while reading: 64 chunks of
     // 64 KiB, 4 MiB in all, against a limit of 10,000 bytes.
-    let chunked = ChunkedServer::start(64, 65536);
+    let chunked = HttpServer::start(|_| {
+        Response::text(200, &" ".repeat(64 * 65536))
+            .content_type("application/json")
+            .chunked(65536)
+    });
     let url = chunked.url("/stream.json");
     let out = run(&url, &with);
     assert_eq!(out.code, 3, "{}", out.all_text());
@@ -362,45 +296,15 @@ fn an_experiment_url_over_the_fetch_limit_is_refused_naming_the_url_and_the_limi
         text.contains("larger than the fetch limit of 10000 bytes"),
         "{text}"
     );
-}
-
-/// A listener on 127.0.0.1 that accepts connections and never answers (holding them
-/// open until dropped).
-struct Silent {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl Silent {
-    fn start() -> Silent {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !st.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((s, _)) => held.push(s),
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Silent { port, stop }
-    }
-}
-
-impl Drop for Silent {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
+    // Found while reading, not from an announced length.
+    assert!(text.contains("received"), "{text}");
 }
 
 #[test]
 fn an_experiment_url_that_never_answers_fails_after_the_fetch_timeout_saying_what_it_waited_for() {
     let dir = TempDir::new("lim-silent");
-    let silent = Silent::start();
+    // Accepts the connection, reads the request, never answers.
+    let silent = HttpServer::blackhole();
     let url = format!("http://127.0.0.1:{}/experiment.json", silent.port);
     let journal = dir.join("journal.json");
     // The flag, on run.

@@ -1,11 +1,15 @@
 //! Integration tests: the real `faultline` binary against real processes and real HTTP
 //! servers on 127.0.0.1. One binary, one module per area.
 
+mod canary;
 mod common;
 mod concurrent;
 mod controls;
 mod examples;
 mod hardening;
+// The HTTP test server, shared with the library's unit tests by path.
+#[path = "../support/http_server.rs"]
+mod http_server;
 mod limits;
 mod method;
 mod metrics;

@@ -3,8 +3,6 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -42,24 +40,35 @@ fn pushgateway() -> Option<(ChildGuard, u16)> {
     Some((guard, port))
 }
 
+/// The body of a `200` answer to `GET path` on the gateway, `None` otherwise.
 fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.starts_with("HTTP/1.1 200").then_some(out)
+    faultline::tls::init();
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .ok()?;
+    if resp.status() != 200 {
+        return None;
+    }
+    resp.text().ok()
 }
 
 fn experiment(url: &str, deviate: bool) -> Value {
+    experiment_with(
+        json!({"pushgateway_url": url, "job": "faultline-it"}),
+        deviate,
+    )
+}
+
+/// The experiment with the control's `arguments`.
+fn experiment_with(arguments: Value, deviate: bool) -> Value {
     json!({
         "title": "metrics", "description": "d",
         "controls": [{"name": "metrics", "provider": {"type": "python", "module": "chaosprometheus.metrics",
-            "arguments": {"pushgateway_url": url, "job": "faultline-it"}}}],
+            "arguments": arguments}}],
         "steady-state-hypothesis": {"title": "h", "probes": [
             with(sh("probe", "ok", "test ! -e broken"), "tolerance", json!(0))]},
         "method": [sh("action", "maybe-break", if deviate { "touch broken" } else { "true" })],
@@ -122,4 +131,97 @@ fn a_dead_pushgateway_is_a_warning_and_changes_nothing() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn grouping_key_values_with_slashes_and_spaces_reach_the_pushgateway_as_given() {
+    let Some((_gw, port)) = pushgateway() else {
+        return;
+    };
+    let dir = TempDir::new("metrics-grouping");
+    let args = json!({
+        "pushgateway_url": format!("http://127.0.0.1:{port}/"),
+        "job": "faultline/it job",
+        "grouping_key": {"path": "/var/tmp", "team": "sre ops?"},
+    });
+    let out = run_experiment(&dir, &experiment_with(args, false), &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert!(
+        !out.stderr.contains("Prometheus run metrics"),
+        "{}",
+        out.stderr
+    );
+    let metrics = get(port, "/metrics").unwrap();
+    let status = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("chaostoolkit_experiment_status{")
+                && l.contains("chaostoolkit_experiment_status=\"completed\"")
+        })
+        .unwrap_or_else(|| panic!("status missing:\n{metrics}"));
+    for label in [
+        "job=\"faultline/it job\"",
+        "path=\"/var/tmp\"",
+        "team=\"sre ops?\"",
+    ] {
+        assert!(status.contains(label), "{label} missing: {status}");
+    }
+    assert!(status.ends_with(" 1"), "{status}");
+}
+
+#[test]
+fn a_pushgateway_that_refuses_the_push_is_a_warning_saying_why() {
+    let Some((_gw, port)) = pushgateway() else {
+        return;
+    };
+    let dir = TempDir::new("metrics-refused");
+    // "__bad" is a reserved label name: the Pushgateway answers 400 and says why.
+    let args = json!({
+        "pushgateway_url": format!("http://127.0.0.1:{port}"),
+        "grouping_key": {"__bad": "x"},
+    });
+    let out = run_experiment(&dir, &experiment_with(args, false), &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert!(
+        out.stderr.contains(&format!(
+            "Prometheus run metrics: http://127.0.0.1:{port} answered 400"
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_pushgateway_that_never_answers_is_a_warning_within_the_push_limit() {
+    // Accepts the connection, reads the push, never answers.
+    let hole = HttpServer::blackhole();
+    let dir = TempDir::new("metrics-blackhole");
+    let started = std::time::Instant::now();
+    let out = run_experiment(&dir, &experiment(&hole.url(""), false), &[]);
+    let elapsed = started.elapsed();
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    assert!(
+        out.stderr.contains(&format!(
+            "Prometheus run metrics: no answer from {} within 1s",
+            hole.url("")
+        )),
+        "{}",
+        out.stderr
+    );
+    // Both pushes (start and end) were sent, and each gave up on its own.
+    let puts = hole.requests();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    for r in &puts {
+        assert_eq!(r.method, "PUT");
+        assert!(
+            r.path
+                .starts_with("/metrics/job/faultline-it/chaostoolkit_experiment_ref/"),
+            "{}",
+            r.path
+        );
+    }
+    assert!(puts[1].text().contains("chaostoolkit_experiment_status{"));
+    // A safety net only: two pushes of at most 1 s each.
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
 }

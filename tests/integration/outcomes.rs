@@ -543,9 +543,52 @@ fn journal_keys_timestamps_durations_and_extension_follow_ctk() {
 }
 
 #[test]
+fn a_journal_reads_back_into_a_run_record_that_writes_it_out_unchanged() {
+    // What run history and reports will do: read a journal written by a real run
+    // (failed and succeeded entries, an exception, hypothesis states, rollbacks, a
+    // masked secret) into the typed record, and get the same bytes back.
+    let dir = TempDir::new("out-journal-record");
+    let slow = with_provider(
+        process("action", "slow", "sleep", &["30"]),
+        "timeout",
+        json!(0.2),
+    );
+    let mut exp = experiment(
+        vec![healthy_probe()],
+        vec![slow, tracer("action", "next", "method")],
+        vec![rollback()],
+    );
+    exp["secrets"] = json!({"vault": {"token": "r3cord-s3cret"}});
+    let out = run_experiment(&dir, &exp, &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let text = std::fs::read_to_string(dir.join("journal.json")).unwrap();
+    assert!(!text.contains("r3cord-s3cret"));
+    let record = faultline::run::RunRecord::from_json(&text).unwrap();
+    assert_eq!(record.to_json().unwrap() + "\n", text);
+
+    // Its accessors say what the file says.
+    let j = out.journal();
+    assert_eq!(record.status().as_str(), j["status"]);
+    assert_eq!(record.deviated(), j["deviated"]);
+    assert_eq!(record.run_id(), j["extensions"][0]["run_id"].as_str());
+    assert!(record.run_id().is_some());
+    assert_eq!(record.title(), j["experiment"]["title"]);
+    let names: Vec<&str> = record.activities().map(|e| e.name()).collect();
+    assert_eq!(names, ["healthy", "slow", "next", "healthy", "repair"]);
+    assert!(record.run[0].failed() && !record.run[1].failed());
+    let (start, end) = (record.started_at().unwrap(), record.ended_at().unwrap());
+    let elapsed = (end - start).num_microseconds().unwrap() as f64 / 1e6;
+    assert!(
+        (elapsed - record.duration).abs() < 0.05,
+        "{elapsed} against {}",
+        record.duration
+    );
+}
+
+#[test]
 fn an_activity_removing_the_journal_s_directory_does_not_lose_the_journal() {
-    // The journal's and the trace file's temporary files are created early in the
-    // run; an action that removes their directory must not cost the journal.
+    // An action that removes the journal's directory during the run must not cost
+    // the journal nor the trace file: both are written (directories made) at the end.
     let dir = TempDir::new("out-journal-dir-removed");
     let out_dir = dir.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();

@@ -105,7 +105,7 @@ fn http_get_arguments_go_to_the_query_string() {
     assert_eq!(r.method, "GET");
     assert_eq!(r.path, "/items");
     assert_eq!(r.query, "a=1&b=x+y&c=p&c=q&d=True");
-    assert_eq!(r.body, "");
+    assert_eq!(r.text(), "");
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn http_post_with_json_content_type_sends_a_json_body() {
     assert_eq!(r.method, "POST");
     assert_eq!(r.query, "");
     assert!(r.headers["content-type"].starts_with("application/json"));
-    let body: Value = serde_json::from_str(&r.body).expect("the body is JSON");
+    let body: Value = serde_json::from_str(&r.text()).expect("the body is JSON");
     assert_eq!(body, args);
 }
 
@@ -143,7 +143,7 @@ fn http_post_without_content_type_sends_a_form() {
         r.headers["content-type"],
         "application/x-www-form-urlencoded"
     );
-    assert_eq!(r.body, "a=1+2&b=x%26y");
+    assert_eq!(r.text(), "a=1+2&b=x%26y");
 }
 
 #[test]
