@@ -6,9 +6,8 @@
 //! whatever the verdicts (non-zero only when it cannot measure, e.g. a missing binary
 //! or a contender that does not run the experiment successfully).
 //!
-//! Run with `cargo release-bench --bench compare` (the release build, static: what the
-//! README installs) or `cargo bench --bench compare` (the default build). Scenarios,
-//! each measured as a whole process
+//! Run with `cargo bench --bench compare`: it measures the release build the README
+//! installs (`cargo build --release`). Scenarios, each measured as a whole process
 //! (wall time from spawn to exit, peak RSS from `wait4`'s `ru_maxrss`):
 //!
 //! - (a) `run` of a 3-activity experiment (hypothesis probe with tolerance 0, one

@@ -13,7 +13,14 @@ Two variants, as in the Chaos Toolkit tutorial:
 
 Run with (from the repository root):
 
-    python3 examples/exchange-file/service.py [--fixed] [--port 8089] [--file /tmp/faultline-exchange.dat]
+    python3 examples/exchange-file/service.py [--fixed] [--port 8089] [--file /tmp/faultline-exchange.dat] [--pid-file PATH]
+
+The port and the file default to what the experiment reads, `SERVICE_URL` and
+`EXCHANGE_FILE`, when they are set. With `--pid-file`, the service writes its own
+process id there once it listens, and removes the file once its port is closed
+again: a script waits for the file to appear before running the experiment, and
+stops the service by that PID (not by a shell job, which may be a wrapper such as
+a pyenv shim), waiting for the file to go before starting the next service.
 """
 
 import argparse
@@ -23,6 +30,7 @@ import signal
 import sys
 import threading
 from datetime import datetime
+from urllib.parse import urlsplit
 from wsgiref.simple_server import make_server
 
 
@@ -67,14 +75,37 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+def default_port() -> int:
+    """The port of $SERVICE_URL (what the experiment calls), else 8089."""
+    url = os.environ.get("SERVICE_URL")
+    if url:
+        port = urlsplit(url).port
+        if port is not None:
+            return port
+    return 8089
+
+
+def write_pid_file(path: str) -> None:
+    """Write this process's id to `path`, whole or not at all (a reader polls it)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixed", action="store_true",
                         help="run the fixed variant (503 when the exchange file is missing)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8089, help="port to listen on (default 8089)")
-    parser.add_argument("--file", default="/tmp/faultline-exchange.dat",
-                        help="path of the exchange file (default /tmp/faultline-exchange.dat)")
+    parser.add_argument("--port", type=int, default=default_port(),
+                        help="port to listen on (default: the port of $SERVICE_URL, else 8089)")
+    parser.add_argument("--file",
+                        default=os.environ.get("EXCHANGE_FILE") or "/tmp/faultline-exchange.dat",
+                        help="path of the exchange file "
+                             "(default: $EXCHANGE_FILE, else /tmp/faultline-exchange.dat)")
+    parser.add_argument("--pid-file",
+                        help="write this process's id here once listening; removed at exit")
     parser.add_argument("--interval", type=float, default=10.0,
                         help="seconds between two writes of the exchange file (default 10)")
     args = parser.parse_args(argv)
@@ -90,15 +121,23 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     httpd = make_server(args.host, args.port, app)
-    print(f"Listening on http://{args.host}:{args.port}/ ({variant} variant), "
+    print(f"Listening on http://{args.host}:{args.port}/ ({variant} variant, pid {os.getpid()}), "
           f"exchange file {exchange_file}, rewritten every {args.interval:g} s", flush=True)
     try:
+        if args.pid_file:
+            write_pid_file(args.pid_file)
         httpd.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
         httpd.server_close()
+        # Removed only once the port is closed: its absence means "free to restart".
+        if args.pid_file:
+            try:
+                os.remove(args.pid_file)
+            except FileNotFoundError:
+                pass
     return 0
 
 

@@ -106,7 +106,13 @@ def objective_is_met(
 
     latest = matching[-limit:] if limit > 0 else []
     if not latest:
-        print(f"No objective results were found in {path}", file=sys.stderr)
+        # The guide's words, then what a newcomer on a first run needs to know.
+        print(
+            f"No objective results were found in {path}: no indicator has been sent yet, "
+            "so the objective cannot be met before a first run; start with "
+            "--hypothesis-strategy after-method-only, or run demo.sh (README.md)",
+            file=sys.stderr,
+        )
         return False
 
     failed = [i for i in latest if float(i["spec"]["percent"]) < float(objective_percent)]

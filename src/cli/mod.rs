@@ -1,11 +1,9 @@
-//! Command-line interface: clap types (and a fast path for plain lines, `fast.rs`),
-//! settings precedence, one file per subcommand.
+//! Command-line interface: clap types, settings precedence, one file per subcommand.
 //!
 //! Precedence for strategies: flag > experiment `runtime` > settings `runtime` >
 //! faultline's default. Exit codes come from [`faultline::exit::ExitCode`] only.
 
 mod console;
-mod fast;
 mod run;
 mod validate;
 
@@ -60,13 +58,7 @@ pub struct Common {
 
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // The plain forms skip building clap's command; clap parses everything else.
-    let parsed = match fast::parse(&args) {
-        Some(cli) => Ok(cli),
-        None => Cli::try_parse_from(&args),
-    };
-    let cli = match parsed {
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
