@@ -374,6 +374,17 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         }
     };
     let built_metrics = built.metrics.clone();
+    // The layer-fed sinks (OTLP logs) name the run and its title (as the runner
+    // renders it, secrets masked) on every record.
+    let mut layers: Vec<crate::run::spans::RunLayer> = out.layer().into_iter().collect();
+    if let Some(s) = &sinks {
+        let vars = crate::experiment::substitute::Vars {
+            configuration: &resolved.configuration,
+            secrets: &resolved.secrets,
+        };
+        let title = redactor.text(&vars.text(&experiment.title)).into_owned();
+        layers.extend(s.layers(&req.run_id, &title));
+    }
     let runner = Runner {
         experiment,
         options,
@@ -395,7 +406,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         trace_parent: telemetry.parent_context(),
         safeguards: std::mem::take(&mut built.safeguards),
         processes: req.processes.clone(),
-        layers: out.layer().into_iter().collect(),
+        layers,
     };
     let outcome = runner.run().await;
     // Telemetry and sinks finish together, within one shared limit.

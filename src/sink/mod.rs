@@ -27,6 +27,14 @@
 //! at once. `batch_size`, `queue_size`, `timeout` (seconds) and `retries` can be set
 //! per network sink.
 //!
+//! Except `otlp`: its records come through `opentelemetry-appender-tracing` (a layer
+//! on the run's dispatcher, [`Sinks::layers`]) and the OpenTelemetry SDK batches and
+//! sends them (`otlp/sdk.rs`) with the same settings (queue, batch, 200 ms delay,
+//! timeout, retries), but the SDK's retry rules (OTLP's: 429, 502, 503, 504 and
+//! gRPC's retryable codes; a 500 is not retried) and its report has no `queue full`
+//! count (records the SDK's full queue dropped are `unsent`). A retry that succeeds is
+//! not reported as an error.
+//!
 //! # Settings file
 //!
 //! ```yaml
@@ -85,9 +93,10 @@
 //!   "level", "message", "run_id", "trace_id", "span_id", "experiment", …fields}}]}]`,
 //!   one element per event name in the batch (chaoshumio's tags, which Humio/LogScale
 //!   turns into datasources).
-//! - `otlp`: one `ResourceLogs` (resource `service.name` = `OTEL_SERVICE_NAME` or
-//!   `faultline`, `service.version`, `OTEL_RESOURCE_ATTRIBUTES`), one `ScopeLogs`
-//!   (scope `faultline`), one `LogRecord` per record: `time_unix_nano`,
+//! - `otlp`: as the SDK's exporter groups them: resource `service.name` =
+//!   `OTEL_SERVICE_NAME` or `faultline`, `service.version`, `OTEL_RESOURCE_ATTRIBUTES`;
+//!   scope `faultline` (with the crate version); one `LogRecord` per lifecycle event:
+//!   `time_unix_nano` = `observed_time_unix_nano` (when the event was emitted),
 //!   `severity_number` (DEBUG 5, INFO 9, WARNING 13, ERROR 17, CRITICAL 21),
 //!   `severity_text`, `body` = message, `event_name` = event, `trace_id`/`span_id`
 //!   bytes, attributes `event.name`, `chaos.run.id`, `chaos.experiment.title` and

@@ -98,6 +98,18 @@ impl Emitter {
     }
 }
 
+/// A sink fed by a layer on the run's own `tracing` dispatcher rather than by a
+/// pipeline lane: OTLP logs, batched and exported by the OpenTelemetry SDK.
+pub(crate) trait LayerSink: Send + Sync {
+    /// The layer that feeds this sink the run's lifecycle events.
+    fn layer(&self, run_id: &str, experiment: &str) -> crate::run::spans::RunLayer;
+    /// Deliver what can be delivered within `limit`, then report.
+    fn shutdown(
+        self: Box<Self>,
+        limit: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = SinkReport> + Send>>;
+}
+
 struct Task {
     name: String,
     stats: Arc<Stats>,
@@ -112,15 +124,15 @@ pub struct Sinks {
     senders: Vec<Lane>,
     emitter: Emitter,
     close: watch::Sender<Option<Instant>>,
+    /// Sinks fed through a layer (with their names), after the pipeline ones.
+    layered: Vec<(String, Box<dyn LayerSink>)>,
     /// Filled by the factory (`registry.rs`).
     pub(super) warnings: Vec<String>,
 }
 
 impl fmt::Debug for Sinks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.tasks.iter().map(|t| &t.name))
-            .finish()
+        f.debug_list().entries(self.names()).finish()
     }
 }
 
@@ -138,6 +150,7 @@ impl Sinks {
             senders: Vec::new(),
             emitter: Emitter::default(),
             close: watch::channel(None).0,
+            layered: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -170,14 +183,34 @@ impl Sinks {
         Ok(())
     }
 
-    /// No sink configured.
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+    /// Add a sink fed through a layer (see [`Sinks::layers`]).
+    pub(crate) fn add_layered(&mut self, name: String, sink: Box<dyn LayerSink>) {
+        self.layered.push((name, sink));
     }
 
-    /// The sinks' names, in configuration order.
+    /// The layers to put on the run's dispatcher (`Runner::layers`) so that the
+    /// layer-fed sinks (OTLP logs) receive its lifecycle events; every record carries
+    /// `run_id` and `experiment` (the title, secrets already masked).
+    pub fn layers(&self, run_id: &str, experiment: &str) -> Vec<crate::run::spans::RunLayer> {
+        self.layered
+            .iter()
+            .map(|(_, s)| s.layer(run_id, experiment))
+            .collect()
+    }
+
+    /// No sink configured.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty() && self.layered.is_empty()
+    }
+
+    /// The sinks' names: the pipeline sinks in configuration order, then the
+    /// layer-fed ones.
     pub fn names(&self) -> Vec<String> {
-        self.tasks.iter().map(|t| t.name.clone()).collect()
+        self.tasks
+            .iter()
+            .map(|t| t.name.clone())
+            .chain(self.layered.iter().map(|(n, _)| n.clone()))
+            .collect()
     }
 
     /// Things worth telling the user that did not prevent building the sinks.
@@ -197,11 +230,18 @@ impl Sinks {
 
     /// Deliver what can be delivered within `limit` (all sinks together, in
     /// parallel), then give up. Returns at most about `limit` + 100 ms later, with
-    /// one report per sink, in configuration order.
+    /// one report per sink: the pipeline sinks in configuration order, then the
+    /// layer-fed ones.
     pub async fn shutdown(self, limit: Duration) -> Vec<SinkReport> {
         let deadline = Instant::now() + limit;
         self.close.send_replace(Some(deadline));
-        let mut reports = Vec::with_capacity(self.tasks.len());
+        // The layer-fed sinks stop in parallel with the pipelines, within the same limit.
+        let layered: Vec<JoinHandle<SinkReport>> = self
+            .layered
+            .into_iter()
+            .map(|(_, s)| tokio::spawn(s.shutdown(limit)))
+            .collect();
+        let mut reports = Vec::with_capacity(self.tasks.len() + layered.len());
         for mut t in self.tasks {
             if tokio::time::timeout_at(deadline + SHUTDOWN_SLACK, &mut t.handle)
                 .await
@@ -212,6 +252,11 @@ impl Sinks {
                     .error("aborted at the shutdown deadline".to_string());
             }
             reports.push(report(t.name, &t.stats));
+        }
+        for h in layered {
+            if let Ok(r) = h.await {
+                reports.push(r);
+            }
         }
         reports
     }

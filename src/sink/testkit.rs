@@ -105,3 +105,33 @@ impl Server {
         Server::start_then(vec![], Reply::Never).await
     }
 }
+
+/// Emit records the way the runner emits lifecycle events, as `tracing` events of
+/// target [`crate::event::TARGET`] on a dispatcher carrying the sinks' layers: how the
+/// layer-fed sinks (OTLP logs) receive them. The run id and title are the first
+/// record's; the record's time is not carried (the event's time is now).
+pub fn emit_traced(sinks: &super::Sinks, records: &[Record]) {
+    use crate::event::field;
+    use tracing_subscriber::layer::SubscriberExt;
+    let Some(first) = records.first() else {
+        return;
+    };
+    let layers = sinks.layers(&first.run_id, &first.experiment);
+    if layers.is_empty() {
+        return;
+    }
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layers));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for r in records {
+            let fields = r.fields.to_string();
+            tracing::event!(target: crate::event::TARGET, tracing::Level::INFO, {
+                { field::EVENT } = r.event,
+                { field::LEVEL } = r.level,
+                { field::MESSAGE } = r.message.as_str(),
+                { field::FIELDS } = fields.as_str(),
+                { field::TRACE_ID } = r.trace_id.as_deref(),
+                { field::SPAN_ID } = r.span_id.as_deref(),
+            });
+        }
+    });
+}

@@ -309,7 +309,7 @@ fn otlp_exporter(
 /// A blocking HTTP client for a plain `http://` collector: no TLS roots loaded. Built on
 /// its own thread, as the exporter does, because a blocking client must not be built
 /// on an async runtime's thread.
-fn plain_http_client(timeout: Duration) -> Result<reqwest::blocking::Client, String> {
+pub(crate) fn plain_http_client(timeout: Duration) -> Result<reqwest::blocking::Client, String> {
     std::thread::spawn(move || {
         reqwest::blocking::Client::builder()
             .timeout(timeout)

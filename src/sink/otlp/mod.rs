@@ -3,19 +3,20 @@
 //! sink's keys, then `OTEL_EXPORTER_OTLP_LOGS_*`, then `OTEL_EXPORTER_OTLP_*`, as
 //! resolved by [`crate::telemetry::otel_env`] for every signal.
 //!
-//! The HTTP protocols go through the shared HTTP transport; gRPC uses the tonic
-//! client generated in `opentelemetry-proto`, with the headers sent as gRPC metadata.
-//! TLS (`https://`) is not available over gRPC (use `http/protobuf`).
+//! Unlike the other sinks, it is not a pipeline lane: the run's lifecycle events reach
+//! it through `opentelemetry-appender-tracing` (a layer on the run's dispatcher), and
+//! the OpenTelemetry SDK batches and exports them (`opentelemetry-otlp`'s log exporter,
+//! headers as gRPC metadata over gRPC). TLS (`https://`) is not available over gRPC
+//! (use `http/protobuf`).
 //!
 //! Files: `config.rs` (settings, their validation, and the merge with `OTEL_*`),
-//! `encoder.rs` (records as an `ExportLogsServiceRequest`), `sink.rs` (the HTTP or
-//! gRPC sink), `tests.rs`.
+//! `sdk.rs` (the bridge, the record's shape, the SDK pipeline and its bounded
+//! shutdown), `tests.rs`.
 
 mod config;
-mod encoder;
-mod sink;
+mod sdk;
 #[cfg(test)]
 mod tests;
 
 pub use config::{OtlpConfig, OtlpProtocol};
-pub(crate) use sink::{build, Built};
+pub(crate) use sdk::OtlpLogs;

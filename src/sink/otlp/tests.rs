@@ -1,8 +1,9 @@
-//! The OTLP logs sink: endpoint resolution over the environment, the encoding, and
-//! delivery to a real HTTP server and a real tonic OTLP/gRPC receiver on 127.0.0.1.
+//! The OTLP logs sink: endpoint resolution over the environment, the record's shape,
+//! and delivery through the SDK to a real HTTP server and a real tonic OTLP/gRPC
+//! receiver on 127.0.0.1.
 
 use super::config::{resolve, OtlpProtocol};
-use super::encoder::{encode_http, hex_id, resource};
+use super::sdk::resource;
 use crate::sink::testkit::{self, Reply};
 use crate::sink::{SinkConfig, Sinks, DEFAULT_SHUTDOWN_LIMIT};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
@@ -17,7 +18,18 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn unix_nanos_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let m: HashMap<String, String> = pairs
@@ -47,8 +59,9 @@ fn s(v: &str) -> any_value::Value {
     any_value::Value::StringValue(v.into())
 }
 
-/// What every OTLP test checks on the decoded request.
-fn check_request(req: &ExportLogsServiceRequest, n: usize) {
+/// What every OTLP test checks on the decoded request: `n` records of
+/// `testkit::record`, emitted between `since` and now (Unix nanoseconds).
+fn check_request(req: &ExportLogsServiceRequest, n: usize, since: u64) {
     assert_eq!(req.resource_logs.len(), 1);
     let rl = &req.resource_logs[0];
     let res = rl.resource.as_ref().unwrap();
@@ -62,13 +75,20 @@ fn check_request(req: &ExportLogsServiceRequest, n: usize) {
     assert_eq!(sl.scope.as_ref().unwrap().name, "faultline");
     assert_eq!(sl.log_records.len(), n);
     let r = &sl.log_records[0];
-    assert_eq!(r.time_unix_nano, 1_795_287_917_000_001_000);
+    // The event's time: when it was emitted.
+    assert!(
+        (since..=unix_nanos_now()).contains(&r.time_unix_nano),
+        "{}",
+        r.time_unix_nano
+    );
+    assert_eq!(r.observed_time_unix_nano, r.time_unix_nano);
     assert_eq!(r.severity_number, SeverityNumber::Info as i32);
     assert_eq!(r.severity_text, "INFO");
     assert_eq!(r.body.as_ref().unwrap().value, Some(s("message 1")));
     assert_eq!(r.event_name, "activity.started");
-    assert_eq!(r.trace_id, hex_id(Some(testkit::TRACE_ID), 16));
+    assert_eq!(hex(&r.trace_id), testkit::TRACE_ID);
     assert_eq!(r.trace_id.len(), 16);
+    assert_eq!(hex(&r.span_id), testkit::SPAN_ID);
     assert_eq!(r.span_id.len(), 8);
     assert_eq!(r.span_id[0], 0x00);
     assert_eq!(r.span_id[1], 0xf0);
@@ -82,6 +102,10 @@ fn check_request(req: &ExportLogsServiceRequest, n: usize) {
         Some(&any_value::Value::BoolValue(true))
     );
     assert_eq!(attr(r, "chaos.none"), None);
+    // The bridge's raw fields are not sent: they are in the record's own fields.
+    for raw in ["event", "level", "message", "fields", "trace_id", "span_id"] {
+        assert_eq!(attr(r, raw), None, "{raw}");
+    }
 }
 
 #[test]
@@ -215,32 +239,50 @@ fn resource_from_environment() {
         ("OTEL_SERVICE_NAME", "chaos-runner"),
     ]));
     let get = |k: &str| {
-        r.attributes
-            .iter()
-            .find(|a| a.key == k)
-            .and_then(|a| a.value.clone())
-            .and_then(|v| v.value)
+        r.get(&opentelemetry::Key::new(k.to_string()))
+            .map(|v| v.to_string())
     };
-    assert_eq!(get("service.name"), Some(s("chaos-runner")));
-    assert_eq!(get("deployment.environment"), Some(s("ci")));
-    assert_eq!(get("service.version"), Some(s(env!("CARGO_PKG_VERSION"))));
+    assert_eq!(get("service.name").as_deref(), Some("chaos-runner"));
+    assert_eq!(get("deployment.environment").as_deref(), Some("ci"));
+    assert_eq!(
+        get("service.version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
 }
 
-#[test]
-fn ids_and_json_shape() {
-    assert!(hex_id(Some("zz"), 1).is_empty());
-    assert!(hex_id(Some(&"0".repeat(32)), 16).is_empty());
-    assert!(hex_id(Some("abc"), 16).is_empty());
+#[tokio::test]
+async fn ids_and_json_shape() {
+    let srv = testkit::Server::start(vec![]).await;
+    let cfg = otlp(json!({"endpoint": srv.url(""), "protocol": "http/json"}));
+    let sinks = Sinks::from_config_with_env(&[cfg], &|_| None).unwrap();
+    let mut zero = testkit::record(2);
+    zero.trace_id = Some("0".repeat(32));
+    let mut bad = testkit::record(3);
+    bad.trace_id = Some("zz".into());
+    let mut none = testkit::record(4);
+    none.trace_id = None;
+    none.span_id = None;
+    none.level = "CRITICAL";
+    testkit::emit_traced(&sinks, &[testkit::record(1), zero, bad, none]);
+    let reports = sinks.shutdown(DEFAULT_SHUTDOWN_LIMIT).await;
+    assert_eq!(reports[0].delivered, 4, "{}", reports[0]);
     // OTLP/JSON: camelCase, hex ids, 64-bit integers as strings.
-    let batch = [Arc::new(testkit::record(1))];
-    let v: Value =
-        serde_json::from_slice(&encode_http(&batch, &resource(&|_| None), true).unwrap()).unwrap();
-    let rec = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+    let v: Value = serde_json::from_slice(&srv.requests()[0].body).unwrap();
+    let recs = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"];
+    let rec = &recs[0];
     assert_eq!(rec["traceId"], testkit::TRACE_ID);
     assert_eq!(rec["spanId"], testkit::SPAN_ID);
-    assert_eq!(rec["timeUnixNano"], "1795287917000001000");
+    assert!(rec["timeUnixNano"].is_string(), "{rec}");
     assert_eq!(rec["severityNumber"], 9);
     assert_eq!(rec["body"], json!({"stringValue": "message 1"}));
+    // An all-zero, malformed or missing id: no trace context at all.
+    for r in [&recs[1], &recs[2], &recs[3]] {
+        assert!(r["traceId"].as_str().unwrap_or("").is_empty(), "{r}");
+        assert!(r["spanId"].as_str().unwrap_or("").is_empty(), "{r}");
+    }
+    // CRITICAL is FATAL, and its text stays faultline's.
+    assert_eq!(recs[3]["severityNumber"], 21);
+    assert_eq!(recs[3]["severityText"], "CRITICAL");
 }
 
 #[tokio::test]
@@ -248,8 +290,8 @@ async fn http_protobuf_decodes_back() {
     let srv = testkit::Server::start(vec![]).await;
     let cfg = otlp(json!({"endpoint": srv.url(""), "headers": {"x-api-key": "k3y"}}));
     let sinks = Sinks::from_config_with_env(&[cfg], &|_| None).unwrap();
-    sinks.emit(&testkit::record(1));
-    sinks.emit(&testkit::record(2));
+    let since = unix_nanos_now();
+    testkit::emit_traced(&sinks, &[testkit::record(1), testkit::record(2)]);
     let reports = sinks.shutdown(DEFAULT_SHUTDOWN_LIMIT).await;
     assert_eq!(reports[0].delivered, 2, "{}", reports[0]);
     assert!(reports[0]
@@ -260,7 +302,7 @@ async fn http_protobuf_decodes_back() {
     assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
     assert_eq!(r.header("x-api-key"), Some("k3y"));
     let req: ExportLogsServiceRequest = prost::Message::decode(r.body.as_slice()).unwrap();
-    check_request(&req, 2);
+    check_request(&req, 2, since);
 }
 
 #[tokio::test]
@@ -271,14 +313,15 @@ async fn http_json_decodes_back_with_the_logs_endpoint_verbatim() {
         ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"),
     ]);
     let sinks = Sinks::from_config_with_env(&[otlp(json!({}))], &env).unwrap();
-    sinks.emit(&testkit::record(1));
+    let since = unix_nanos_now();
+    testkit::emit_traced(&sinks, &[testkit::record(1)]);
     let reports = sinks.shutdown(DEFAULT_SHUTDOWN_LIMIT).await;
     assert_eq!(reports[0].delivered, 1, "{}", reports[0]);
     let r = &srv.requests()[0];
     assert_eq!(r.path, "/custom/logs");
     assert_eq!(r.header("content-type"), Some("application/json"));
     let req: ExportLogsServiceRequest = serde_json::from_slice(&r.body).unwrap();
-    check_request(&req, 1);
+    check_request(&req, 1, since);
 }
 
 #[tokio::test]
@@ -286,7 +329,7 @@ async fn http_retries_503() {
     let srv = testkit::Server::start(vec![Reply::Status(503)]).await;
     let cfg = otlp(json!({"endpoint": srv.url("")}));
     let sinks = Sinks::from_config_with_env(&[cfg], &|_| None).unwrap();
-    sinks.emit(&testkit::record(1));
+    testkit::emit_traced(&sinks, &[testkit::record(1)]);
     let r = &sinks.shutdown(DEFAULT_SHUTDOWN_LIMIT).await[0];
     assert_eq!((r.delivered, r.dropped), (1, 0), "{r}");
     assert_eq!(srv.requests().len(), 2);
@@ -344,19 +387,22 @@ async fn grpc_export_to_a_tonic_receiver_with_retry() {
     let cfg = otlp(json!({"endpoint": url, "protocol": "grpc", "headers": {"X-Api-Key": "k3y"}}));
     let sinks = Sinks::from_config_with_env(&[cfg], &|_| None).unwrap();
     assert!(sinks.warnings().is_empty());
-    for i in 1..=3 {
-        sinks.emit(&testkit::record(i));
-    }
+    let since = unix_nanos_now();
+    let records: Vec<_> = (1..=3).map(testkit::record).collect();
+    testkit::emit_traced(&sinks, &records);
     let reports = sinks.shutdown(DEFAULT_SHUTDOWN_LIMIT).await;
     let r = &reports[0];
+    // The SDK retried the UNAVAILABLE answer itself (a retry that succeeds is no
+    // error to report).
     assert_eq!((r.delivered, r.dropped), (3, 0), "{r}");
-    assert!(
-        r.last_error.as_deref().unwrap().contains("Unavailable"),
-        "{r}"
+    assert_eq!(
+        *rx.fail_first.lock().unwrap(),
+        0,
+        "the first attempt was refused"
     );
     let got = rx.got.lock().unwrap();
     assert_eq!(got.len(), 1);
-    check_request(&got[0], 3);
+    check_request(&got[0], 3, since);
     assert_eq!(
         *rx.api_keys.lock().unwrap(),
         ["k3y"],
