@@ -128,18 +128,6 @@ impl Masked {
     }
 }
 
-impl crate::control::Control for Masked {
-    fn name(&self) -> &str {
-        "masked narrator"
-    }
-    fn on_event(&self, e: &crate::event::Event, t: Option<&crate::event::TraceIds>) {
-        match self.redactor.get() {
-            Some(r) => self.inner.on_event(&e.clone().redacted(r), t),
-            None => self.inner.on_event(e, t),
-        }
-    }
-}
-
 impl Narrator for Masked {
     fn line(&self, level: Level, event: &str, message: &str) {
         match self.redactor.get() {
@@ -378,14 +366,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         experiment,
         options,
         resolved,
-        controls: {
-            let mut all: Vec<Box<dyn crate::control::Control>> = vec![Box::new(console)];
-            if let Some(s) = &sinks {
-                all.push(Box::new(crate::control::logs::LogSinks::new(s.emitter())));
-            }
-            all.extend(built.controls);
-            Arc::new(all)
-        },
+        controls: Arc::new(built.controls),
         interrupt: req.interrupt.clone(),
         run_id: req.run_id.clone(),
         env: overrides.env,
@@ -395,7 +376,14 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         trace_parent: telemetry.parent_context(),
         safeguards: std::mem::take(&mut built.safeguards),
         processes: req.processes.clone(),
-        layers: out.layer().into_iter().collect(),
+        // The console and the log sinks observe the run as layers on its subscriber.
+        layers: out
+            .layer()
+            .into_iter()
+            .chain(sinks.as_ref().map(|s| -> crate::run::spans::RunLayer {
+                Box::new(crate::sink::SinksLayer::new(s.emitter()))
+            }))
+            .collect(),
     };
     let outcome = runner.run().await;
     // Telemetry and sinks finish together, within one shared limit.
@@ -591,7 +579,6 @@ mod tests {
 
     #[derive(Default)]
     struct Lines(Mutex<Vec<String>>);
-    impl crate::control::Control for Lines {}
     impl Narrator for Lines {
         fn line(&self, _: Level, event: &str, message: &str) {
             self.0.lock().unwrap().push(format!("{event}: {message}"));
