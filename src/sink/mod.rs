@@ -10,7 +10,7 @@
 //! [`Sinks::shutdown`] delivers what it can within a time limit (1.5 s by default,
 //! for all sinks together) and returns a [`SinkReport`] per sink.
 //!
-//! The console is not a sink here: the CLI prints events itself.
+//! The console is not a sink here: it is the CLI's own layer on the run's subscriber.
 //!
 //! # Sinks
 //!
