@@ -44,6 +44,14 @@ impl Narrator for Silent {
     fn line(&self, _: Level, _: &str, _: &str) {}
 }
 
+/// Give a run up at once (a second signal, before exiting): kill every activity of
+/// this run still running, daemonised descendants included, and remove the temporary
+/// files of journals being written. No rollback, no journal.
+pub fn abandon(processes: &Processes) {
+    processes.kill_all();
+    crate::run::journal::remove_temporaries();
+}
+
 /// A random run id (UUID v4).
 pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().to_string()
