@@ -57,10 +57,16 @@ const RUN3_SPAWNS: usize = 4;
 const THREE_FILE: &str = "three-activities.json";
 const HUNDRED_FILE: &str = "hundred-echo-probes.json";
 
-/// The goals the figures are judged against (printed, never asserted).
-const GOAL_RUN_SPEEDUP: f64 = 25.0;
+/// The goals the figures are judged against (printed, never asserted): the speed
+/// floors of issue 10, which every redesign must keep.
+const GOAL_RUN_SPEEDUP: f64 = 15.0;
+/// (a) at most this many times the bare-spawn floor of its own processes.
+const GOAL_RUN3_FLOOR_RATIO: f64 = 2.0;
 const GOAL_FLOOR_RATIO: f64 = 1.3;
 const GOAL_RSS_FRACTION: f64 = 1.0 / 3.0;
+/// (a) with telemetry on (the default trace file) at most this many times (a) with
+/// `OTEL_SDK_DISABLED=true`.
+const GOAL_TELEMETRY_RATIO: f64 = 1.10;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -212,6 +218,11 @@ enum Tool {
     Faultline,
     Chaos,
     Floor,
+    /// faultline started through `env OTEL_SDK_DISABLED=false` (telemetry on), and
+    /// through `env OTEL_SDK_DISABLED=true`: both pay the same `env` exec, so their
+    /// ratio is telemetry's cost alone.
+    TelemetryOn,
+    TelemetryOff,
 }
 
 impl Tool {
@@ -220,6 +231,8 @@ impl Tool {
             Tool::Faultline => "faultline",
             Tool::Chaos => "chaos",
             Tool::Floor => "floor (bare spawns)",
+            Tool::TelemetryOn => "faultline, env OTEL_SDK_DISABLED=false",
+            Tool::TelemetryOff => "faultline, env OTEL_SDK_DISABLED=true",
         }
     }
 }
@@ -321,6 +334,14 @@ fn contenders(faultline: &Path, chaos: Option<&Path>, dir: &Path) -> Vec<Contend
     // Not a goal, a reference: the same 4 spawns as (a) with no runner around them, the
     // least any runner could take for (a) on this machine.
     add(Scenario::Run3, Tool::Floor, floor(RUN3_SPAWNS), None);
+    for (tool, disabled, j) in [
+        (Tool::TelemetryOn, "false", "faultline-3-on.json"),
+        (Tool::TelemetryOff, "true", "faultline-3-off.json"),
+    ] {
+        let mut argv = vec![os("env"), os(format!("OTEL_SDK_DISABLED={disabled}"))];
+        argv.extend(fl_run(j, &three));
+        add(Scenario::Run3, tool, argv, expect3(j));
+    }
     add(
         Scenario::Run100,
         Tool::Faultline,
@@ -655,6 +676,34 @@ fn print_goals(list: &[Contender], have_chaos: bool) {
         }
         _ if !have_chaos => println!("  n/a   (a) faultline at least {GOAL_RUN_SPEEDUP}x faster than chaos: no Chaos Toolkit"),
         _ => println!("  n/a   (a) faultline at least {GOAL_RUN_SPEEDUP}x faster than chaos: a contender failed"),
+    }
+    match (find(list, Run3, Faultline), find(list, Run3, Floor)) {
+        (Some(f), Some(fl)) => {
+            let x = f.median_ms / fl.median_ms;
+            println!(
+                "  {}  (a) faultline within {GOAL_RUN3_FLOOR_RATIO}x the bare-spawn floor of its processes: {x:.2}x ({:.1} ms vs {:.1} ms median)",
+                verdict(x <= GOAL_RUN3_FLOOR_RATIO),
+                f.median_ms,
+                fl.median_ms
+            );
+        }
+        _ => println!("  n/a   (a) faultline within {GOAL_RUN3_FLOOR_RATIO}x the bare-spawn floor: a contender failed"),
+    }
+    match (
+        find(list, Run3, TelemetryOn),
+        find(list, Run3, TelemetryOff),
+    ) {
+        (Some(on), Some(off)) => {
+            let x = on.median_ms / off.median_ms;
+            println!(
+                "  {}  (a) telemetry on at most {:+.0}% over OTEL_SDK_DISABLED=true: {x:.3}x ({:.1} ms vs {:.1} ms median)",
+                verdict(x <= GOAL_TELEMETRY_RATIO),
+                (GOAL_TELEMETRY_RATIO - 1.0) * 100.0,
+                on.median_ms,
+                off.median_ms
+            );
+        }
+        _ => println!("  n/a   (a) telemetry on vs OTEL_SDK_DISABLED=true: a contender failed"),
     }
     match (find(list, Run100, Faultline), find(list, Run100, Floor)) {
         (Some(f), Some(fl)) => {

@@ -1,9 +1,9 @@
 //! Typed lifecycle events: the one stream the runner emits and observers consume.
 //!
 //! The runner never formats a line; it emits an [`Event`] as a `tracing` event inside
-//! the span it belongs to ([`Event::trace_in`], target [`TARGET`]: the console is a
-//! layer on the run's subscriber that renders these) and to its controls
-//! ([`crate::control::Control::on_event`]: the log sinks). Each event knows its name
+//! the span it belongs to ([`Event::trace_in`], target [`TARGET`]): the console and
+//! the log sinks are layers on the run's subscriber that consume these. Each event
+//! knows its name
 //! (stable, documented in `docs/telemetry.md`), its level and its human message (the
 //! Chaos Toolkit's wording where it has one), so the console, the JSON log format and
 //! the sinks all say the same thing.
@@ -56,6 +56,46 @@ pub mod field {
     pub const TRACE_ID: &str = "trace_id";
     /// That span's id.
     pub const SPAN_ID: &str = "span_id";
+}
+
+/// Every name [`Event::name`] returns. A layer reads an event's name back from its
+/// `tracing` field as a borrowed string; [`static_name`] gives it the `&'static str`
+/// a [`crate::sink::Record`] keeps.
+pub const NAMES: &[&str] = &[
+    "experiment.started",
+    "experiment.strategies",
+    "experiment.dry",
+    "hypothesis.started",
+    "hypothesis.met",
+    "hypothesis.not_met",
+    "hypothesis.continuous.started",
+    "hypothesis.continuous.ended",
+    "hypothesis.none",
+    "method.started",
+    "method.empty",
+    "method.ended",
+    "activity.started",
+    "activity.succeeded",
+    "activity.failed",
+    "tolerance.checked",
+    "activity.output",
+    "activity.skipped",
+    "control.interrupt",
+    "safeguard.tripped",
+    "activity.pause",
+    "rollbacks.started",
+    "rollbacks.none",
+    "rollbacks.skipped",
+    "experiment.interrupted",
+    "hypothesis.fail_fast",
+    "warning",
+    "experiment.ended",
+];
+
+/// The lifecycle event name equal to `name`, as the `&'static str` of [`NAMES`]
+/// (`None`: not a lifecycle event's name).
+pub fn static_name(name: &str) -> Option<&'static str> {
+    NAMES.iter().find(|n| **n == name).copied()
 }
 
 impl Level {
@@ -518,5 +558,148 @@ impl Event {
             Event::ControlInterrupted { reason } => json!({"reason": reason}),
             _ => json!({}),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One event of every kind (both outcomes where the name depends on one). A new
+    /// variant fails to compile here until it is added to the list below.
+    fn every_event() -> Vec<Event> {
+        let _exhaustive = |e: &Event| match e {
+            Event::RunStarted { .. }
+            | Event::Strategies { .. }
+            | Event::DryRun { .. }
+            | Event::HypothesisStarted { .. }
+            | Event::HypothesisEnded { .. }
+            | Event::ContinuousStarted { .. }
+            | Event::ContinuousEnded { .. }
+            | Event::NoHypothesis
+            | Event::MethodStarted
+            | Event::NoActivities
+            | Event::MethodEnded { .. }
+            | Event::ActivityStarted { .. }
+            | Event::ActivityEnded { .. }
+            | Event::ProviderOutput { .. }
+            | Event::ActivitySkipped { .. }
+            | Event::ControlInterrupted { .. }
+            | Event::SafeguardTripped { .. }
+            | Event::ToleranceChecked { .. }
+            | Event::Pause { .. }
+            | Event::RollbacksStarted
+            | Event::NoRollbacks
+            | Event::RollbacksSkipped { .. }
+            | Event::Interrupted { .. }
+            | Event::FailFast { .. }
+            | Event::Warning { .. }
+            | Event::RunEnded { .. } => (),
+        };
+        let s = String::new;
+        vec![
+            Event::RunStarted {
+                title: s(),
+                run_id: s(),
+            },
+            Event::Strategies {
+                hypothesis: s(),
+                rollbacks: s(),
+            },
+            Event::DryRun { mode: s() },
+            Event::HypothesisStarted {
+                title: s(),
+                phase: Phase::Before,
+            },
+            Event::HypothesisEnded {
+                phase: Phase::After,
+                met: true,
+                failing_probe: None,
+            },
+            Event::HypothesisEnded {
+                phase: Phase::After,
+                met: false,
+                failing_probe: None,
+            },
+            Event::ContinuousStarted { frequency: 1.0 },
+            Event::ContinuousEnded {
+                iterations: 1,
+                deviations: 0,
+            },
+            Event::NoHypothesis,
+            Event::MethodStarted,
+            Event::NoActivities,
+            Event::MethodEnded { interrupted: false },
+            Event::ActivityStarted {
+                kind: "probe",
+                name: s(),
+                background: false,
+                phase: Phase::Method,
+            },
+            Event::ActivityEnded {
+                name: s(),
+                phase: Phase::Method,
+                succeeded: true,
+                error: None,
+                output: Value::Null,
+            },
+            Event::ActivityEnded {
+                name: s(),
+                phase: Phase::Method,
+                succeeded: false,
+                error: None,
+                output: Value::Null,
+            },
+            Event::ProviderOutput {
+                name: s(),
+                line: s(),
+            },
+            Event::ActivitySkipped {
+                name: s(),
+                reason: s(),
+            },
+            Event::ControlInterrupted { reason: s() },
+            Event::SafeguardTripped {
+                name: s(),
+                reason: s(),
+            },
+            Event::ToleranceChecked {
+                name: s(),
+                met: true,
+                reason: s(),
+            },
+            Event::Pause {
+                seconds: 1.0,
+                before: true,
+                skipped: false,
+            },
+            Event::RollbacksStarted,
+            Event::NoRollbacks,
+            Event::RollbacksSkipped {
+                strategy: s(),
+                reason: s(),
+            },
+            Event::Interrupted { reason: s() },
+            Event::FailFast { ratio: 0.5 },
+            Event::Warning { message: s() },
+            Event::RunEnded {
+                status: Status::Completed,
+                deviated: false,
+            },
+        ]
+    }
+
+    /// `NAMES` is exactly the set of names events have: a layer finds every one.
+    #[test]
+    fn names_lists_every_event_name_and_nothing_else() {
+        let names: std::collections::BTreeSet<&str> =
+            every_event().iter().map(Event::name).collect();
+        let listed: std::collections::BTreeSet<&str> = NAMES.iter().copied().collect();
+        assert_eq!(names, listed);
+        assert_eq!(listed.len(), NAMES.len(), "a name listed twice");
+        for n in NAMES {
+            assert_eq!(static_name(n), Some(*n));
+        }
+        assert_eq!(static_name("experiment.validating"), None);
     }
 }

@@ -29,6 +29,7 @@ pub mod telemetry;
 pub mod timefmt;
 // The HTTP test server shared with the integration tests (one file, included by path
 // from both; see docs/architecture.md, "Test servers").
+mod layering;
 #[cfg(test)]
 #[path = "../tests/support/http_server.rs"]
 pub(crate) mod test_http;

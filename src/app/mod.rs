@@ -20,13 +20,12 @@ pub use crate::provider::process::Processes;
 pub use run::{run, RunEnd, RunRequest};
 pub use validate::{validate, ValidateRequest, Validation};
 
-use crate::control::Control;
 use crate::event::Level;
 
 /// Where a run's own lines go (the CLI's console; a server's log), besides the
-/// lifecycle events it receives as a [`Control`] or, through [`Narrator::layer`], as
-/// `tracing` events on the run's subscriber.
-pub trait Narrator: Control {
+/// lifecycle events it receives, through [`Narrator::layer`], as `tracing` events on
+/// the run's subscriber.
+pub trait Narrator: Send + Sync {
     /// One line: its level, its stable event name (`docs/telemetry.md`) and its words.
     fn line(&self, level: Level, event: &str, message: &str);
 
@@ -41,10 +40,16 @@ pub trait Narrator: Control {
 #[derive(Debug, Default)]
 pub struct Silent;
 
-impl Control for Silent {}
-
 impl Narrator for Silent {
     fn line(&self, _: Level, _: &str, _: &str) {}
+}
+
+/// Give a run up at once (a second signal, before exiting): kill every activity of
+/// this run still running, daemonised descendants included, and remove the temporary
+/// files of journals being written. No rollback, no journal.
+pub fn abandon(processes: &Processes) {
+    processes.kill_all();
+    crate::run::journal::remove_temporaries();
 }
 
 /// A random run id (UUID v4).

@@ -128,18 +128,6 @@ impl Masked {
     }
 }
 
-impl crate::control::Control for Masked {
-    fn name(&self) -> &str {
-        "masked narrator"
-    }
-    fn on_event(&self, e: &crate::event::Event, t: Option<&crate::event::TraceIds>) {
-        match self.redactor.get() {
-            Some(r) => self.inner.on_event(&e.clone().redacted(r), t),
-            None => self.inner.on_event(e, t),
-        }
-    }
-}
-
 impl Narrator for Masked {
     fn line(&self, level: Level, event: &str, message: &str) {
         match self.redactor.get() {
@@ -376,8 +364,10 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     let built_metrics = built.metrics.clone();
     // The layer-fed sinks (OTLP logs) name the run and its title (as the runner
     // renders it, secrets masked) on every record.
+    // The console and the log sinks observe the run as layers on its subscriber.
     let mut layers: Vec<crate::run::spans::RunLayer> = out.layer().into_iter().collect();
     if let Some(s) = &sinks {
+        layers.push(Box::new(crate::sink::SinksLayer::new(s.emitter())));
         let vars = crate::experiment::substitute::Vars {
             configuration: &resolved.configuration,
             secrets: &resolved.secrets,
@@ -389,14 +379,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         experiment,
         options,
         resolved,
-        controls: {
-            let mut all: Vec<Box<dyn crate::control::Control>> = vec![Box::new(console)];
-            if let Some(s) = &sinks {
-                all.push(Box::new(crate::control::logs::LogSinks::new(s.emitter())));
-            }
-            all.extend(built.controls);
-            Arc::new(all)
-        },
+        controls: Arc::new(built.controls),
         interrupt: req.interrupt.clone(),
         run_id: req.run_id.clone(),
         env: overrides.env,
@@ -602,7 +585,6 @@ mod tests {
 
     #[derive(Default)]
     struct Lines(Mutex<Vec<String>>);
-    impl crate::control::Control for Lines {}
     impl Narrator for Lines {
         fn line(&self, _: Level, event: &str, message: &str) {
             self.0.lock().unwrap().push(format!("{event}: {message}"));

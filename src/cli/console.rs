@@ -177,14 +177,6 @@ impl<S: tracing::Subscriber> Layer<S> for Console {
     }
 }
 
-/// The console decides nothing and takes no events as a control: it renders them as a
-/// layer ([`faultline::app::Narrator::layer`]).
-impl faultline::control::Control for Console {
-    fn name(&self) -> &str {
-        "console"
-    }
-}
-
 impl faultline::app::Narrator for Console {
     fn line(&self, level: Level, event: &str, message: &str) {
         Console::line(self, level, event, message);

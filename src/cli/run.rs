@@ -143,8 +143,7 @@ fn spawn_signal_handler(
                 );
                 interrupt.trigger(format!("received {name}"));
             } else {
-                processes.kill_all();
-                faultline::run::journal::remove_temporaries();
+                faultline::app::abandon(&processes);
                 console.line(
                     Level::Critical,
                     "experiment.signal",

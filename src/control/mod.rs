@@ -1,23 +1,25 @@
-//! Controls: observers of the whole lifecycle, as the Chaos Toolkit's controls.
+//! Controls: what decides during a run, and the Chaos Toolkit's user-declared
+//! controls.
 //!
 //! One extension point, one trait. Every hook has an empty default; a before-hook may
-//! let the step go on, skip an activity, or interrupt the run (status `interrupted`,
-//! rollbacks per strategy). `Box<dyn Control>`, `Arc<C>`, `Vec<C>` and `Option<C>` are controls
-//! too, so a configured list needs no plumbing.
+//! let the step go on, skip an activity, interrupt the run (status `interrupted`,
+//! rollbacks per strategy) or wait for a person to say which. The other hooks are the
+//! lifecycle a declared control observes (as `chaoslib`'s controls do). Controls do
+//! not log: lifecycle events are `tracing` events on the run's subscriber, and the
+//! console and the log sinks are layers there (`crate::event`, `crate::sink::SinksLayer`).
+//! `Box<dyn Control>`, `Arc<C>`, `Vec<C>` and `Option<C>` are controls too, so a
+//! configured list needs no plumbing.
 //!
 //! Call order for one run (the runner guarantees it, after the CLI called
 //! `before_loading` → `after_loading` on global controls):
 //! `configure` → `before_experiment` → [`before_hypothesis` → (`before_activity` →
 //! `after_activity`)* → `after_hypothesis`] → `before_method` → (activities)* →
 //! `after_method` → [hypothesis after] → `before_rollbacks` → (activities)* →
-//! `after_rollbacks` → `after_experiment` → `cleanup`. `on_event` sees every
-//! lifecycle [`Event`] in between, in order.
+//! `after_rollbacks` → `after_experiment` → `cleanup`.
 
 pub mod builtin;
-pub mod logs;
 pub mod metrics;
 
-use crate::event::{Event, TraceIds};
 use crate::experiment::ActivityKind;
 use crate::run::journal::{HypothesisState, RunEntry};
 use crate::run::{Phase, Status};
@@ -110,9 +112,6 @@ pub trait Control: Send + Sync {
     fn after_activity(&self, _activity: &ActivityInfo<'_>, _entry: &RunEntry) {}
     /// After the experiment, with its outcome.
     fn after_experiment(&self, _run: &RunInfo, _status: Status, _deviated: bool) {}
-    /// Every lifecycle event, in order, with the span it belongs to (when spans are
-    /// recorded).
-    fn on_event(&self, _event: &Event, _trace: Option<&TraceIds>) {}
     /// Once, at the very end.
     fn cleanup(&self) {}
 }
@@ -197,9 +196,6 @@ macro_rules! forward_control {
             fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
                 (**self).after_experiment(run, status, deviated)
             }
-            fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
-                (**self).on_event(e, t)
-            }
             fn cleanup(&self) {
                 (**self).cleanup()
             }
@@ -279,11 +275,6 @@ impl<C: Control> Control for Option<C> {
             c.after_experiment(run, status, deviated)
         }
     }
-    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
-        if let Some(c) = self {
-            c.on_event(e, t)
-        }
-    }
     fn cleanup(&self) {
         if let Some(c) = self {
             c.cleanup()
@@ -350,9 +341,6 @@ impl<C: Control> Control for Vec<C> {
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
         self.iter()
             .for_each(|c| c.after_experiment(run, status, deviated))
-    }
-    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
-        self.iter().for_each(|c| c.on_event(e, t))
     }
     fn cleanup(&self) {
         self.iter().for_each(Control::cleanup)
@@ -460,9 +448,6 @@ impl<C: Control> Control for Scoped<C> {
     }
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
         self.inner.after_experiment(run, status, deviated)
-    }
-    fn on_event(&self, e: &Event, t: Option<&TraceIds>) {
-        self.inner.on_event(e, t)
     }
     fn cleanup(&self) {
         self.inner.cleanup()

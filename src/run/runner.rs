@@ -139,7 +139,6 @@ impl Shared {
         let ids = propagation::ids(&self.trace.context(span))
             .map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
         e.trace_in(span, ids.as_ref());
-        self.controls.on_event(&e, ids.as_ref());
     }
 
     fn is_dry(&self, kind: ActivityKind) -> bool {

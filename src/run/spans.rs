@@ -117,7 +117,7 @@ pub fn cap(s: &str) -> String {
 /// use `tracing` themselves, never feed spans back into the trace they export.
 const OWN_TARGET: &str = env!("CARGO_CRATE_NAME");
 
-/// A layer observing one run (the console), on the run's own subscriber.
+/// A layer observing one run (the console, the log sinks), on the run's own subscriber.
 pub type RunLayer =
     Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static>;
 

@@ -2,14 +2,16 @@
 //! and log backends without ever slowing or breaking the run.
 //!
 //! A run configures a set of [`Sinks`] from the settings file (`sinks:`) and from
-//! controls (`chaoshumio.control` becomes a [`SinkConfig::Humio`]). The runner side
-//! calls [`Sinks::emit`] (or an [`Emitter`] clone) for each event: it never blocks,
+//! controls (`chaoshumio.control` becomes a [`SinkConfig::Humio`]). A [`SinksLayer`]
+//! on the run's `tracing` subscriber turns each lifecycle event into a [`Record`] and
+//! calls an [`Emitter`] (a clone of [`Sinks::emit`]'s) with it: it never blocks,
 //! it only puts the record in a bounded queue per sink, and counts it as dropped when
-//! the queue is full. Background tokio tasks batch, send and retry. At the end,
+//! the queue is full (the `otlp` sink has its own layer instead: see below).
+//! Background tokio tasks batch, send and retry. At the end,
 //! [`Sinks::shutdown`] delivers what it can within a time limit (1.5 s by default,
 //! for all sinks together) and returns a [`SinkReport`] per sink.
 //!
-//! The console is not a sink here: the CLI prints events itself.
+//! The console is not a sink here: it is the CLI's own layer on the run's subscriber.
 //!
 //! # Sinks
 //!
@@ -18,7 +20,7 @@
 //! | `jsonl` | append to a file, one JSON [`Record`] per line (parent dirs created) | |
 //! | `http` | batched `POST` with custom headers | `format: array` (default), `loki`, `splunk-hec` |
 //! | `humio` | `POST {url}/api/v1/ingest/humio-structured`, `Authorization: Bearer <token>` | the chaoshumio shape |
-//! | `otlp` | OTLP logs: `grpc`, `http/protobuf`, `http/json` | `ExportLogsServiceRequest` |
+//! | `otlp` | OTLP logs: `grpc`, `http/protobuf`, `http/json` | `ExportLogsServiceRequest`, made and sent by the OpenTelemetry SDK |
 //!
 //! Every sink shares one machinery ([`Policy`], see `pipeline.rs`): a queue of
 //! 10,000 records, batches of up to 500 records or 200 ms, a 2 s timeout per request
@@ -131,7 +133,8 @@
 //! `config.rs` (the serde settings and their pure validation), `encoder.rs` (a batch
 //! as a body), `sink.rs` (the [`Sink`] or the shared transport built with the
 //! encoder), `tests.rs`; `mod.rs` re-exports. Shared: `record.rs` ([`Record`]),
-//! `pipeline.rs` ([`Sink`], batching, retries, deadline), `options.rs` (secrets,
+//! `pipeline.rs` ([`Sink`], batching, retries, deadline), `layer.rs` ([`SinksLayer`]:
+//! lifecycle `tracing` events into records), `options.rs` (secrets,
 //! headers, tuning keys), `transport.rs` (the HTTP POST every network sink but gRPC
 //! uses), `sinks.rs` (the running set: queues, [`Emitter`], shutdown). Folders import
 //! shared code and never each other; shared code imports no folder, except
@@ -140,6 +143,7 @@
 mod http;
 mod humio;
 mod jsonl;
+mod layer;
 mod options;
 mod otlp;
 mod pipeline;
@@ -153,6 +157,7 @@ mod transport;
 pub use http::{HttpConfig, HttpFormat};
 pub use humio::HumioConfig;
 pub use jsonl::JsonlConfig;
+pub use layer::SinksLayer;
 pub use options::{Headers, Secret};
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use pipeline::{Policy, SendError, Sink};

@@ -42,6 +42,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The error when the shutdown limit cut delivery short (as the pipeline sinks say it).
+const DEADLINE: &str = "shutdown deadline reached with records queued or in flight";
+
 /// Beyond the limit, how long the shutdown waits for the blocking task's answer.
 const GRACE: Duration = Duration::from_millis(100);
 
@@ -322,10 +325,7 @@ impl LayerSink for OtlpLogs {
                 Ok(Ok(Err(e))) => {
                     let text = e.to_string();
                     if text.contains("Timeout") {
-                        Some(format!(
-                            "shutdown limit of {:.1} s reached",
-                            (limit + GRACE).as_secs_f64()
-                        ))
+                        Some(DEADLINE.to_string())
                     } else if text.contains("AlreadyShutdown") {
                         None
                     } else {
@@ -333,10 +333,7 @@ impl LayerSink for OtlpLogs {
                     }
                 }
                 Ok(Err(e)) => Some(format!("shutdown failed: {e}")),
-                Err(_) => Some(format!(
-                    "shutdown limit of {:.1} s reached",
-                    (limit + GRACE).as_secs_f64()
-                )),
+                Err(_) => Some(DEADLINE.to_string()),
             };
             self.report(error)
         })
@@ -414,9 +411,11 @@ impl RunLogger {
         if let Some(body) = raw.body() {
             r.set_body(body.clone());
         }
-        let name = intern(&event);
-        r.set_event_name(name);
-        r.add_attribute("event.name", name);
+        // The SDK keeps the event name as a `&'static str`: the lifecycle names are.
+        if let Some(name) = crate::event::static_name(&event) {
+            r.set_event_name(name);
+        }
+        r.add_attribute("event.name", event);
         r.add_attribute("chaos.run.id", self.run_id.clone());
         r.add_attribute("chaos.experiment.title", self.experiment.clone());
         if let Some(Value::Object(fields)) = text(field::FIELDS)
@@ -450,19 +449,6 @@ fn severity(level: &str) -> (Severity, &'static str) {
         "CRITICAL" => (Severity::Fatal, "CRITICAL"),
         _ => (Severity::Info, "INFO"),
     }
-}
-
-/// The event name as the `&'static str` the SDK's record keeps: each distinct name is
-/// leaked once (event names are a fixed set, listed in `docs/telemetry.md`).
-fn intern(name: &str) -> &'static str {
-    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(n) = names.iter().find(|n| **n == name) {
-        return n;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    names.push(leaked);
-    leaked
 }
 
 /// A JSON value as an OTel value (`None` for null).
