@@ -1,7 +1,8 @@
-//! Command-line interface: clap types, settings precedence, one file per subcommand.
-//!
-//! Precedence for strategies: flag > experiment `runtime` > settings `runtime` >
-//! faultline's default. Exit codes come from [`faultline::exit::ExitCode`] only.
+//! Command-line interface: clap types and one short file per subcommand, each mapping
+//! its flags to a request of the library's composition root ([`faultline::app`]),
+//! which resolves precedence (flag > experiment `runtime` > settings `runtime` >
+//! default) and assembles the run. Exit codes come from [`faultline::exit::ExitCode`]
+//! only.
 
 mod console;
 mod run;
