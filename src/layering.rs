@@ -98,6 +98,20 @@ mod tests {
             "providers run one activity; they never see the run around it",
         ),
         (
+            "slo",
+            &[
+                "app",
+                "run",
+                "sink",
+                "telemetry",
+                "provider",
+                "control",
+                "experiment",
+                "settings",
+            ],
+            "SLO math is pure: no I/O, no run, no store",
+        ),
+        (
             "redact.rs",
             &[""],
             "a leaf: masking depends on nothing of the crate",
