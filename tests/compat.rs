@@ -846,7 +846,18 @@ fn run_tool(tool: Tool<'_>, experiment: &Path, case: &Case, cwd: &Path, extra: &
 
     let mut cmd = match tool {
         Tool::Ctk(chaos) => {
-            let mut c = Command::new(chaos);
+            // Started in the background of a non-interactive shell, the test process
+            // inherits SIGINT ignored, and Python then never turns SIGINT into
+            // KeyboardInterrupt (`chaos` completes where it should be interrupted):
+            // the venv's python restores the default handler, then runs the script.
+            let python = chaos.with_file_name("python");
+            let mut c = if python.is_file() {
+                let mut c = Command::new(python);
+                c.args(["-c", RESTORE_SIGINT_AND_RUN]).arg(chaos);
+                c
+            } else {
+                Command::new(chaos)
+            };
             c.args(["--no-version-check", "--no-log-file", "--settings"])
                 .arg(cwd.join("no-settings.yaml"))
                 .arg("run");
@@ -1087,6 +1098,13 @@ impl Drop for Server {
 fn require_compat() -> bool {
     std::env::var("FAULTLINE_REQUIRE_COMPAT").is_ok_and(|v| v == "1")
 }
+
+/// Runs the script named by the first argument as `__main__`, with Python's default
+/// SIGINT handler back in place.
+const RESTORE_SIGINT_AND_RUN: &str = "import runpy, signal, sys\n\
+signal.signal(signal.SIGINT, signal.default_int_handler)\n\
+sys.argv = sys.argv[1:]\n\
+runpy.run_path(sys.argv[0], run_name='__main__')\n";
 
 /// The `chaos` executable, or `None` when the check is skipped (the reason is
 /// printed). With `FAULTLINE_REQUIRE_COMPAT=1` skipping is a failure.
