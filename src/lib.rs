@@ -26,6 +26,7 @@ pub mod run;
 pub mod settings;
 pub mod sink;
 pub mod slo;
+pub mod store;
 pub mod telemetry;
 pub mod timefmt;
 // The HTTP test server shared with the integration tests (one file, included by path

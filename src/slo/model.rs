@@ -4,7 +4,7 @@
 
 use super::window::parse_window;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +14,13 @@ pub type Labels = BTreeMap<String, String>;
 
 /// The only `apiVersion` of Reliably documents.
 pub const API_VERSION: &str = "reliably.com/v1";
+
+/// At most this many labels on an objective, selector or indicator.
+pub const MAX_LABELS: usize = 64;
+/// A label name's longest length, in bytes.
+pub const MAX_LABEL_NAME: usize = 256;
+/// A label value's longest length, in bytes.
+pub const MAX_LABEL_VALUE: usize = 1024;
 
 /// One problem of a document: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,7 +68,7 @@ pub struct Indicator {
 }
 
 /// One indicator judged against one objective that selects it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectiveResult {
     /// The objective's indicator selector.
@@ -143,10 +150,29 @@ impl Check {
         if required && o.is_empty() {
             self.problem(path, "must hold at least one label");
         }
+        if o.len() > MAX_LABELS {
+            self.problem(
+                path,
+                format!("has {} labels, at most {MAX_LABELS} are allowed", o.len()),
+            );
+        }
         for (k, val) in o {
             let here = format!("{path}.{k}");
             if k.trim().is_empty() {
                 self.problem(path, "a label has an empty name");
+                continue;
+            }
+            if k.len() > MAX_LABEL_NAME || k.chars().any(char::is_control) {
+                self.problem(
+                    &here,
+                    format!(
+                        "a label name must be at most {MAX_LABEL_NAME} bytes without control characters"
+                    ),
+                );
+                continue;
+            }
+            if val.as_str().is_some_and(|s| s.len() > MAX_LABEL_VALUE) {
+                self.problem(&here, format!("is longer than {MAX_LABEL_VALUE} bytes"));
                 continue;
             }
             match val {
