@@ -8,6 +8,7 @@ use crate::event::Level;
 use crate::exit::ExitCode;
 use crate::experiment::config::{parse_var, resolve, secret_values, Overrides};
 use crate::experiment::{load_with, locate::locate_all, parse, FetchOptions, Problem};
+use crate::provider::slo::{ReliablyEnv, SloAccess};
 use crate::redact::Redactor;
 use crate::run::{
     Dry, HypothesisStrategy, Interrupt, Outcome, RollbackStrategy, RunOptions, Runner,
@@ -57,6 +58,13 @@ pub struct RunRequest {
     pub interrupt: Interrupt,
     /// The run's child processes (the caller keeps a clone to kill them all at once).
     pub processes: Processes,
+    /// The SLO store of the run's SLO activities (`--store`): a path or a `faultline
+    /// serve` URL; `None`: `FAULTLINE_STORE`, else the embedded store's default file.
+    pub store: Option<String>,
+    /// The store's organisation (`--org`); `None`: `FAULTLINE_ORG`, else `default`.
+    pub org: Option<String>,
+    /// The bearer token of a remote store (`--token`); `None`: `FAULTLINE_TOKEN`.
+    pub token: Option<String>,
 }
 
 impl RunRequest {
@@ -81,6 +89,9 @@ impl RunRequest {
             fetch_timeout: None,
             interrupt: Interrupt::new(),
             processes: Processes::new(),
+            store: None,
+            org: None,
+            token: None,
         }
     }
 }
@@ -324,6 +335,9 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             return RunEnd::refused();
         }
     }
+    let Some(slo) = slo_access(&req, &experiment, &env, &*out) else {
+        return RunEnd::refused();
+    };
     let options = match options(&req, &experiment.runtime, &settings, &*out) {
         Some(o) => o,
         None => return RunEnd::refused(),
@@ -390,8 +404,11 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         safeguards: std::mem::take(&mut built.safeguards),
         processes: req.processes.clone(),
         layers,
+        slo: slo.clone(),
     };
     let outcome = runner.run().await;
+    // What the SLO activities wrote is committed before the run says it ended.
+    slo.close().await;
     // Telemetry and sinks finish together, within one shared limit.
     let limit = telemetry.shutdown_limit();
     let (delivery, sink_reports) = tokio::join!(telemetry.shutdown(), async {
@@ -468,6 +485,66 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         outcome: Some(outcome),
         journal,
     }
+}
+
+/// The run's SLO store access: `--store` > `FAULTLINE_STORE` > the default file,
+/// `--org` > `FAULTLINE_ORG` > `default`, `--token` > `FAULTLINE_TOKEN`, and the
+/// Reliably client's `RELIABLY_*` for `slo_is_met`. Nothing is opened here (a run
+/// without SLO activities creates no file); a store setting that cannot work is
+/// refused before the run only when an activity needs the store (`None`).
+fn slo_access(
+    req: &RunRequest,
+    experiment: &crate::experiment::Experiment,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &dyn Narrator,
+) -> Option<SloAccess> {
+    use crate::store::{org_name, StoreSpec, DEFAULT_ORG};
+    let given = |flag: &Option<String>, var: &str| {
+        flag.clone()
+            .or_else(|| env(var))
+            .filter(|s| !s.trim().is_empty())
+    };
+    let store = given(&req.store, "FAULTLINE_STORE");
+    let token = given(&req.token, "FAULTLINE_TOKEN");
+    let org = given(&req.org, "FAULTLINE_ORG").unwrap_or_else(|| DEFAULT_ORG.into());
+    let spec = StoreSpec::parse(store.as_deref(), token, env).map_err(|e| e.to_string());
+    let org_checked = org_name(&org).map_err(|e| format!("--org (FAULTLINE_ORG): {e}"));
+    let activities = experiment
+        .hypothesis
+        .iter()
+        .flat_map(|h| h.probes.iter())
+        .chain(experiment.method.iter())
+        .chain(experiment.rollbacks.iter());
+    let needed = activities
+        .clone()
+        .any(|a| crate::provider::slo::uses_slo(&a.provider));
+    if needed {
+        let problems: Vec<String> = [spec.as_ref().err(), org_checked.as_ref().err()]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if !problems.is_empty() {
+            for p in problems {
+                out.line(
+                    Level::Error,
+                    "input.invalid",
+                    &format!("the SLO store of this run's SLO activities: {p}"),
+                );
+            }
+            return None;
+        }
+    }
+    let reliably = ReliablyEnv {
+        host: env("RELIABLY_HOST"),
+        token: env("RELIABLY_TOKEN"),
+        org: env("RELIABLY_ORG"),
+    };
+    Some(SloAccess::new(
+        spec,
+        org_checked.unwrap_or_else(|_| DEFAULT_ORG.into()),
+        reliably,
+    ))
 }
 
 /// The run's options: flag > experiment `runtime` > settings `runtime` > default,

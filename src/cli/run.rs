@@ -50,6 +50,17 @@ pub struct RunArgs {
     /// Timeout in seconds of activities that declare none [default: 300].
     #[arg(long, allow_negative_numbers = true)]
     pub activity_timeout: Option<f64>,
+    /// The SLO store of the run's SLO activities: a file path or a `faultline serve`
+    /// URL [env: FAULTLINE_STORE; default: the embedded store's file]. Opened only
+    /// when an activity needs it.
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<String>,
+    /// The store's organisation [env: FAULTLINE_ORG; default: default].
+    #[arg(long)]
+    pub org: Option<String>,
+    /// The bearer token of a remote store [env: FAULTLINE_TOKEN].
+    #[arg(long)]
+    pub token: Option<String>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -86,6 +97,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
         control_files: args.control_files,
         activity_timeout: args.activity_timeout,
         fetch_timeout: c.fetch_timeout,
+        store: args.store,
+        org: args.org,
+        token: args.token,
         ..RunRequest::new(run_id, args.experiment, args.journal_path)
     };
     let signals = spawn_signal_handler(

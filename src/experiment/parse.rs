@@ -816,7 +816,7 @@ impl Checker {
                 self.err_hint(
                     &format!("{path}.type"),
                     "missing required key 'type'",
-                    "use \"http\", \"process\" or \"python\"",
+                    "use \"http\", \"process\" or \"python\" (or \"indicator\", \"slo\": SLO activities)",
                 );
                 return;
             }
@@ -961,12 +961,23 @@ impl Checker {
                         v,
                     ),
                 }
+                self.slo(m, path);
             }
+            // The SLO providers check themselves (the same code types them at run
+            // time), so `validate` and `run` say the same.
+            "indicator" | "slo" => self.slo(m, path),
             other => self.err_hint(
                 &format!("{path}.type"),
                 format!("unknown provider type '{other}'"),
-                "use \"http\", \"process\" or \"python\"",
+                "use \"http\", \"process\" or \"python\" (or \"indicator\", \"slo\": SLO activities)",
             ),
+        }
+    }
+
+    /// An SLO provider's own problems (`indicator`, `slo`, the native `slo_is_met`).
+    fn slo(&mut self, m: &Object, path: &str) {
+        for (key, message) in crate::provider::slo::check(m) {
+            self.err(&format!("{path}.{key}"), message);
         }
     }
 

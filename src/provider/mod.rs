@@ -7,6 +7,7 @@ pub mod capture;
 pub mod http;
 pub mod process;
 pub mod python;
+pub mod slo;
 pub mod tree;
 
 use serde_json::{Map, Value};
@@ -56,6 +57,25 @@ pub enum Provider {
     Process(process::ProcessProvider),
     /// A Python function, through the bridge.
     Python(python::PythonProvider),
+    /// An indicator pushed to the run's SLO store.
+    Indicator(slo::IndicatorProvider),
+    /// An objective's status from the run's SLO store.
+    Slo(slo::SloProbe),
+    /// `chaosreliably.slo.probes.slo_is_met`, run natively.
+    SloIsMet(slo::SloIsMet),
+}
+
+/// What a provider may know of the run it is part of.
+pub struct RunFacts {
+    /// The run's id.
+    pub run_id: String,
+    /// The run's trace id (32 hex), when there is one.
+    pub trace_id: Option<String>,
+    /// When the experiment started: the `slo` probe's run window and an indicator's
+    /// default `from`.
+    pub started: chrono::DateTime<chrono::Utc>,
+    /// The run's SLO store, opened on first use.
+    pub slo: slo::SloAccess,
 }
 
 /// What a provider gets from the run besides its definition.
@@ -83,6 +103,8 @@ pub struct Ctx<'a> {
     pub warnings: std::sync::Mutex<Vec<String>>,
     /// The run's processes: children are registered there while they run.
     pub processes: &'a process::Processes,
+    /// The run around the activity: ids, start, SLO store.
+    pub run: &'a RunFacts,
 }
 
 /// What a provider needs to make its own spans under the activity's span.
@@ -156,7 +178,16 @@ impl Provider {
         match m.get("type").and_then(Value::as_str) {
             Some("http") => http::HttpProvider::from_map(m).map(Provider::Http),
             Some("process") => process::ProcessProvider::from_map(m).map(Provider::Process),
-            Some("python") => python::PythonProvider::from_map(m).map(Provider::Python),
+            Some("python") => {
+                let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("");
+                if slo::is_native_python(s("module"), s("func")) {
+                    slo::SloIsMet::from_map(m).map(Provider::SloIsMet)
+                } else {
+                    python::PythonProvider::from_map(m).map(Provider::Python)
+                }
+            }
+            Some("indicator") => slo::IndicatorProvider::from_map(m).map(Provider::Indicator),
+            Some("slo") => slo::SloProbe::from_map(m).map(Provider::Slo),
             Some(t) => Err(format!("unknown provider type '{t}'")),
             None => Err("the provider has no type".into()),
         }
@@ -180,7 +211,10 @@ impl Provider {
         match self {
             Provider::Http(h) => h.timeout.map(|(c, r)| c.unwrap_or_default() + r),
             Provider::Process(p) => p.timeout,
-            Provider::Python(_) => None,
+            Provider::Python(_)
+            | Provider::Indicator(_)
+            | Provider::Slo(_)
+            | Provider::SloIsMet(_) => None,
         }
     }
 
@@ -191,6 +225,7 @@ impl Provider {
             Provider::Http(h) => h.output_limit,
             Provider::Process(p) => p.output_limit,
             Provider::Python(p) => p.output_limit,
+            Provider::Indicator(_) | Provider::Slo(_) | Provider::SloIsMet(_) => None,
         }
     }
 
@@ -200,6 +235,9 @@ impl Provider {
             Provider::Http(h) => h.run(ctx).await,
             Provider::Process(p) => p.run(ctx).await,
             Provider::Python(p) => p.run(ctx).await,
+            Provider::Indicator(p) => p.run(ctx).await,
+            Provider::Slo(p) => p.run(ctx).await,
+            Provider::SloIsMet(p) => p.run(ctx).await,
         }
     }
 }

@@ -108,6 +108,10 @@ pub async fn check(
                     p.get("module").and_then(Value::as_str),
                     p.get("func").and_then(Value::as_str),
                 ) {
+                    // Run natively (`slo_is_met`): no Python needed.
+                    if crate::provider::slo::is_native_python(m, f) {
+                        continue;
+                    }
                     python
                         .entry(format!("{m}:{f}"))
                         .or_default()

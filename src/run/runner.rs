@@ -57,6 +57,9 @@ pub struct Runner {
     pub layers: Vec<spans::RunLayer>,
     /// This run's child processes (a second signal kills them through it).
     pub processes: crate::provider::process::Processes,
+    /// The SLO store of the run's SLO activities, carried to them untouched (opened
+    /// on first use).
+    pub slo: crate::provider::slo::SloAccess,
 }
 
 /// The result of a run.
@@ -106,6 +109,8 @@ struct Shared {
     exp_span: Span,
     /// W3C baggage sent with every request and to every child: run id, experiment.
     baggage: Vec<(String, String)>,
+    /// What providers may know of the run (ids, start, SLO store).
+    facts: provider::RunFacts,
     state: Mutex<State>,
 }
 
@@ -191,6 +196,7 @@ impl Shared {
             output_limit: self.opts.output_limit,
             warnings: Default::default(),
             processes: &self.processes,
+            run: &self.facts,
             trace: tracing.then(|| provider::TraceCtx {
                 parent: span.clone(),
                 baggage: self.baggage.clone(),
@@ -1011,6 +1017,12 @@ impl Runner {
             processes: self.processes,
             exp_span: Span::none(),
             baggage: Vec::new(),
+            facts: provider::RunFacts {
+                run_id: self.run_id.clone(),
+                trace_id: None,
+                started,
+                slo: self.slo,
+            },
             state: Mutex::new(State::default()),
         };
         let title = shared.vars().text(&shared.exp.title);
@@ -1043,6 +1055,7 @@ impl Runner {
             shared.opts.dry.map(|d| d.as_str()),
         );
         let trace_id = propagation::ids(&shared.trace.context(&shared.exp_span)).map(|(t, _)| t);
+        shared.facts.trace_id = trace_id.clone();
         let run_info = RunInfo {
             run_id: self.run_id.clone(),
             title: safe_title.clone(),
@@ -1482,6 +1495,7 @@ mod tests {
                     safeguards: Vec::new(),
                     layers: Vec::new(),
                     processes: Default::default(),
+                    slo: Default::default(),
                 };
                 let out = runner.run().await;
                 let report = telemetry.shutdown().await;
@@ -1598,6 +1612,7 @@ mod tests {
             safeguards: Vec::new(),
             layers: vec![Box::new(seen.clone())],
             processes: Default::default(),
+            slo: Default::default(),
         };
         runner.run().await;
         let seen = seen.0.lock().unwrap().clone();
@@ -1656,6 +1671,7 @@ mod tests {
             safeguards: Vec::new(),
             layers: Vec::new(),
             processes: Default::default(),
+            slo: Default::default(),
         };
         let out = runner.run().await;
         assert_eq!(out.status, Status::Completed);

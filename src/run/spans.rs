@@ -76,6 +76,13 @@ pub mod attr {
     pub const SERVER_PORT: &str = "server.port";
     pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
     pub const ERROR_TYPE: &str = "error.type";
+    pub const SLO_STORE: &str = "chaos.slo.store";
+    pub const SLO_OBJECTIVE: &str = "chaos.slo.objective";
+    pub const SLO_MET: &str = "chaos.slo.met";
+    pub const SLO_ACTUAL_PERCENT: &str = "chaos.slo.actual_percent";
+    pub const SLO_TARGET_PERCENT: &str = "chaos.slo.target_percent";
+    pub const SLO_INDICATOR_ID: &str = "chaos.slo.indicator.id";
+    pub const SLO_INDICATOR_PERCENT: &str = "chaos.slo.indicator.percent";
 }
 
 /// The fields `tracing-opentelemetry` reads as the OpenTelemetry span's name, kind
@@ -306,7 +313,8 @@ pub struct ActivityFields<'a> {
 }
 
 /// An activity. Recorded later: `chaos.activity.timeout`, `.status`, `.output`,
-/// `.error`, `process.exit.code`, `chaos.tolerance.met`.
+/// `.error`, `process.exit.code`, `chaos.tolerance.met`, and by the SLO providers
+/// `chaos.slo.*`.
 pub fn activity(parent: &Span, f: &ActivityFields<'_>) -> Span {
     tracing::info_span!(
         parent: parent,
@@ -326,6 +334,13 @@ pub fn activity(parent: &Span, f: &ActivityFields<'_>) -> Span {
         { attr::PROCESS_EXIT_CODE } = Empty,
         { attr::ACTIVITY_ERROR } = Empty,
         { attr::TOLERANCE_MET } = Empty,
+        { attr::SLO_STORE } = Empty,
+        { attr::SLO_OBJECTIVE } = Empty,
+        { attr::SLO_MET } = Empty,
+        { attr::SLO_ACTUAL_PERCENT } = Empty,
+        { attr::SLO_TARGET_PERCENT } = Empty,
+        { attr::SLO_INDICATOR_ID } = Empty,
+        { attr::SLO_INDICATOR_PERCENT } = Empty,
         { otel::STATUS_CODE } = Empty,
         { otel::STATUS_DESCRIPTION } = Empty,
     )
