@@ -743,6 +743,20 @@ impl Checker {
         let tolerance = m.get("tolerance").cloned();
         if let Some(t) = &tolerance {
             self.tolerance(t, &format!("{path}.tolerance"));
+            // The `slo` probe answers a status object, which never equals a boolean:
+            // such a tolerance could never be met, so say what works instead.
+            let slo = provider
+                .as_ref()
+                .and_then(|p| p.get("type"))
+                .and_then(Value::as_str)
+                == Some("slo");
+            if slo && t.is_boolean() {
+                self.err_hint(
+                    &format!("{path}.tolerance"),
+                    "the slo probe returns the objective's status (an object), never a boolean",
+                    "use {\"type\": \"jsonpath\", \"path\": \"$.met\", \"expect\": true}",
+                );
+            }
         }
         let background = self.opt_bool(m, "background", path).unwrap_or(false);
         if background && in_hypothesis {
@@ -977,7 +991,11 @@ impl Checker {
     /// An SLO provider's own problems (`indicator`, `slo`, the native `slo_is_met`).
     fn slo(&mut self, m: &Object, path: &str) {
         for (key, message) in crate::provider::slo::check(m) {
-            self.err(&format!("{path}.{key}"), message);
+            self.err_hint(
+                &format!("{path}.{key}"),
+                message,
+                "see \"SLO activities\" in docs/compatibility.md",
+            );
         }
     }
 

@@ -257,7 +257,6 @@ impl IndicatorProvider {
         m: &Map<String, Value>,
     ) -> Result<IndicatorProvider, Vec<(String, String)>> {
         let mut problems = Vec::new();
-        let labels = labels(m.get("labels"), "labels", &mut problems);
         let mut spec = Map::new();
         let given = |k: &str| m.get(k).filter(|v| !v.is_null());
         match given("good") {
@@ -290,15 +289,18 @@ impl IndicatorProvider {
         doc_spec.insert("to".into(), check_to);
         let doc = json!({"metadata": {"labels": m.get("labels").cloned().unwrap_or(Value::Null)},
                          "spec": doc_spec});
-        if problems.is_empty() {
-            if let Err(found) = parse_indicator(&doc) {
+        // The labels as the indicator document reads them (its problems are ours).
+        let labels = match parse_indicator(&doc) {
+            Ok(i) => i.labels,
+            Err(found) => {
                 problems.extend(
                     found
                         .into_iter()
-                        .map(|p| (provider_path(&p.path), p.message)),
+                        .map(|p| (provider_path(&p.path), p.message.replace("spec.", ""))),
                 );
+                Labels::new()
             }
-        }
+        };
         if problems.is_empty() {
             Ok(IndicatorProvider {
                 labels,
@@ -656,10 +658,10 @@ mod tests {
     #[test]
     fn indicator_definitions_name_every_problem() {
         let p = check(&obj(
-            json!({"type": "indicator", "labels": {"a": 1}, "percent": 120}),
+            json!({"type": "indicator", "labels": {"a": ["x"]}, "percent": 120}),
         ));
         let paths: Vec<&str> = p.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["labels.a"], "{p:?}");
+        assert_eq!(paths, ["labels.a", "percent"], "{p:?}");
         let p = check(&obj(
             json!({"type": "indicator", "labels": {"a": "b"}, "percent": 120,
             "from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
