@@ -384,7 +384,7 @@ mod tests {
             "app_kubernetes_io_name"
         );
         assert_eq!(label_name("9lives"), "_9lives");
-        assert_eq!(label_name("__name__"), "name__");
+        assert_eq!(label_name("__name__"), "_name__");
     }
 
     #[test]
