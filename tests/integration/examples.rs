@@ -159,12 +159,21 @@ fn book_controls_example_pauses_before_each_activity_and_completes() {
 #[test]
 fn reliably_guide_sequence_healthy_then_unhealthy() {
     let dir = TempDir::new("ex-reliably");
-    // The python provider imports reliability_utils from the working directory.
-    std::fs::copy(
-        example("reliably/reliability_utils.py"),
-        dir.join("reliability_utils.py"),
-    )
-    .unwrap();
+    // The guide's objective, from the example's own reliably.yaml, in a store of
+    // the test's own.
+    let store = dir.join("store.db");
+    let yaml = std::fs::read_to_string(example("reliably/reliably.yaml")).unwrap();
+    let objectives = faultline::slo::documents::parse_objectives(&yaml).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let spec = faultline::store::StoreSpec::Sqlite(store.clone());
+            let s = faultline::store::Store::open(&spec).await.unwrap();
+            s.put_objective("default", &objectives[0]).await.unwrap();
+            s.close().await;
+        });
     let run = |file: &str, extra: &[&str]| {
         let exp = example(&format!("reliably/{file}"));
         let journal = dir.join("journal.json");
@@ -175,20 +184,26 @@ fn reliably_guide_sequence_healthy_then_unhealthy() {
             journal.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        faultline(&dir, &args, &[])
+        faultline(&dir, &args, &[("FAULTLINE_STORE", store.to_str().unwrap())])
     };
     let first = run(
         "experiment-healthy.json",
         &["--hypothesis-strategy", "after-method-only"],
     );
     assert_eq!(first.code, 0, "{}", first.all_text());
+    assert_eq!(first.journal()["run"][0]["output"]["percent"], 100.0);
     let healthy = run("experiment-healthy.json", &[]);
     assert_eq!(healthy.code, 0, "{}", healthy.all_text());
     let unhealthy = run("experiment-unhealthy.json", &[]);
     assert_eq!(unhealthy.code, 1, "{}", unhealthy.all_text());
     assert!(unhealthy.deviated());
-    let indicators = std::fs::read_to_string(dir.join("reliably-indicators.jsonl")).unwrap();
-    assert_eq!(indicators.lines().count(), 3, "{indicators}");
+    assert!(
+        unhealthy
+            .all_text()
+            .contains("|          99.9 |         90 |          -9.9 |"),
+        "{}",
+        unhealthy.all_text()
+    );
 }
 
 /// The repository's root.
@@ -368,16 +383,25 @@ fn reliably_demo_script_succeeds_and_leaves_nothing_behind() {
     );
     // The first run a newcomer makes reads as a success, and so does the whole.
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("=== step 1: exit 0, as expected"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("=== step 3: exit 1, as expected"),
-        "{stdout}"
-    );
+    for part in ["A", "B", "C"] {
+        for (n, exit) in [(1, 0), (2, 0), (3, 0), (4, 1), (5, 0)] {
+            let line = format!("=== step {part}.{n}: exit {exit}, as expected");
+            assert!(stdout.contains(&line), "{line}\n{stdout}");
+        }
+    }
     assert!(stdout.contains("demo: OK"), "{stdout}");
-    assert_eq!(stdout.matches("\"percent\"").count(), 3, "{stdout}");
+    // Each part's reports: 100 % after the healthy run, 90 % with the trend after
+    // the unhealthy one; each unhealthy run printed the table.
+    assert_eq!(stdout.matches("100.00%").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("90.00%").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("✓ ✕").count(), 3, "{stdout}");
+    assert_eq!(
+        stderr
+            .matches("The following Objective Results were not OK:")
+            .count(),
+        3,
+        "{stderr}"
+    );
     let new: Vec<PathBuf> = files_under(&example("reliably"))
         .into_iter()
         .filter(|p| !before.contains(p))
@@ -414,9 +438,15 @@ fn reliably_by_hand_steps_write_only_ignored_files() {
         "experiment-unhealthy.json   #",
         "experiment-unhealthy.json || [ $? -eq 1 ]  #",
     );
-    let (code, stdout, stderr) = bash(dir.path(), &script, &[]);
+    let (code, stdout, stderr) = bash(dir.path(), &script, &[("FAULTLINE_STORE", "")]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("\"percent\"").count(), 3, "{stdout}");
+    // The three reports: empty, then 100 % ✓, then 90 % ✓ ✕.
+    assert!(stdout.contains("100.00%"), "{stdout}");
+    assert!(
+        stdout.contains("90.00%") && stdout.contains("✓ ✕"),
+        "{stdout}"
+    );
+    assert!(copy.join("store.db").exists());
     let new: Vec<PathBuf> = files_under(&copy)
         .into_iter()
         .filter(|p| !before.contains(p))
