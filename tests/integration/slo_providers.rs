@@ -80,6 +80,36 @@ fn slo_outputs(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// The `chaos.slo.*` attributes of every span called `name` in the run's trace file,
+/// in order.
+fn slo_spans(dir: &TempDir, name: &str) -> Vec<serde_json::Map<String, Value>> {
+    let text = std::fs::read_to_string(dir.join("journal.trace.json")).unwrap();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let doc: Value = serde_json::from_str(line).unwrap();
+        for rs in doc["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for span in ss["spans"].as_array().into_iter().flatten() {
+                    if span["name"] != name {
+                        continue;
+                    }
+                    out.push(
+                        span["attributes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|a| a["key"].as_str().unwrap().starts_with("chaos.slo."))
+                            .map(|a| (a["key"].as_str().unwrap().to_string(), a["value"].clone()))
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no span {name:?} in {text}");
+    out
+}
+
 #[test]
 fn the_guide_healthy_then_unhealthy_met_then_deviated_with_the_table() {
     let dir = TempDir::new("slo-guide");
@@ -131,6 +161,36 @@ fn the_guide_healthy_then_unhealthy_met_then_deviated_with_the_table() {
     assert!(text.contains("|   Objective % |   Actual % |   Remaining % | Indicator Selector                                                                                           |"), "{text}");
     assert!(text.contains("    | From    "), "{text}");
     assert!(text.contains(" +0000 UTC |          99.9 |         90 |          -9.9 | {'category': 'Availability', 'indicator_name': 'exploring-reliability-guide-service-availability-indicator'} |"), "{text}");
+    // The on-call reader's attributes on the probe's span (the default trace file
+    // beside the journal).
+    let spans = slo_spans(&dir, "probe SLO is met");
+    let after = spans.last().unwrap();
+    assert_eq!(
+        after["chaos.slo.met"],
+        json!({"boolValue": false}),
+        "{after:?}"
+    );
+    assert_eq!(
+        after["chaos.slo.actual_percent"],
+        json!({"doubleValue": 90.0})
+    );
+    assert_eq!(
+        after["chaos.slo.target_percent"],
+        json!({"doubleValue": 99.9})
+    );
+    assert_eq!(
+        after["chaos.slo.objective"],
+        json!({"stringValue": format!("name={NAME},service={SERVICE}")})
+    );
+    assert_eq!(
+        after["chaos.slo.store"],
+        json!({"stringValue": store.to_str().unwrap()})
+    );
+    let push = slo_spans(&dir, "action send_bad_indicator");
+    assert_eq!(
+        push[0]["chaos.slo.indicator.percent"],
+        json!({"doubleValue": 90.0})
+    );
     // Only the failing result is in the table: one row after the header and rule.
     assert_eq!(
         text.matches("+0000 UTC |          99.9 |").count(),
