@@ -29,6 +29,9 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once per process: the size of the largest variant (`run`'s flags) costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run an experiment (file path or http(s) URL).

@@ -108,13 +108,13 @@ pub fn render(rows: &[Row]) -> String {
             .collect::<Vec<_>>()
             .join("|")
     ));
-    for r in 0..rows.len() {
-        out.push(line(
+    out.extend((0..rows.len()).map(|r| {
+        line(
             (0..6)
                 .map(|c| pad(&columns[c][r], widths[c], numeric[c]))
                 .collect(),
-        ));
-    }
+        )
+    }));
     out.join("\n")
 }
 
