@@ -21,6 +21,7 @@ mod safeguards;
 mod secrets;
 mod signals;
 mod sinks;
+mod store;
 mod strategies;
 mod tolerances;
 mod tracing;
