@@ -32,6 +32,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Makes request number `i` on a client.
+type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
 const CLIENTS: usize = 64;
 const OBJECTIVES: usize = 100;
 const ORG: &str = "bench";
@@ -165,11 +168,7 @@ async fn seed(db: &Path, n: usize) -> f64 {
 }
 
 /// `total` requests from 64 keep-alive clients; returns acknowledged requests/s.
-async fn load(
-    total: usize,
-    make: Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>,
-    ok_status: u16,
-) -> f64 {
+async fn load(total: usize, make: MakeRequest, ok_status: u16) -> f64 {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -293,24 +292,22 @@ fn main() {
     // (1) Interleaved halves, so drift on the machine hits both contenders alike.
     let url = format!("{base}/api/v1/orgs/{ORG}/indicators");
     let auth = format!("Bearer {token}");
-    let ours: Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync> =
-        Arc::new(move |c, i| {
-            let now = chrono::Utc::now().to_rfc3339();
-            c.post(&url).header("Authorization", &auth).json(&json!({
+    let ours: MakeRequest = Arc::new(move |c, i| {
+        let now = chrono::Utc::now().to_rfc3339();
+        c.post(&url).header("Authorization", &auth).json(&json!({
                 "metadata": {"labels": {"service": format!("svc-{}", i % OBJECTIVES), "category": "Availability"}},
                 "spec": {"from": now, "to": now, "percent": 100.0}}))
-        });
-    let theirs: Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync> =
-        Arc::new(move |c, i| {
-            c.put(format!(
-                "{pg_base}/metrics/job/bench/instance/{}",
-                i % CLIENTS
-            ))
-            .body(format!(
-                "faultline_indicator_percent{{service=\"svc-{}\",category=\"Availability\"}} 100\n",
-                i % OBJECTIVES
-            ))
-        });
+    });
+    let theirs: MakeRequest = Arc::new(move |c, i| {
+        c.put(format!(
+            "{pg_base}/metrics/job/bench/instance/{}",
+            i % CLIENTS
+        ))
+        .body(format!(
+            "faultline_indicator_percent{{service=\"svc-{}\",category=\"Availability\"}} 100\n",
+            i % OBJECTIVES
+        ))
+    });
     let half = writes / 2;
     let mut ours_rates = Vec::new();
     let mut theirs_rates = Vec::new();
