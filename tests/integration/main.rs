@@ -22,6 +22,7 @@ mod secrets;
 mod signals;
 mod sinks;
 mod slo_providers;
+mod store;
 mod strategies;
 mod tolerances;
 mod tracing;
