@@ -392,9 +392,22 @@ fn reliably_demo_script_succeeds_and_leaves_nothing_behind() {
     assert!(stdout.contains("demo: OK"), "{stdout}");
     // Each part's reports: 100 % after the healthy run, 90 % with the trend after
     // the unhealthy one; each unhealthy run printed the table.
-    assert_eq!(stdout.matches("100.00%").count(), 3, "{stdout}");
-    assert_eq!(stdout.matches("90.00%").count(), 3, "{stdout}");
-    assert_eq!(stdout.matches("✓ ✕").count(), 3, "{stdout}");
+    let report = |mark: &str, current: &str, trend: &str| {
+        stdout
+            .lines()
+            .filter(|l| {
+                l.trim_start().starts_with(mark)
+                    && l.contains(current)
+                    && l.trim_end().ends_with(trend)
+            })
+            .count()
+    };
+    assert_eq!(report("✅", "100.00%", "Availability     ✓"), 3, "{stdout}");
+    assert_eq!(
+        report("❌", "90.00%", "Availability     ✓ ✕"),
+        3,
+        "{stdout}"
+    );
     assert_eq!(
         stderr
             .matches("The following Objective Results were not OK:")
@@ -423,9 +436,10 @@ fn reliably_by_hand_steps_write_only_ignored_files() {
     let copy = dir.join("examples/reliably");
     std::fs::create_dir_all(&copy).unwrap();
     for f in files_under(&example("reliably")) {
-        if f.starts_with("__pycache__") {
+        if f.components().any(|c| c.as_os_str() == "__pycache__") {
             continue;
         }
+        std::fs::create_dir_all(copy.join(&f).parent().unwrap()).unwrap();
         std::fs::copy(example("reliably").join(&f), copy.join(&f)).unwrap();
     }
     let before = files_under(&copy);

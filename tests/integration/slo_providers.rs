@@ -433,3 +433,139 @@ fn a_store_that_cannot_work_is_refused_only_when_needed() {
     let out = run_experiment_env(&dir, &plain, &["--store", "ftp://x/y"], &[]);
     assert_eq!(out.code, 0, "{}", out.all_text());
 }
+
+/// A real `faultline serve` on a free port over `store` (killed on drop), and a token
+/// of organisation `org` made with `faultline token create`.
+struct Served {
+    _child: ChildGuard,
+    addr: String,
+    token: String,
+}
+
+fn serve(dir: &TempDir, store: &std::path::Path, org: &str) -> Served {
+    let made = std::process::Command::new(bin())
+        .args(["token", "create", "--org", org, "--store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let token = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    let log = dir.join("serve.out");
+    let child = std::process::Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(store)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let child = ChildGuard(Some(child));
+    let mut addr = String::new();
+    wait_until(
+        std::time::Duration::from_secs(30),
+        "faultline serve to listen",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            match text
+                .lines()
+                .find_map(|l| l.strip_prefix("faultline serve: listening on http://"))
+            {
+                Some(rest) => {
+                    addr = rest.split_whitespace().next().unwrap().to_string();
+                    true
+                }
+                None => false,
+            }
+        },
+    );
+    Served {
+        _child: child,
+        addr,
+        token,
+    }
+}
+
+#[test]
+fn slo_is_met_reads_the_server_reliably_host_names() {
+    let dir = TempDir::new("slo-reliably-host");
+    let served = serve(&dir, &dir.join("served.db"), "guide");
+    // The guide's objective and a Bad indicator, on the server only.
+    let doc = json!({"metadata": {"labels": {"name": NAME, "service": SERVICE}},
+        "spec": {"indicatorSelector": {"category": "Availability", "indicator_name": INDICATOR},
+                 "objectivePercent": 99.9, "window": "1h"}});
+    let bad = json!({"metadata": {"labels": {"category": "Availability", "indicator_name": INDICATOR}},
+        "spec": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z", "percent": 90.0}});
+    runtime().block_on(async {
+        let spec = StoreSpec::Remote {
+            base: format!("http://{}", served.addr).parse().unwrap(),
+            token: Some(served.token.clone()),
+        };
+        let s = Store::open(&spec).await.unwrap();
+        s.put_objective("guide", &faultline::slo::parse_objective(&doc).unwrap())
+            .await
+            .unwrap();
+        s.put_indicator(
+            "guide",
+            &faultline::slo::parse_indicator(&bad).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    });
+    let local = dir.join("local.db");
+    let exp = json!({"title": "remote", "description": "d",
+        "steady-state-hypothesis": {"title": "t", "probes": [slo_is_met()]},
+        "method": []});
+    // From the environment, as the Reliably client reads it.
+    let out = run_experiment_env(
+        &dir,
+        &exp,
+        &[],
+        &[
+            ("FAULTLINE_STORE", local.to_str().unwrap()),
+            ("RELIABLY_HOST", served.addr.as_str()),
+            ("RELIABLY_TOKEN", served.token.as_str()),
+            ("RELIABLY_ORG", "guide"),
+        ],
+    );
+    assert_no_panic(&out);
+    assert_eq!(slo_outputs(&out)[0], json!(false), "{}", out.all_text());
+    assert!(
+        out.all_text()
+            .contains("2026-01-01 00:00:00 +0000 UTC |          99.9 |         90 |"),
+        "{}",
+        out.all_text()
+    );
+    assert!(!local.exists(), "the run's own store was opened");
+
+    // From the probe's secrets, which come first; a wrong token is refused by name.
+    let with_secrets = |token: &str| {
+        let mut probe = slo_is_met();
+        probe["provider"]["secrets"] = json!(["reliably"]);
+        json!({"title": "remote", "description": "d",
+            "secrets": {"reliably": {"host": served.addr, "token": token, "org": "guide"}},
+            "steady-state-hypothesis": {"title": "t", "probes": [probe]},
+            "method": []})
+    };
+    let env = [
+        ("FAULTLINE_STORE", local.to_str().unwrap()),
+        ("RELIABLY_HOST", "127.0.0.1:1"),
+    ];
+    let out = run_experiment_env(&dir, &with_secrets(&served.token), &[], &env);
+    assert_eq!(slo_outputs(&out)[0], json!(false), "{}", out.all_text());
+    assert!(
+        out.all_text().contains("|          -9.9 |"),
+        "{}",
+        out.all_text()
+    );
+    let out = run_experiment_env(&dir, &with_secrets("not-a-token"), &[], &env);
+    let probe = &out.journal()["steady_states"]["before"]["probes"][0];
+    assert_eq!(probe["status"], "failed", "{}", out.all_text());
+    let why = exception_text(probe);
+    assert!(why.contains("401") || why.contains("token"), "{why}");
+    assert!(
+        !out.all_text().contains("not-a-token"),
+        "{}",
+        out.all_text()
+    );
+    assert!(!local.exists());
+}
