@@ -31,6 +31,21 @@ pub struct Settings {
     pub tracing: TracingSettings,
     /// Structured log sinks (each parsed by [`crate::sink::SinkConfig`]).
     pub sinks: Vec<Value>,
+    /// The SLO store of SLO activities (`store:`).
+    pub store: StoreSettings,
+}
+
+/// `store:` in the settings file: the SLO store of a run's SLO activities, when
+/// neither the flags nor `FAULTLINE_STORE`/`FAULTLINE_ORG`/`FAULTLINE_TOKEN` say.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// A file path or a `faultline serve` URL.
+    pub location: Option<String>,
+    /// The organisation.
+    pub org: Option<String>,
+    /// The bearer token of a remote store.
+    pub token: Option<String>,
 }
 
 /// The `tracing:` block: what the `OTEL_*` variables say, in the settings file.
@@ -121,6 +136,13 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                         .hint("keys are exporter, endpoint, protocol, headers, timeout, service_name, shutdown_limit"),
                 ),
             },
+            "store" => match serde_json::from_value::<StoreSettings>(v.clone()) {
+                Ok(st) => s.store = st,
+                Err(e) => problems.push(
+                    Problem::new("$.store", format!("invalid store settings: {e}"))
+                        .hint("keys are location (a file path or a faultline serve URL), org, token"),
+                ),
+            },
             "sinks" => match v {
                 Value::Array(items) => s.sinks = items.clone(),
                 Value::Null => {}
@@ -157,7 +179,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
             "notifications" | "auths" | "vaults" => {}
             other => problems.push(
                 Problem::new(format!("$.{other}"), format!("unknown settings key '{other}'"))
-                    .hint("settings keys are runtime, controls, activity_timeout, output_limit, fetch_timeout, fetch_limit, tracing, sinks (and the Chaos Toolkit's notifications)"),
+                    .hint("settings keys are runtime, controls, activity_timeout, output_limit, fetch_timeout, fetch_limit, tracing, sinks, store (and the Chaos Toolkit's notifications)"),
             ),
         }
     }

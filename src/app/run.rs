@@ -335,7 +335,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             return RunEnd::refused();
         }
     }
-    let Some(slo) = slo_access(&req, &experiment, &env, &*out) else {
+    let Some(slo) = slo_access(&req, &settings.store, &experiment, &env, &*out) else {
         return RunEnd::refused();
     };
     let options = match options(&req, &experiment.runtime, &settings, &*out) {
@@ -487,26 +487,29 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     }
 }
 
-/// The run's SLO store access: `--store` > `FAULTLINE_STORE` > the default file,
-/// `--org` > `FAULTLINE_ORG` > `default`, `--token` > `FAULTLINE_TOKEN`, and the
+/// The run's SLO store access: `--store` > `FAULTLINE_STORE` > the settings'
+/// `store.location` > the default file, `--org` > `FAULTLINE_ORG` > `store.org` >
+/// `default`, `--token` > `FAULTLINE_TOKEN` > `store.token`, and the
 /// Reliably client's `RELIABLY_*` for `slo_is_met`. Nothing is opened here (a run
 /// without SLO activities creates no file); a store setting that cannot work is
 /// refused before the run only when an activity needs the store (`None`).
 fn slo_access(
     req: &RunRequest,
+    settings: &crate::settings::StoreSettings,
     experiment: &crate::experiment::Experiment,
     env: &dyn Fn(&str) -> Option<String>,
     out: &dyn Narrator,
 ) -> Option<SloAccess> {
     use crate::store::{org_name, StoreSpec, DEFAULT_ORG};
-    let given = |flag: &Option<String>, var: &str| {
-        flag.clone()
-            .or_else(|| env(var))
-            .filter(|s| !s.trim().is_empty())
+    let given = |flag: &Option<String>, var: &str, setting: &Option<String>| {
+        [flag.clone(), env(var), setting.clone()]
+            .into_iter()
+            .flatten()
+            .find(|s| !s.trim().is_empty())
     };
-    let store = given(&req.store, "FAULTLINE_STORE");
-    let token = given(&req.token, "FAULTLINE_TOKEN");
-    let org = given(&req.org, "FAULTLINE_ORG").unwrap_or_else(|| DEFAULT_ORG.into());
+    let store = given(&req.store, "FAULTLINE_STORE", &settings.location);
+    let token = given(&req.token, "FAULTLINE_TOKEN", &settings.token);
+    let org = given(&req.org, "FAULTLINE_ORG", &settings.org).unwrap_or_else(|| DEFAULT_ORG.into());
     let spec = StoreSpec::parse(store.as_deref(), token, env).map_err(|e| e.to_string());
     let org_checked = org_name(&org).map_err(|e| format!("--org (FAULTLINE_ORG): {e}"));
     let activities = experiment

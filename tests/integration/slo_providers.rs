@@ -569,3 +569,44 @@ fn slo_is_met_reads_the_server_reliably_host_names() {
     );
     assert!(!local.exists());
 }
+
+#[test]
+fn the_settings_file_names_the_store_when_nothing_else_does() {
+    let dir = TempDir::new("slo-settings");
+    let from_settings = dir.join("from-settings.db");
+    let settings = dir.write(
+        "settings.yaml",
+        &format!(
+            "store:\n  location: {}\n  org: team-a\n",
+            from_settings.display()
+        ),
+    );
+    let push = experiment(
+        vec![],
+        vec![send_indicator("push", json!({"good": true}))],
+        vec![],
+    );
+    let s = settings.to_str().unwrap();
+    let out = run_experiment_env(&dir, &push, &["--settings", s], &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let db = rusqlite::Connection::open(&from_settings).unwrap();
+    let org: String = db
+        .query_row("SELECT org FROM indicators", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(org, "team-a");
+    // The environment comes first.
+    let from_env = dir.join("from-env.db");
+    let out = run_experiment_env(
+        &dir,
+        &push,
+        &["--settings", s],
+        &[("FAULTLINE_STORE", from_env.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert!(from_env.exists());
+    // The block is strict, as the whole file is.
+    let bad = dir.write("bad.yaml", "store:\n  path: x.db\n");
+    let out = run_experiment_env(&dir, &push, &["--settings", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    assert!(out.all_text().contains("$.store"), "{}", out.all_text());
+}
