@@ -98,7 +98,7 @@ impl SloAccess {
     /// Where the store is (a path or a URL, never a token).
     pub fn describe(&self) -> String {
         match &self.inner.spec {
-            Ok(s) => s.describe(),
+            Ok(s) => describe(s),
             Err(_) => "none".into(),
         }
     }
@@ -114,7 +114,7 @@ impl SloAccess {
             .store
             .get_or_try_init(|| Store::open(spec))
             .await
-            .map_err(|e| ActivityError::new(format!("the SLO store {}: {e}", spec.describe())))
+            .map_err(|e| ActivityError::new(format!("the SLO store {}: {e}", describe(spec))))
     }
 
     /// Whether an activity opened the store.
@@ -127,6 +127,19 @@ impl SloAccess {
         if let Some(s) = self.inner.store.get() {
             s.close().await;
         }
+    }
+}
+
+/// A store as spans and messages show it: a URL without any user or password in it.
+fn describe(spec: &StoreSpec) -> String {
+    match spec {
+        StoreSpec::Remote { base, .. } => {
+            let mut u = base.clone();
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        }
+        other => other.describe(),
     }
 }
 
@@ -599,7 +612,7 @@ impl SloIsMet {
             ))
         })?;
         let spec = StoreSpec::Remote { base, token };
-        let describe = spec.describe();
+        let describe = describe(&spec);
         let store = Store::open(&spec)
             .await
             .map_err(|e| ActivityError::new(format!("the SLO store {describe}: {e}")))?;
@@ -716,6 +729,17 @@ mod tests {
             "arguments": {"labels": {"service": "x"}, "limit": 5}})
         ))
         .is_empty());
+    }
+
+    #[test]
+    fn a_store_url_is_shown_without_credentials() {
+        let spec = StoreSpec::Remote {
+            base: "http://user:pw@127.0.0.1:8089/".parse().unwrap(),
+            token: Some("t0ken".into()),
+        };
+        let access = SloAccess::new(Ok(spec), "o".into(), ReliablyEnv::default());
+        assert_eq!(access.describe(), "http://127.0.0.1:8089/");
+        assert!(!access.opened());
     }
 
     #[test]
