@@ -94,8 +94,8 @@ mod tests {
         ),
         (
             "provider",
-            &["app", "sink", "control", "run::runner", "settings"],
-            "providers run one activity; they never see the run around it",
+            &["app", "sink", "control", "run::runner", "settings", "server"],
+            "providers run one activity; they never see the run around it, and reach SLO data through the store's handle, never the server's code",
         ),
         (
             "slo",
