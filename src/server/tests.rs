@@ -1,0 +1,1 @@
+//! Router tests: every endpoint through `oneshot`, no socket.
