@@ -25,6 +25,9 @@ pub struct ServeRequest {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key`.
     pub tls_key: Option<PathBuf>,
+    /// `--remote-write`: forward every committed indicator to this Prometheus
+    /// remote-write URL.
+    pub remote_write: Option<String>,
 }
 
 /// Why `serve` or `token create` did not do it.
@@ -118,9 +121,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let plan = plan(req)?;
-    let store = Store::open(&StoreSpec::Sqlite(plan.store.clone()))
-        .await
-        .map_err(|e| ServeError::Failed(e.to_string()))?;
+    let store = Store::open_with(
+        &StoreSpec::Sqlite(plan.store.clone()),
+        req.remote_write.as_deref(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::store::StoreError::Invalid(m) => ServeError::Invalid(m),
+        other => ServeError::Failed(other.to_string()),
+    })?;
     let state = ServerState::new(store.clone(), plan.auth);
     let path = plan.store.clone();
     let served = server::serve(state, plan.listen, |a| on_ready(a, &path), shutdown).await;

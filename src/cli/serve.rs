@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// Forward every stored indicator to this Prometheus remote-write URL
+    /// (http(s)://host:port/api/v1/write).
+    #[arg(long, env = "FAULTLINE_REMOTE_WRITE")]
+    pub remote_write: Option<String>,
 }
 
 /// Run the command; returns the exit code.
@@ -34,6 +38,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         no_auth: args.no_auth,
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key,
+        remote_write: args.remote_write,
     };
     let scheme = if args.tls_cert.is_some() {
         "https"

@@ -172,40 +172,7 @@ pub fn labels_of(field: &str, v: &Value) -> Result<Labels, ApiError> {
 }
 
 /// Every objective in a body: one document, a JSON list, or YAML documents separated
-/// by `---`; Reliably `Objective` (OpenSLO once `slo::documents` lands).
+/// by `---`; Reliably `Objective` and OpenSLO v1 `SLO` ([`crate::slo::parse_objectives`]).
 pub fn objectives(text: &str) -> Result<Vec<crate::slo::Objective>, ApiError> {
-    let docs: Vec<Value> = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Array(a)) => a,
-        Ok(v) => vec![v],
-        Err(_) => match serde_saphyr::from_multiple::<Value>(text) {
-            Ok(d) => d,
-            Err(e) => {
-                return Err(ApiError::field("$", format!("malformed JSON or YAML: {e}")));
-            }
-        },
-    };
-    if docs.is_empty() {
-        return Err(ApiError::field("$", "no document in the body"));
-    }
-    let many = docs.len() > 1;
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for (i, d) in docs.iter().enumerate() {
-        match crate::slo::parse_objective(d) {
-            Ok(o) => out.push(o),
-            Err(ps) => problems.extend(ps.into_iter().map(|p| SloProblem {
-                path: if many {
-                    format!("[{i}].{}", p.path)
-                } else {
-                    p.path
-                },
-                message: p.message,
-            })),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(ApiError::problems("the objective", problems))
-    }
+    crate::slo::parse_objectives(text).map_err(|ps| ApiError::problems("the objectives", ps))
 }

@@ -5,10 +5,12 @@
 //! the server and the commands build on this; nothing here touches a file, a socket or
 //! the clock.
 
+pub mod documents;
 pub mod model;
 pub mod status;
 pub mod window;
 
+pub use documents::parse_objectives;
 pub use model::{
     is_met, parse_indicator, parse_objective, selects, Indicator, Labels, Objective,
     ObjectiveResult, SloProblem,

@@ -1,5 +1,5 @@
 //! Objective windows as Reliably manifests write them: Go durations (`1h`, `1h0m0s`,
-//! `30m`, `1.5h`, `90s`) and, in older manifests, ISO-8601 durations (`PT1H`, `P1D`,
+//! `30m`, `1.5h`, `90s`; days and weeks as OpenSLO writes them, `28d`, `1w`) and, in older manifests, ISO-8601 durations (`PT1H`, `P1D`,
 //! `P1DT12H`). Months and years are refused: their length is not fixed.
 
 use std::time::Duration;
@@ -44,6 +44,9 @@ fn go(t: &str) -> Option<f64> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
+            // Not Go's, but OpenSLO's (`28d`, `1w`) and people's.
+            "d" => 86400.0,
+            "w" => 604800.0,
             _ => return None,
         };
         rest = &rest[u..];
@@ -96,16 +99,18 @@ mod tests {
         assert_eq!(parse_window("P1D"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_window("P1DT12H"), Ok(Duration::from_secs(129_600)));
         assert_eq!(parse_window("P1W"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_window("28d"), Ok(Duration::from_secs(28 * 86_400)));
+        assert_eq!(parse_window("1w"), Ok(Duration::from_secs(604_800)));
     }
 
     #[test]
     fn what_is_not_a_window_is_refused_with_the_text() {
         for t in [
-            "", "1", "1d", "h", "P", "PT", "P1M", "P1Y", "-1h", "0s", "PT0S", "1hh", "1e400h",
+            "", "1", "1y", "h", "P", "PT", "P1M", "P1Y", "-1h", "0s", "PT0S", "1hh", "1e400h",
         ] {
             let e = parse_window(t).unwrap_err();
             assert!(!e.is_empty(), "{t}");
         }
-        assert!(parse_window("1d").unwrap_err().contains("\"1d\""));
+        assert!(parse_window("1y").unwrap_err().contains("\"1y\""));
     }
 }

@@ -9,6 +9,7 @@
 //! [`crate::slo`]: nothing here parses documents, so nothing malformed reaches a table.
 
 pub mod remote;
+pub mod remote_write;
 pub mod sqlite;
 
 use crate::slo::{Indicator, Labels, Objective, ObjectiveResult};
@@ -245,14 +246,32 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open (and for a file, create and migrate) the store.
     pub async fn open(spec: &StoreSpec) -> Result<Store, StoreError> {
+        Store::open_with(spec, None).await
+    }
+
+    /// [`Store::open`], forwarding every indicator it commits to Prometheus remote
+    /// write at `remote_write` (an embedded store only: a server forwards its own).
+    pub async fn open_with(
+        spec: &StoreSpec,
+        remote_write: Option<&str>,
+    ) -> Result<Store, StoreError> {
         match spec {
             StoreSpec::Sqlite(path) => {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("opening the store: {e}")))?
-                    .map(Store::Sqlite)
+                let forwarder = remote_write
+                    .map(remote_write::Forwarder::start)
+                    .transpose()?;
+                tokio::task::spawn_blocking(move || {
+                    sqlite::SqliteStore::open_with(&path, forwarder)
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("opening the store: {e}")))?
+                .map(Store::Sqlite)
             }
+            StoreSpec::Remote { .. } if remote_write.is_some() => Err(StoreError::Invalid(
+                "remote write is done where the store is: give --remote-write to faultline serve"
+                    .into(),
+            )),
             StoreSpec::Remote { base, token } => {
                 remote::RemoteStore::new(base.clone(), token.clone()).map(Store::Remote)
             }

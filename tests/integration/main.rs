@@ -16,6 +16,7 @@ mod metrics;
 mod otlp;
 mod outcomes;
 mod providers;
+mod remote_write;
 mod safeguards;
 mod secrets;
 mod signals;
