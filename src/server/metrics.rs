@@ -22,6 +22,8 @@ use std::time::Instant;
 pub const REQUESTS: &str = "faultline_server_requests_total";
 /// Seconds from request to answer, by `route`, `method`, `status`.
 pub const DURATION: &str = "faultline_server_request_duration_seconds";
+/// Requests being answered now, by `route`.
+pub const IN_FLIGHT: &str = "faultline_server_requests_in_flight";
 /// An objective's newest result's actual percent.
 pub const CURRENT: &str = "faultline_slo_current_percent";
 /// An objective's target percent.
@@ -57,6 +59,7 @@ impl ServerMetrics {
         let recorder = b.build_recorder();
         metrics::with_local_recorder(&recorder, || {
             metrics::describe_counter!(REQUESTS, "HTTP requests answered by faultline serve");
+            metrics::describe_gauge!(IN_FLIGHT, "Requests faultline serve is answering now");
             metrics::describe_histogram!(
                 DURATION,
                 metrics::Unit::Seconds,
@@ -79,9 +82,32 @@ impl ServerMetrics {
         });
     }
 
+    /// One more request in flight on `route`, until the guard is dropped (answered,
+    /// or its client went away).
+    pub fn in_flight(&self, route: &str) -> InFlight<'_> {
+        let gauge = metrics::with_local_recorder(
+            &self.recorder,
+            || metrics::gauge!(IN_FLIGHT, "route" => route.to_string()),
+        );
+        gauge.increment(1.0);
+        InFlight { gauge, _m: self }
+    }
+
     /// The request metrics, rendered.
     pub fn render(&self) -> String {
         self.recorder.handle().render()
+    }
+}
+
+/// A request in flight: counted down when dropped.
+pub struct InFlight<'a> {
+    gauge: metrics::Gauge,
+    _m: &'a ServerMetrics,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
     }
 }
 
@@ -95,7 +121,9 @@ pub async fn track(State(st): State<ServerState>, req: Request, next: Next) -> R
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().as_str().to_string();
     let start = Instant::now();
+    let in_flight = st.metrics.in_flight(&route);
     let resp = next.run(req).await;
+    drop(in_flight);
     st.metrics.record(
         &route,
         &method,
