@@ -55,13 +55,14 @@ fn env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
-/// The SQLite store `--store` names; a remote one is refused (`what` says for what).
-fn local_store(typed: Option<&str>, what: &str) -> Result<PathBuf, ServeError> {
+/// The store `--store` names, SQLite or PostgreSQL; a remote one is refused (`what`
+/// says for what).
+fn local_store(typed: Option<&str>, what: &str) -> Result<StoreSpec, ServeError> {
     match StoreSpec::parse(typed, None, &env) {
-        Ok(StoreSpec::Sqlite(p)) => Ok(p),
         Ok(StoreSpec::Remote { base, .. }) => Err(ServeError::Invalid(format!(
-            "{what} needs a local store file, not the server {base}: give --store PATH"
+            "{what} needs a local store file or a postgres:// database, not the server {base}: give --store PATH"
         ))),
+        Ok(spec) => Ok(spec),
         Err(e) => Err(ServeError::Invalid(e.to_string())),
     }
 }
@@ -71,8 +72,8 @@ fn local_store(typed: Option<&str>, what: &str) -> Result<PathBuf, ServeError> {
 pub struct ServePlan {
     /// Where to listen, and TLS.
     pub listen: Listen,
-    /// The store file.
-    pub store: PathBuf,
+    /// The store: an SQLite file or a PostgreSQL database.
+    pub store: StoreSpec,
     /// Tokens checked.
     pub auth: bool,
 }
@@ -114,25 +115,22 @@ pub fn plan(req: &ServeRequest) -> Result<ServePlan, ServeError> {
 
 /// Serve until `shutdown` completes (the CLI: SIGTERM or SIGINT), then finish the
 /// requests in flight and close the store. `on_ready` gets the bound address and the
-/// store file once listening.
+/// store (as shown: a path, or a database URL without its password) once listening.
 pub async fn serve(
     req: &ServeRequest,
-    on_ready: impl FnOnce(SocketAddr, &std::path::Path),
+    on_ready: impl FnOnce(SocketAddr, &str),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let plan = plan(req)?;
-    let store = Store::open_with(
-        &StoreSpec::Sqlite(plan.store.clone()),
-        req.remote_write.as_deref(),
-    )
-    .await
-    .map_err(|e| match e {
-        crate::store::StoreError::Invalid(m) => ServeError::Invalid(m),
-        other => ServeError::Failed(other.to_string()),
-    })?;
+    let store = Store::open_with(&plan.store, req.remote_write.as_deref())
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Invalid(m) => ServeError::Invalid(m),
+            other => ServeError::Failed(other.to_string()),
+        })?;
     let state = ServerState::new(store.clone(), plan.auth);
-    let path = plan.store.clone();
-    let served = server::serve(state, plan.listen, |a| on_ready(a, &path), shutdown).await;
+    let shown = plan.store.describe();
+    let served = server::serve(state, plan.listen, |a| on_ready(a, &shown), shutdown).await;
     // `server::serve` closes the store on its way out; a failure before it listened
     // leaves it open, so close here too (closing twice is harmless).
     store.close().await;
@@ -144,8 +142,8 @@ pub async fn serve(
 
 /// `faultline token create --org NAME`: a new token for `org`, to show once.
 pub async fn create_token(org: &str, store: Option<&str>) -> Result<String, ServeError> {
-    let path = local_store(store, "faultline token create")?;
-    let store = Store::open(&StoreSpec::Sqlite(path))
+    let spec = local_store(store, "faultline token create")?;
+    let store = Store::open(&spec)
         .await
         .map_err(|e| ServeError::Failed(e.to_string()))?;
     let made = store.create_token(org).await;
@@ -190,5 +188,8 @@ mod tests {
         r.store = Some("http://127.0.0.1:1".into());
         let e = plan(&r).unwrap_err();
         assert!(e.to_string().contains("local store file"), "{e}");
+        let mut r = req("127.0.0.1:0", false);
+        r.store = Some("postgres://u@127.0.0.1:5432/db".into());
+        assert!(matches!(plan(&r).unwrap().store, StoreSpec::Postgres(_)));
     }
 }

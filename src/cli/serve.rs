@@ -12,7 +12,7 @@ pub struct ServeArgs {
     /// Address to listen on (IP:PORT; port 0 picks a free one).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: String,
-    /// The store file (default: $XDG_DATA_HOME/faultline/store.db or ~/.local/share/faultline/store.db).
+    /// The store: a file (default: $XDG_DATA_HOME/faultline/store.db or ~/.local/share/faultline/store.db) or postgres://….
     #[arg(long, env = "FAULTLINE_STORE")]
     pub store: Option<String>,
     /// Check no token (allowed only on a loopback address).
@@ -53,13 +53,12 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::Failed;
         }
     };
-    let ready = |addr: std::net::SocketAddr, store: &std::path::Path| {
+    let ready = |addr: std::net::SocketAddr, store: &str| {
         // Written, not `println!`: a closed stdout is not a reason to panic.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "faultline serve: listening on {scheme}://{addr} (store {})",
-            store.display()
+            "faultline serve: listening on {scheme}://{addr} (store {store})"
         );
         if no_auth {
             let _ = writeln!(out, "faultline serve: no auth: every request is allowed");

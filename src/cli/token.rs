@@ -19,7 +19,7 @@ pub enum TokenCommand {
         /// The organisation (1 to 64 letters, digits, '-', '_' or '.'; lower-cased).
         #[arg(long)]
         org: String,
-        /// The store file (default: $XDG_DATA_HOME/faultline/store.db or ~/.local/share/faultline/store.db).
+        /// The store: a file (default: $XDG_DATA_HOME/faultline/store.db or ~/.local/share/faultline/store.db) or postgres://….
         #[arg(long, env = "FAULTLINE_STORE")]
         store: Option<String>,
     },

@@ -22,6 +22,7 @@ mod secrets;
 mod server;
 mod signals;
 mod sinks;
+mod store;
 mod strategies;
 mod tolerances;
 mod tracing;

@@ -641,3 +641,57 @@ fn every_acknowledged_indicator_survives_kill_9_under_concurrent_writes() {
         &missing[..missing.len().min(5)]
     );
 }
+
+#[test]
+fn two_serve_replicas_share_one_postgresql_database() {
+    let Some(pg) = crate::store::Postgres::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = pg
+        .database(&rt)
+        .replacen("faultline@", "faultline:pw-not-shown@", 1);
+    let dir = TempDir::new("serve-pg");
+    let tok = token(&dir, "acme", Path::new(&db));
+    let a = Served::start(&dir, "a", Path::new(&db), &[]);
+    let b = Served::start(&dir, "b", Path::new(&db), &[]);
+    // The password (ignored by the test server's trust auth) is never shown.
+    assert!(a.output().contains("listening on"), "{}", a.output());
+    assert!(!a.output().contains("pw-not-shown"), "{}", a.output());
+    let http = client();
+    let r = http
+        .put(format!("{}/api/v1/orgs/acme/objectives", a.base))
+        .bearer_auth(&tok)
+        .json(&objective(json!({"name": "shared"}), json!({"k": "v"})))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A write through one replica is read through the other.
+    let body = json!({"metadata": {"labels": {"k": "v"}},
+        "spec": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z", "percent": 97.0}});
+    let r = http
+        .put(format!(
+            "{}/api/entities/acme/reliably.com/v1/indicator",
+            b.base
+        ))
+        .bearer_auth(&tok)
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let sel = base64_selector(&[("k", "v")]);
+    let v: Value = http
+        .get(format!(
+            "{}/api/entities/acme/reliably.com/v1/objective_result?selector={sel}&limit=5",
+            a.base
+        ))
+        .bearer_auth(&tok)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v[0]["spec"]["actualPercent"], 97.0, "{v}");
+}
