@@ -25,6 +25,8 @@ pub enum ApiError {
     Forbidden(String),
     /// 404.
     NotFound(String),
+    /// 405: the route exists, not with this method.
+    MethodNotAllowed,
     /// 413: the body is larger than [`super::BODY_LIMIT`].
     TooLarge,
     /// 503: the store cannot do it now.
@@ -63,6 +65,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -98,6 +101,10 @@ impl IntoResponse for ApiError {
                     path: "$".into(),
                     message: "the body is too large".into(),
                 }],
+            ),
+            ApiError::MethodNotAllowed => (
+                "this route does not take this method (see docs/store.md)".into(),
+                Vec::new(),
             ),
             ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)

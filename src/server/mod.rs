@@ -67,6 +67,7 @@ pub fn router(state: ServerState) -> Router {
     r = reliably::routes(r);
     r = native::routes(r);
     r.fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

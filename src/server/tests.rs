@@ -127,6 +127,9 @@ fn healthz_answers_without_a_token_and_unknown_routes_are_json_404() {
         let (s, v) = call(&f, "GET", "/nope", None, None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert!(v["error"].is_string(), "{v}");
+        let (s, v) = call(&f, "DELETE", "/healthz", None, None).await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(v["error"].is_string(), "{v}");
     });
 }
 
