@@ -138,10 +138,7 @@ pub async fn scrape(State(st): State<ServerState>) -> Response {
     let mut text = st.metrics.render();
     match objectives(&st).await {
         Ok(t) => text.push_str(&t),
-        Err(e) => {
-            return super::ApiError::Unavailable(format!("objective metrics: {e:?}"))
-                .into_response()
-        }
+        Err(e) => return e.into_response(),
     }
     (
         [(
