@@ -6,6 +6,8 @@
 
 mod console;
 mod run;
+mod serve;
+mod token;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -38,6 +40,10 @@ enum Command {
     Run(run::RunArgs),
     /// Report every problem in an experiment at once.
     Validate(validate::ValidateArgs),
+    /// Serve the SLO store over HTTP (Reliably-compatible and native APIs).
+    Serve(serve::ServeArgs),
+    /// Manage the bearer tokens of `faultline serve`.
+    Token(token::TokenArgs),
 }
 
 /// Options shared by the subcommands.
@@ -75,11 +81,17 @@ pub fn main() -> i32 {
         }
     };
     // The work is waiting on children and sockets: one thread drives it all, and
-    // starts faster than a pool.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // starts faster than a pool. A server answers many clients at once: a pool.
+    let built = if matches!(cli.command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(r) => r,
         Err(e) => {
             eprintln!("faultline: cannot start the async runtime: {e}");
@@ -89,6 +101,8 @@ pub fn main() -> i32 {
     let code = match cli.command {
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Validate(args) => runtime.block_on(validate::validate(args)),
+        Command::Serve(args) => runtime.block_on(serve::serve(args)),
+        Command::Token(args) => runtime.block_on(token::token(args)),
     };
     // Background tasks (a stuck pipe writer, say) must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
