@@ -14,6 +14,7 @@
 pub mod controls;
 pub mod run;
 pub mod sinks;
+pub mod slo;
 mod validate;
 
 pub use crate::provider::process::Processes;

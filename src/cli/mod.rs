@@ -5,7 +5,9 @@
 //! only.
 
 mod console;
+mod indicator;
 mod run;
+mod slo;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -35,6 +37,10 @@ enum Command {
     Run(run::RunArgs),
     /// Report every problem in an experiment at once.
     Validate(validate::ValidateArgs),
+    /// SLO objectives in the store: sync, report, delete.
+    Slo(slo::SloArgs),
+    /// Indicators in the store: push.
+    Indicator(indicator::IndicatorArgs),
 }
 
 /// Options shared by the subcommands.
@@ -86,6 +92,8 @@ pub fn main() -> i32 {
     let code = match cli.command {
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Validate(args) => runtime.block_on(validate::validate(args)),
+        Command::Slo(args) => runtime.block_on(slo::slo(args)),
+        Command::Indicator(args) => runtime.block_on(indicator::indicator(args)),
     };
     // Background tasks (a stuck pipe writer, say) must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

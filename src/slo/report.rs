@@ -48,15 +48,6 @@ struct Cell {
     color: Option<&'static str>,
 }
 
-impl Cell {
-    fn plain(text: impl Into<String>) -> Cell {
-        Cell {
-            text: text.into(),
-            color: None,
-        }
-    }
-}
-
 /// One objective's line, before padding.
 struct Line {
     icon: &'static str,
