@@ -126,7 +126,7 @@ pub fn failed(e: &SloError) -> ExitCode {
                 text.push_str(&format!("error: {p}\n"));
             }
             text.push_str(&format!(
-                "nothing was stored: {} problem(s)\n",
+                "{} problem(s); the store was not touched\n",
                 problems.len()
             ));
         }

@@ -20,6 +20,7 @@ mod safeguards;
 mod secrets;
 mod signals;
 mod sinks;
+mod slo_cli;
 mod strategies;
 mod tolerances;
 mod tracing;
