@@ -8,7 +8,9 @@
 //! of a run and the server share one shape. Input arrives already checked by
 //! [`crate::slo`]: nothing here parses documents, so nothing malformed reaches a table.
 
+pub mod postgres;
 pub mod remote;
+pub mod remote_write;
 pub mod sqlite;
 
 use crate::slo::{Indicator, Labels, Objective, ObjectiveResult};
@@ -25,6 +27,8 @@ pub const DEFAULT_ORG: &str = "default";
 pub enum StoreSpec {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`).
+    Postgres(String),
     /// A `faultline serve` at this base URL, with a bearer token.
     Remote {
         /// `http(s)://host:port`.
@@ -53,9 +57,7 @@ impl StoreSpec {
             return Ok(StoreSpec::Remote { base, token });
         }
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            return Err(StoreError::Invalid(
-                "--store postgres://…: the PostgreSQL backend is not built yet; use an SQLite path or a faultline serve URL".into(),
-            ));
+            return Ok(StoreSpec::Postgres(typed.to_string()));
         }
         if let Some((scheme, _)) = typed.split_once("://") {
             return Err(StoreError::Invalid(format!(
@@ -69,6 +71,7 @@ impl StoreSpec {
     pub fn describe(&self) -> String {
         match self {
             StoreSpec::Sqlite(p) => p.display().to_string(),
+            StoreSpec::Postgres(url) => postgres::shown(url),
             StoreSpec::Remote { base, .. } => base.to_string(),
         }
     }
@@ -229,6 +232,8 @@ pub struct ReportLine {
 pub enum Store {
     /// An embedded SQLite file.
     Sqlite(sqlite::SqliteStore),
+    /// A PostgreSQL database shared by several servers.
+    Postgres(postgres::PgStore),
     /// A remote `faultline serve`.
     Remote(remote::RemoteStore),
 }
@@ -237,6 +242,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Store::Sqlite(s) => write!(f, "Store::Sqlite({})", s.path().display()),
+            Store::Postgres(s) => write!(f, "Store::Postgres({})", s.shown()),
             Store::Remote(r) => write!(f, "Store::Remote({})", r.base()),
         }
     }
@@ -245,14 +251,40 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open (and for a file, create and migrate) the store.
     pub async fn open(spec: &StoreSpec) -> Result<Store, StoreError> {
+        Store::open_with(spec, None).await
+    }
+
+    /// [`Store::open`], forwarding every indicator it commits to Prometheus remote
+    /// write at `remote_write` (an embedded store only: a server forwards its own).
+    pub async fn open_with(
+        spec: &StoreSpec,
+        remote_write: Option<&str>,
+    ) -> Result<Store, StoreError> {
         match spec {
             StoreSpec::Sqlite(path) => {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("opening the store: {e}")))?
-                    .map(Store::Sqlite)
+                let forwarder = remote_write
+                    .map(remote_write::Forwarder::start)
+                    .transpose()?;
+                tokio::task::spawn_blocking(move || {
+                    sqlite::SqliteStore::open_with(&path, forwarder)
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("opening the store: {e}")))?
+                .map(Store::Sqlite)
             }
+            StoreSpec::Postgres(url) => {
+                let forwarder = remote_write
+                    .map(remote_write::Forwarder::start)
+                    .transpose()?;
+                postgres::PgStore::open(url, forwarder)
+                    .await
+                    .map(Store::Postgres)
+            }
+            StoreSpec::Remote { .. } if remote_write.is_some() => Err(StoreError::Invalid(
+                "remote write is done where the store is: give --remote-write to faultline serve"
+                    .into(),
+            )),
             StoreSpec::Remote { base, token } => {
                 remote::RemoteStore::new(base.clone(), token.clone()).map(Store::Remote)
             }
@@ -269,6 +301,7 @@ impl Store {
         let org = org_name(org)?;
         match self {
             Store::Sqlite(s) => s.put_objective(org, objective.clone()).await,
+            Store::Postgres(s) => s.put_objective(org, objective.clone()).await,
             Store::Remote(r) => r.put_objective(&org, objective).await,
         }
     }
@@ -282,6 +315,7 @@ impl Store {
         let org = org_name(org)?;
         match self {
             Store::Sqlite(s) => s.objectives(org, selector.clone()).await,
+            Store::Postgres(s) => s.objectives(org, selector.clone()).await,
             Store::Remote(r) => r.objectives(&org, selector).await,
         }
     }
@@ -300,6 +334,7 @@ impl Store {
         }
         match self {
             Store::Sqlite(s) => s.delete_objectives(org, selector.clone()).await,
+            Store::Postgres(s) => s.delete_objectives(org, selector.clone()).await,
             Store::Remote(r) => r.delete_objectives(&org, selector).await,
         }
     }
@@ -314,6 +349,10 @@ impl Store {
         let org = org_name(org)?;
         match self {
             Store::Sqlite(s) => {
+                s.put_indicator(org, indicator.clone(), origin.clone())
+                    .await
+            }
+            Store::Postgres(s) => {
                 s.put_indicator(org, indicator.clone(), origin.clone())
                     .await
             }
@@ -335,6 +374,10 @@ impl Store {
                 s.results_by_indicator_selector(org, selector.clone(), limit)
                     .await
             }
+            Store::Postgres(s) => {
+                s.results_by_indicator_selector(org, selector.clone(), limit)
+                    .await
+            }
             Store::Remote(r) => r.results_by_indicator_selector(&org, selector, limit).await,
         }
     }
@@ -349,6 +392,7 @@ impl Store {
         let org = org_name(org)?;
         match self {
             Store::Sqlite(s) => s.report(org, selector.clone(), limit).await,
+            Store::Postgres(s) => s.report(org, selector.clone(), limit).await,
             Store::Remote(r) => r.report(&org, selector, limit).await,
         }
     }
@@ -367,6 +411,10 @@ impl Store {
                 s.window_results(org, objective_id.to_string(), from, to)
                     .await
             }
+            Store::Postgres(s) => {
+                s.window_results(org, objective_id.to_string(), from, to)
+                    .await
+            }
             Store::Remote(r) => r.window_results(&org, objective_id, from, to).await,
         }
     }
@@ -376,6 +424,7 @@ impl Store {
         let org = org_name(org)?;
         match self {
             Store::Sqlite(s) => s.create_token(org).await,
+            Store::Postgres(s) => s.create_token(org).await,
             Store::Remote(_) => Err(StoreError::Invalid(
                 "tokens are made on the store's own machine: faultline token create --store PATH"
                     .into(),
@@ -387,6 +436,7 @@ impl Store {
     pub async fn token_org(&self, token: &str) -> Result<Option<String>, StoreError> {
         match self {
             Store::Sqlite(s) => s.token_org(token_hash(token)).await,
+            Store::Postgres(s) => s.token_org(token_hash(token)).await,
             Store::Remote(_) => Err(StoreError::Invalid(
                 "a remote store checks its own tokens".into(),
             )),
@@ -395,8 +445,10 @@ impl Store {
 
     /// Write everything acknowledged and close: later calls fail.
     pub async fn close(&self) {
-        if let Store::Sqlite(s) = self {
-            s.close().await;
+        match self {
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
+            Store::Remote(_) => {}
         }
     }
 }

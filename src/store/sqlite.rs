@@ -9,6 +9,7 @@
 //! file (the CLI while `faultline serve` runs): SQLite's locks order them, and nothing
 //! is cached across transactions.
 
+use super::remote_write::{Forwarded, Forwarder};
 use super::{
     entity_id, IndicatorRecord, ObjectiveRecord, Origin, ReportLine, ResultRecord, StoreError,
 };
@@ -112,6 +113,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    forwarder: Option<Forwarder>,
     writes: Mutex<Option<mpsc::Sender<Write>>>,
     readers: Vec<Mutex<Connection>>,
 }
@@ -182,6 +184,11 @@ fn count(v: Option<i64>) -> Option<u64> {
 impl SqliteStore {
     /// Open or create the file (and its folder), migrate it, start the writer.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, None)
+    }
+
+    /// [`SqliteStore::open`], forwarding every committed indicator to `forwarder`.
+    pub fn open_with(path: &Path, forwarder: Option<Forwarder>) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 unavailable(
@@ -196,17 +203,24 @@ impl SqliteStore {
             .map(|_| connect(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel();
+        let forward = forwarder.clone();
         std::thread::Builder::new()
             .name("faultline-store-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, forward))
             .map_err(|e| unavailable("cannot start the store's writer", e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                forwarder,
                 writes: Mutex::new(Some(tx)),
                 readers,
             }),
         })
+    }
+
+    /// What the remote-write forwarder sent and dropped, when there is one.
+    pub fn forward_stats(&self) -> Option<super::remote_write::ForwardStats> {
+        self.inner.forwarder.as_ref().map(Forwarder::stats)
     }
 
     /// The file.
@@ -476,7 +490,7 @@ fn newest_results(
 }
 
 /// The writer thread: batch, apply each in a savepoint, commit once, answer.
-fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>) {
+fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>, forwarder: Option<Forwarder>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -487,6 +501,7 @@ fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>) {
         }
         let mut closing = None;
         let mut answers: Vec<Answer> = Vec::new();
+        let mut forwards: Vec<Forwarded> = Vec::new();
         let outcome = (|| -> Result<(), StoreError> {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -502,6 +517,19 @@ fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>) {
                     }
                     Write::Indicator(org, i, origin, reply) => {
                         let r = in_savepoint(&tx, |t| put_indicator(t, &org, &i, &origin, now));
+                        let r = r.map(|(record, objectives)| {
+                            if forwarder.is_some() {
+                                forwards.push(Forwarded {
+                                    org: org.clone(),
+                                    labels: record.labels.clone(),
+                                    at_ms: record.to.timestamp_millis(),
+                                    percent: record.percent,
+                                    counts: i.counts,
+                                    objectives,
+                                });
+                            }
+                            record
+                        });
                         answers.push(answer(reply, r));
                     }
                     Write::Delete(org, selector, reply) => {
@@ -527,7 +555,13 @@ fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>) {
         for a in answers {
             a(outcome.as_ref().err());
         }
+        if let (Some(f), true) = (&forwarder, outcome.is_ok()) {
+            f.send(std::mem::take(&mut forwards));
+        }
         if let Some(done) = closing {
+            if let Some(f) = &forwarder {
+                f.finish();
+            }
             let _ = done.send(());
             return;
         }
@@ -703,13 +737,16 @@ fn insert_result(
     .map_err(|e| unavailable("store write", e))
 }
 
+/// (objective labels, target, actual) of one objective that judged an indicator.
+type Judged = (Labels, f64, f64);
+
 fn put_indicator(
     c: &Connection,
     org: &str,
     i: &Indicator,
     origin: &Origin,
     now: DateTime<Utc>,
-) -> Result<IndicatorRecord, StoreError> {
+) -> Result<(IndicatorRecord, Vec<Judged>), StoreError> {
     let id = uuid::Uuid::new_v4().to_string();
     let (good, total) = match i.counts {
         Some((g, t)) => (
@@ -744,9 +781,10 @@ fn put_indicator(
         ])
     })
     .map_err(|e| unavailable("store write", e))?;
-    let mut results = 0;
+    let mut judged = Vec::new();
     for o in load_objectives(c, org)? {
         if selects(&o.indicator_selector, &i.labels) {
+            judged.push((o.labels.clone(), o.objective_percent, i.percent));
             insert_result(
                 c,
                 &o,
@@ -755,10 +793,10 @@ fn put_indicator(
                 (micros(i.from), micros(i.to), micros(now)),
                 (good, total),
             )?;
-            results += 1;
         }
     }
-    Ok(IndicatorRecord {
+    let results = judged.len();
+    let record = IndicatorRecord {
         id,
         labels: i.labels.clone(),
         from: i.from,
@@ -769,7 +807,8 @@ fn put_indicator(
         origin: origin.clone(),
         created_at: now,
         results,
-    })
+    };
+    Ok((record, judged))
 }
 
 fn delete_objectives(c: &Connection, org: &str, selector: &Labels) -> Result<usize, StoreError> {

@@ -1,0 +1,790 @@
+//! The shared store: PostgreSQL, so several `faultline serve` replicas behind a load
+//! balancer use one database. The same semantics as the embedded store
+//! ([`super::sqlite`]): one writer task per process commits every waiting write in one
+//! transaction (group commit, a savepoint per write, answers only after the commit);
+//! reads use their own connections; the schema version lives in `faultline_schema`
+//! and migrations run under an advisory lock, so replicas starting together migrate
+//! once. Labels are JSONB, so a selector is a containment query (`@>`).
+
+use super::remote_write::{Forwarded, Forwarder};
+use super::{
+    entity_id, IndicatorRecord, ObjectiveRecord, Origin, ReportLine, ResultRecord, StoreError,
+};
+use crate::slo::model::API_VERSION;
+use crate::slo::{selects, Indicator, Labels, Objective, ObjectiveResult};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, GenericClient, NoTls, Row};
+
+/// The schema, one migration per version. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: as SQLite's first migration.
+    "CREATE TABLE objectives (
+        id TEXT PRIMARY KEY,
+        org TEXT NOT NULL,
+        labels JSONB NOT NULL,
+        indicator_selector JSONB NOT NULL,
+        objective_percent DOUBLE PRECISION NOT NULL,
+        time_window TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        updated_us BIGINT NOT NULL
+    );
+    CREATE INDEX objectives_org ON objectives(org);
+    CREATE TABLE indicators (
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL,
+        org TEXT NOT NULL,
+        labels JSONB NOT NULL,
+        from_us BIGINT NOT NULL,
+        to_us BIGINT NOT NULL,
+        percent DOUBLE PRECISION NOT NULL,
+        good BIGINT,
+        total BIGINT,
+        run_id TEXT,
+        trace_id TEXT,
+        created_us BIGINT NOT NULL
+    );
+    CREATE INDEX indicators_org_to ON indicators(org, to_us);
+    CREATE TABLE objective_results (
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL,
+        objective_id TEXT NOT NULL REFERENCES objectives(id) ON DELETE CASCADE,
+        indicator_id TEXT NOT NULL,
+        indicator_selector JSONB NOT NULL,
+        objective_percent DOUBLE PRECISION NOT NULL,
+        actual_percent DOUBLE PRECISION NOT NULL,
+        from_us BIGINT NOT NULL,
+        to_us BIGINT NOT NULL,
+        created_us BIGINT NOT NULL,
+        good BIGINT,
+        total BIGINT
+    );
+    CREATE INDEX results_objective_to ON objective_results(objective_id, to_us DESC, seq DESC);
+    CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        org TEXT NOT NULL,
+        created_us BIGINT NOT NULL
+    );
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        org TEXT NOT NULL,
+        started_us BIGINT,
+        ended_us BIGINT,
+        status TEXT,
+        record JSONB
+    );",
+];
+
+/// Taken while migrating: one replica migrates, the others wait and find it done.
+const MIGRATION_LOCK: i64 = 0x6661_756c_746c_696e; // "faultlin"
+/// The most writes committed together.
+const MAX_BATCH: usize = 512;
+/// A new objective judges at most this many of the newest indicators it selects.
+const BACKFILL: i64 = 100;
+/// Read connections per process.
+const READERS: usize = 4;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Write {
+    Objective(String, Objective, Reply<(ObjectiveRecord, bool)>),
+    Indicator(String, Indicator, Origin, Reply<IndicatorRecord>),
+    Delete(String, Labels, Reply<usize>),
+    Token(String, String, Reply<()>),
+    Close(oneshot::Sender<()>),
+}
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The URL without its password, to name the store.
+    shown: String,
+    writes: Mutex<Option<mpsc::UnboundedSender<Write>>>,
+    readers: Vec<tokio::sync::Mutex<Client>>,
+    forwarder: Option<Forwarder>,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+/// A database error with the server's message, not only its class.
+fn db(what: &str, e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(d) => unavailable(what, d.message()),
+        None => unavailable(what, e),
+    }
+}
+
+/// The URL without a password, for messages.
+pub fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "postgres://…".into(),
+    }
+}
+
+async fn connect(url: &str, shown: &str) -> Result<Client, StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| db(&format!("cannot connect to the store {shown}"), e))?;
+    tokio::spawn(async move {
+        // Ends when the client is dropped or the server goes away; requests then fail
+        // with their own errors.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+async fn migrate(c: &mut Client, shown: &str) -> Result<(), StoreError> {
+    let tx = c
+        .transaction()
+        .await
+        .map_err(|e| db("store migration", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|e| db("store migration", e))?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS faultline_schema (version INTEGER NOT NULL)")
+        .await
+        .map_err(|e| db("store migration", e))?;
+    let version: i32 = tx
+        .query_opt("SELECT version FROM faultline_schema", &[])
+        .await
+        .map_err(|e| db("store migration", e))?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    let known = MIGRATIONS.len() as i32;
+    if version > known {
+        return Err(StoreError::Unavailable(format!(
+            "the store {shown} has schema version {version}, written by a newer faultline; this one knows up to {known}"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| db(&format!("store migration {}", i + 1), e))?;
+    }
+    tx.execute("DELETE FROM faultline_schema", &[])
+        .await
+        .map_err(|e| db("store migration", e))?;
+    tx.execute(
+        "INSERT INTO faultline_schema (version) VALUES ($1)",
+        &[&known],
+    )
+    .await
+    .map_err(|e| db("store migration", e))?;
+    tx.commit().await.map_err(|e| db("store migration", e))
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn time(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
+fn labels_value(l: &Labels) -> Value {
+    serde_json::to_value(l).unwrap_or_default()
+}
+
+fn labels_of(v: Value) -> Labels {
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+fn count(v: Option<i64>) -> Option<u64> {
+    v.and_then(|n| u64::try_from(n).ok())
+}
+
+impl PgStore {
+    /// Connect, migrate, start the writer task.
+    pub async fn open(url: &str, forwarder: Option<Forwarder>) -> Result<PgStore, StoreError> {
+        let shown = shown(url);
+        let mut writer = connect(url, &shown).await?;
+        migrate(&mut writer, &shown).await?;
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            readers.push(tokio::sync::Mutex::new(connect(url, &shown).await?));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer_loop(writer, rx, forwarder.clone()));
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                shown,
+                writes: Mutex::new(Some(tx)),
+                readers,
+                forwarder,
+            }),
+        })
+    }
+
+    /// The database, without its password.
+    pub fn shown(&self) -> &str {
+        &self.inner.shown
+    }
+
+    /// What the remote-write forwarder sent and dropped, when there is one.
+    pub fn forward_stats(&self) -> Option<super::remote_write::ForwardStats> {
+        self.inner.forwarder.as_ref().map(Forwarder::stats)
+    }
+
+    async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Write) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let guard = self.inner.writes.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = guard
+                .as_ref()
+                .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+            sender
+                .send(make(tx))
+                .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
+        }
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
+    }
+
+    async fn reader(&self) -> tokio::sync::MutexGuard<'_, Client> {
+        for r in &self.inner.readers {
+            if let Ok(g) = r.try_lock() {
+                return g;
+            }
+        }
+        self.inner.readers[0].lock().await
+    }
+
+    pub(super) async fn put_objective(
+        &self,
+        org: String,
+        o: Objective,
+    ) -> Result<(ObjectiveRecord, bool), StoreError> {
+        self.write(|tx| Write::Objective(org, o, tx)).await
+    }
+
+    pub(super) async fn put_indicator(
+        &self,
+        org: String,
+        i: Indicator,
+        origin: Origin,
+    ) -> Result<IndicatorRecord, StoreError> {
+        self.write(|tx| Write::Indicator(org, i, origin, tx)).await
+    }
+
+    pub(super) async fn delete_objectives(
+        &self,
+        org: String,
+        selector: Labels,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| Write::Delete(org, selector, tx)).await
+    }
+
+    pub(super) async fn create_token(&self, org: String) -> Result<String, StoreError> {
+        let token = format!(
+            "flt_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let hash = super::token_hash(&token);
+        self.write(|tx| Write::Token(org, hash, tx)).await?;
+        Ok(token)
+    }
+
+    pub(super) async fn token_org(&self, hash: String) -> Result<Option<String>, StoreError> {
+        let c = self.reader().await;
+        Ok(
+            c.query_opt("SELECT org FROM tokens WHERE hash = $1", &[&hash])
+                .await
+                .map_err(|e| db("store read", e))?
+                .map(|r| r.get(0)),
+        )
+    }
+
+    pub(super) async fn objectives(
+        &self,
+        org: String,
+        selector: Labels,
+    ) -> Result<Vec<ObjectiveRecord>, StoreError> {
+        let c = self.reader().await;
+        Ok(load_objectives(&*c, &org)
+            .await?
+            .into_iter()
+            .filter(|o| selects(&selector, &o.labels))
+            .collect())
+    }
+
+    pub(super) async fn results_by_indicator_selector(
+        &self,
+        org: String,
+        selector: Labels,
+        limit: usize,
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        let c = self.reader().await;
+        let mut all = Vec::new();
+        for o in load_objectives(&*c, &org)
+            .await?
+            .iter()
+            .filter(|o| selects(&selector, &o.indicator_selector))
+        {
+            all.extend(newest_results(&c, o, limit).await?);
+        }
+        all.sort_by(|a, b| b.to.cmp(&a.to).then(b.created_at.cmp(&a.created_at)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    pub(super) async fn report(
+        &self,
+        org: String,
+        selector: Labels,
+        limit: usize,
+    ) -> Result<Vec<ReportLine>, StoreError> {
+        let c = self.reader().await;
+        let mut out = Vec::new();
+        for o in load_objectives(&*c, &org)
+            .await?
+            .into_iter()
+            .filter(|o| selects(&selector, &o.labels))
+        {
+            let results = newest_results(&c, &o, limit).await?;
+            out.push(ReportLine {
+                objective: o,
+                results,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn window_results(
+        &self,
+        org: String,
+        objective_id: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        let c = self.reader().await;
+        let Some(o) = load_objectives(&*c, &org)
+            .await?
+            .into_iter()
+            .find(|o| o.id == objective_id)
+        else {
+            return Err(StoreError::NotFound(format!(
+                "no objective with id {objective_id}"
+            )));
+        };
+        let rows = c
+            .query(
+                "SELECT id, indicator_id, indicator_selector, objective_percent, actual_percent,
+                        from_us, to_us, created_us, good, total
+                 FROM objective_results
+                 WHERE objective_id = $1 AND to_us >= $2 AND to_us <= $3
+                 ORDER BY to_us DESC, seq DESC",
+                &[&o.id, &micros(from), &micros(to)],
+            )
+            .await
+            .map_err(|e| db("store read", e))?;
+        Ok(rows.iter().map(|r| result_row(r, &o)).collect())
+    }
+
+    /// Commit what is waiting, stop the writer; later writes fail.
+    pub(super) async fn close(&self) {
+        let sender = self
+            .inner
+            .writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(s) = sender {
+            let (tx, rx) = oneshot::channel();
+            if s.send(Write::Close(tx)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+}
+
+async fn load_objectives(
+    c: &impl GenericClient,
+    org: &str,
+) -> Result<Vec<ObjectiveRecord>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT id, labels, indicator_selector, objective_percent, time_window, created_us, updated_us
+             FROM objectives WHERE org = $1 ORDER BY created_us, id",
+            &[&org],
+        )
+        .await
+        .map_err(|e| db("store read", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| ObjectiveRecord {
+            id: r.get(0),
+            labels: labels_of(r.get(1)),
+            indicator_selector: labels_of(r.get(2)),
+            objective_percent: r.get(3),
+            window: r.get(4),
+            created_at: time(r.get(5)),
+            updated_at: time(r.get(6)),
+        })
+        .collect())
+}
+
+fn result_row(r: &Row, o: &ObjectiveRecord) -> ResultRecord {
+    let objective_percent: f64 = r.get(3);
+    let actual: f64 = r.get(4);
+    ResultRecord {
+        id: r.get(0),
+        objective_id: o.id.clone(),
+        objective_labels: o.labels.clone(),
+        indicator_id: r.get(1),
+        result: ObjectiveResult {
+            indicator_selector: labels_of(r.get(2)),
+            objective_percent,
+            actual_percent: actual,
+            remaining_percent: actual - objective_percent,
+        },
+        from: time(r.get(5)),
+        to: time(r.get(6)),
+        created_at: time(r.get(7)),
+        good: count(r.get(8)),
+        total: count(r.get(9)),
+    }
+}
+
+async fn newest_results(
+    c: &Client,
+    o: &ObjectiveRecord,
+    limit: usize,
+) -> Result<Vec<ResultRecord>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT id, indicator_id, indicator_selector, objective_percent, actual_percent,
+                    from_us, to_us, created_us, good, total
+             FROM objective_results WHERE objective_id = $1
+             ORDER BY to_us DESC, seq DESC LIMIT $2",
+            &[&o.id, &(limit as i64)],
+        )
+        .await
+        .map_err(|e| db("store read", e))?;
+    Ok(rows.iter().map(|r| result_row(r, o)).collect())
+}
+
+/// A reply waiting for its batch's commit.
+type Answer = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+fn answer<T: Send + 'static>(reply: Reply<T>, r: Result<T, StoreError>) -> Answer {
+    Box::new(move |commit: Option<&StoreError>| {
+        let _ = reply.send(match commit {
+            Some(e) => Err(e.clone()),
+            None => r,
+        });
+    })
+}
+
+/// Release a write's savepoint, or roll it back when the write failed.
+async fn finish(sp: tokio_postgres::Transaction<'_>, ok: bool) -> Result<(), StoreError> {
+    if ok {
+        sp.commit().await
+    } else {
+        sp.rollback().await
+    }
+    .map_err(|e| db("store write", e))
+}
+
+/// The writer task: batch, apply each in a savepoint, commit once, answer.
+async fn writer_loop(
+    mut c: Client,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    forwarder: Option<Forwarder>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let mut closing = None;
+        let mut answers: Vec<Answer> = Vec::new();
+        let mut forwards: Vec<Forwarded> = Vec::new();
+        let outcome: Result<(), StoreError> = async {
+            let mut tx = c.transaction().await.map_err(|e| db("store write", e))?;
+            // Microseconds: what the tables keep, so an answer equals a later read.
+            let now = time(micros(Utc::now()));
+            for w in batch.drain(..) {
+                match w {
+                    Write::Close(done) => closing = Some(done),
+                    Write::Objective(org, o, reply) => {
+                        let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
+                        let r = put_objective(&sp, &org, &o, now).await;
+                        finish(sp, r.is_ok()).await?;
+                        answers.push(answer(reply, r));
+                    }
+                    Write::Indicator(org, i, origin, reply) => {
+                        let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
+                        let r = put_indicator(&sp, &org, &i, &origin, now).await;
+                        finish(sp, r.is_ok()).await?;
+                        let r = r.map(|(record, objectives)| {
+                            if forwarder.is_some() {
+                                forwards.push(Forwarded {
+                                    org: org.clone(),
+                                    labels: record.labels.clone(),
+                                    at_ms: record.to.timestamp_millis(),
+                                    percent: record.percent,
+                                    counts: i.counts,
+                                    objectives,
+                                });
+                            }
+                            record
+                        });
+                        answers.push(answer(reply, r));
+                    }
+                    Write::Delete(org, selector, reply) => {
+                        let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
+                        let r = delete_objectives(&sp, &org, &selector).await;
+                        finish(sp, r.is_ok()).await?;
+                        answers.push(answer(reply, r));
+                    }
+                    Write::Token(org, hash, reply) => {
+                        let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
+                        let r = sp
+                            .execute(
+                                "INSERT INTO tokens (hash, org, created_us) VALUES ($1, $2, $3)",
+                                &[&hash, &org, &micros(now)],
+                            )
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| db("store write", e));
+                        finish(sp, r.is_ok()).await?;
+                        answers.push(answer(reply, r));
+                    }
+                }
+            }
+            tx.commit().await.map_err(|e| db("store commit", e))
+        }
+        .await;
+        // Nothing is acknowledged before the commit returned.
+        for a in answers {
+            a(outcome.as_ref().err());
+        }
+        if let (Some(f), true) = (&forwarder, outcome.is_ok()) {
+            f.send(std::mem::take(&mut forwards));
+        }
+        if let Some(done) = closing {
+            if let Some(f) = &forwarder {
+                let f = f.clone();
+                let _ = tokio::task::spawn_blocking(move || f.finish()).await;
+            }
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+async fn put_objective(
+    c: &impl GenericClient,
+    org: &str,
+    o: &Objective,
+    now: DateTime<Utc>,
+) -> Result<(ObjectiveRecord, bool), StoreError> {
+    let id = entity_id(org, "objective", API_VERSION, &o.labels);
+    let existing: Option<i64> = c
+        .query_opt("SELECT created_us FROM objectives WHERE id = $1", &[&id])
+        .await
+        .map_err(|e| db("store write", e))?
+        .map(|r| r.get(0));
+    let created = existing.map(time).unwrap_or(now);
+    c.execute(
+        "INSERT INTO objectives (id, org, labels, indicator_selector, objective_percent, time_window, created_us, updated_us)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET indicator_selector = excluded.indicator_selector,
+             objective_percent = excluded.objective_percent, time_window = excluded.time_window,
+             updated_us = excluded.updated_us",
+        &[
+            &id,
+            &org,
+            &labels_value(&o.labels),
+            &labels_value(&o.indicator_selector),
+            &o.objective_percent,
+            &o.window,
+            &micros(created),
+            &micros(now),
+        ],
+    )
+    .await
+    .map_err(|e| db("store write", e))?;
+    let record = ObjectiveRecord {
+        id,
+        labels: o.labels.clone(),
+        indicator_selector: o.indicator_selector.clone(),
+        objective_percent: o.objective_percent,
+        window: o.window.clone(),
+        created_at: created,
+        updated_at: now,
+    };
+    if existing.is_none() {
+        // The newest indicators it selects, oldest first (arrival order kept).
+        let rows = c
+            .query(
+                "SELECT id, percent, from_us, to_us, created_us, good, total FROM (
+                     SELECT * FROM indicators WHERE org = $1 AND labels @> $2
+                     ORDER BY to_us DESC, seq DESC LIMIT $3) newest
+                 ORDER BY to_us, seq",
+                &[&org, &labels_value(&o.indicator_selector), &BACKFILL],
+            )
+            .await
+            .map_err(|e| db("store write", e))?;
+        for r in rows {
+            let id: String = r.get(0);
+            insert_result(
+                c,
+                &record,
+                &id,
+                r.get(1),
+                (r.get(2), r.get(3), r.get(4)),
+                (r.get(5), r.get(6)),
+            )
+            .await?;
+        }
+    }
+    Ok((record, existing.is_none()))
+}
+
+async fn insert_result(
+    c: &impl GenericClient,
+    o: &ObjectiveRecord,
+    indicator_id: &str,
+    percent: f64,
+    (from_us, to_us, created_us): (i64, i64, i64),
+    (good, total): (Option<i64>, Option<i64>),
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO objective_results (id, objective_id, indicator_id, indicator_selector,
+             objective_percent, actual_percent, from_us, to_us, created_us, good, total)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &uuid::Uuid::new_v4().to_string(),
+            &o.id,
+            &indicator_id,
+            &labels_value(&o.indicator_selector),
+            &o.objective_percent,
+            &percent,
+            &from_us,
+            &to_us,
+            &created_us,
+            &good,
+            &total,
+        ],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| db("store write", e))
+}
+
+/// (objective labels, target, actual) of one objective that judged an indicator.
+type Judged = (Labels, f64, f64);
+
+async fn put_indicator(
+    c: &impl GenericClient,
+    org: &str,
+    i: &Indicator,
+    origin: &Origin,
+    now: DateTime<Utc>,
+) -> Result<(IndicatorRecord, Vec<Judged>), StoreError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let (good, total) = match i.counts {
+        Some((g, t)) => (
+            Some(
+                i64::try_from(g)
+                    .map_err(|_| StoreError::Invalid("spec.good is too large".into()))?,
+            ),
+            Some(
+                i64::try_from(t)
+                    .map_err(|_| StoreError::Invalid("spec.total is too large".into()))?,
+            ),
+        ),
+        None => (None, None),
+    };
+    c.execute(
+        "INSERT INTO indicators (id, org, labels, from_us, to_us, percent, good, total, run_id, trace_id, created_us)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &id,
+            &org,
+            &labels_value(&i.labels),
+            &micros(i.from),
+            &micros(i.to),
+            &i.percent,
+            &good,
+            &total,
+            &origin.run_id,
+            &origin.trace_id,
+            &micros(now),
+        ],
+    )
+    .await
+    .map_err(|e| db("store write", e))?;
+    let mut judged = Vec::new();
+    for o in load_objectives(c, org).await? {
+        if selects(&o.indicator_selector, &i.labels) {
+            judged.push((o.labels.clone(), o.objective_percent, i.percent));
+            insert_result(
+                c,
+                &o,
+                &id,
+                i.percent,
+                (micros(i.from), micros(i.to), micros(now)),
+                (good, total),
+            )
+            .await?;
+        }
+    }
+    let record = IndicatorRecord {
+        id,
+        labels: i.labels.clone(),
+        from: i.from,
+        to: i.to,
+        percent: i.percent,
+        good: i.counts.map(|c| c.0),
+        total: i.counts.map(|c| c.1),
+        origin: origin.clone(),
+        created_at: now,
+        results: judged.len(),
+    };
+    Ok((record, judged))
+}
+
+async fn delete_objectives(
+    c: &impl GenericClient,
+    org: &str,
+    selector: &Labels,
+) -> Result<usize, StoreError> {
+    let ids: Vec<String> = load_objectives(c, org)
+        .await?
+        .into_iter()
+        .filter(|o| selects(selector, &o.labels))
+        .map(|o| o.id)
+        .collect();
+    for id in &ids {
+        c.execute(
+            "DELETE FROM objective_results WHERE objective_id = $1",
+            &[id],
+        )
+        .await
+        .map_err(|e| db("store write", e))?;
+        c.execute("DELETE FROM objectives WHERE id = $1", &[id])
+            .await
+            .map_err(|e| db("store write", e))?;
+    }
+    Ok(ids.len())
+}
