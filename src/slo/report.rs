@@ -158,7 +158,7 @@ fn rows(entries: &[ReportEntry]) -> Vec<Row> {
     sorted.sort_by(|a, b| {
         let key = |e: &ReportEntry| {
             (
-                e.labels.get("service").is_none(),
+                !e.labels.contains_key("service"),
                 e.labels.get("service").cloned(),
                 name(e),
             )
