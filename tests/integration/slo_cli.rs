@@ -160,6 +160,22 @@ fn the_guides_flow_on_the_embedded_store() {
     assert!(!dir.join("data").exists(), "the default store was not used");
 }
 
+/// The same flow through `--store postgres://…` (a real PostgreSQL, as the store
+/// checks start it), which wins over `FAULTLINE_STORE`.
+#[test]
+fn the_guides_flow_on_postgresql() {
+    let Some(pg) = crate::store::Postgres::start() else {
+        return;
+    };
+    let url = pg.database(&crate::store::runtime());
+    let dir = TempDir::new("slo-pg");
+    guide_flow(&dir, &["--store", &url]);
+    assert!(
+        !dir.join("store.db").exists(),
+        "--store wins over FAULTLINE_STORE"
+    );
+}
+
 #[test]
 fn the_report_as_json_has_results_newest_first_and_each_status() {
     let dir = TempDir::new("slo-json");

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -239,7 +239,7 @@ fn the_embedded_store_passes_the_store_checks() {
 }
 
 /// A PostgreSQL server for one test: its own data folder, socket folder and port.
-struct Postgres {
+pub(crate) struct Postgres {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
@@ -260,7 +260,7 @@ impl Postgres {
         }
     }
 
-    fn start() -> Option<Postgres> {
+    pub(crate) fn start() -> Option<Postgres> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| {
@@ -348,7 +348,7 @@ impl Postgres {
     }
 
     /// A fresh database on this server.
-    fn database(&self, rt: &tokio::runtime::Runtime) -> String {
+    pub(crate) fn database(&self, rt: &tokio::runtime::Runtime) -> String {
         let name = format!("t{}", uuid::Uuid::new_v4().simple());
         let admin = format!("postgres://faultline@127.0.0.1:{}/postgres", self.port);
         rt.block_on(async {
