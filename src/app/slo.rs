@@ -36,13 +36,23 @@ pub enum SloError {
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
     /// The store refused or could not do it.
-    #[error("{store}: {error}")]
+    #[error("{}", store_message(store, error))]
     Store {
         /// The store, as named to the user (never a token).
         store: String,
         /// What went wrong.
         error: StoreError,
     },
+}
+
+/// The store's error, naming the store once (a remote store's errors already do).
+fn store_message(store: &str, error: &StoreError) -> String {
+    let text = error.to_string();
+    if text.contains(store.trim_end_matches('/')) {
+        text
+    } else {
+        format!("{store}: {text}")
+    }
 }
 
 impl SloError {
