@@ -23,6 +23,7 @@ pub mod experiment;
 pub mod provider;
 pub mod redact;
 pub mod run;
+pub mod server;
 pub mod settings;
 pub mod sink;
 pub mod slo;

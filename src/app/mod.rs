@@ -13,6 +13,7 @@
 
 pub mod controls;
 pub mod run;
+pub mod serve;
 pub mod sinks;
 pub mod slo;
 mod validate;

@@ -8,6 +8,8 @@ mod console;
 mod indicator;
 mod run;
 mod slo;
+mod serve;
+mod token;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -41,6 +43,10 @@ enum Command {
     Slo(slo::SloArgs),
     /// Indicators in the store: push.
     Indicator(indicator::IndicatorArgs),
+    /// Serve the SLO store over HTTP (Reliably-compatible and native APIs).
+    Serve(serve::ServeArgs),
+    /// Manage the bearer tokens of `faultline serve`.
+    Token(token::TokenArgs),
 }
 
 /// Options shared by the subcommands.
@@ -78,11 +84,17 @@ pub fn main() -> i32 {
         }
     };
     // The work is waiting on children and sockets: one thread drives it all, and
-    // starts faster than a pool.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // starts faster than a pool. A server answers many clients at once: a pool.
+    let built = if matches!(cli.command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(r) => r,
         Err(e) => {
             eprintln!("faultline: cannot start the async runtime: {e}");
@@ -94,6 +106,8 @@ pub fn main() -> i32 {
         Command::Validate(args) => runtime.block_on(validate::validate(args)),
         Command::Slo(args) => runtime.block_on(slo::slo(args)),
         Command::Indicator(args) => runtime.block_on(indicator::indicator(args)),
+        Command::Serve(args) => runtime.block_on(serve::serve(args)),
+        Command::Token(args) => runtime.block_on(token::token(args)),
     };
     // Background tasks (a stuck pipe writer, say) must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

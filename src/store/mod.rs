@@ -419,6 +419,18 @@ impl Store {
         }
     }
 
+    /// Every organisation that has an objective, sorted (what `faultline serve`'s
+    /// `/metrics` walks).
+    pub async fn organisations(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.organisations().await,
+            Store::Postgres(s) => s.organisations().await,
+            Store::Remote(_) => Err(StoreError::Invalid(
+                "a remote store lists its organisations itself".into(),
+            )),
+        }
+    }
+
     /// Make an API token for `org`: returned once, only its hash is kept.
     pub async fn create_token(&self, org: &str) -> Result<String, StoreError> {
         let org = org_name(org)?;

@@ -309,6 +309,18 @@ impl PgStore {
         )
     }
 
+    pub(super) async fn organisations(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.reader().await;
+        Ok(
+            c.query("SELECT DISTINCT org FROM objectives ORDER BY org", &[])
+                .await
+                .map_err(|e| db("store read", e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        )
+    }
+
     pub(super) async fn objectives(
         &self,
         org: String,

@@ -406,6 +406,20 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn organisations(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached("SELECT DISTINCT org FROM objectives ORDER BY org")
+                .map_err(|e| unavailable("store read", e))?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| unavailable("store read", e))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| unavailable("store read", e))
+        })
+        .await
+    }
+
     /// Commit what is waiting, stop the writer; later writes fail.
     pub(super) async fn close(&self) {
         let sender = self

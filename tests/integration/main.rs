@@ -19,6 +19,7 @@ mod providers;
 mod remote_write;
 mod safeguards;
 mod secrets;
+mod server;
 mod signals;
 mod sinks;
 mod slo_cli;
