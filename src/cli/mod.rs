@@ -7,8 +7,8 @@
 mod console;
 mod indicator;
 mod run;
-mod slo;
 mod serve;
+mod slo;
 mod token;
 mod validate;
 

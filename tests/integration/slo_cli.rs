@@ -176,6 +176,59 @@ fn the_guides_flow_on_postgresql() {
     );
 }
 
+/// The same flow against a real `faultline serve` (its own store file, a token of
+/// organisation `guide`); its organisation is walled off from others, a missing
+/// token is refused (exit 2), bad input is still refused before it is sent (exit 3).
+#[test]
+fn the_guides_flow_against_faultline_serve() {
+    let dir = TempDir::new("slo-serve");
+    let server_store = dir.join("server.db");
+    let token = crate::server::token(&dir, "guide", &server_store);
+    let served = crate::server::Served::start(&dir, "slo", &server_store, &[]);
+    let base = served.base.clone();
+    let remote = [
+        "--store",
+        base.as_str(),
+        "--token",
+        token.as_str(),
+        "--org",
+        "guide",
+    ];
+    guide_flow(&dir, &remote);
+    assert!(
+        !dir.join("store.db").exists(),
+        "nothing went to the local file"
+    );
+
+    let report = |extra: &[&str]| {
+        let mut args = vec!["slo", "report", "--format", "json", "--store", &base];
+        args.extend_from_slice(extra);
+        fl(&dir, &args, None)
+    };
+    let before = report(&["--token", &token, "--org", "guide"]);
+    assert_eq!(before.code, 0, "{}", before.all_text());
+    // Another organisation's data is not this token's: 403, exit 2.
+    let other = report(&["--token", &token, "--org", "other"]);
+    assert_eq!(other.code, 2, "{}", other.all_text());
+    // No token: 401, exit 2; the token never shows in what is printed.
+    let anonymous = report(&["--org", "guide"]);
+    assert_eq!(anonymous.code, 2, "{}", anonymous.all_text());
+    assert!(!other.all_text().contains(&token) && !anonymous.all_text().contains(&token));
+    // Bad input is refused here, before the server sees it.
+    let sel = format!("category=Availability,indicator_name={INDICATOR}");
+    let mut bad = vec!["indicator", "push", "--selector", &sel, "--percent", "150"];
+    bad.extend_from_slice(&remote);
+    let out = fl(&dir, &bad, None);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    let after = report(&["--token", &token, "--org", "guide"]);
+    let results = |o: &Output| -> Value {
+        let v: Value = serde_json::from_str(&o.stdout).unwrap();
+        v[0]["results"].clone()
+    };
+    assert_eq!(results(&after), results(&before));
+    assert!(!served.output().contains(&token), "{}", served.output());
+}
+
 #[test]
 fn the_report_as_json_has_results_newest_first_and_each_status() {
     let dir = TempDir::new("slo-json");
