@@ -4,6 +4,7 @@
 //! unsuccessful outcome, faultline tells them apart (see `docs/compatibility.md`).
 
 use crate::run::Status;
+use crate::store::StoreError;
 
 /// A process exit code, with its meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,18 @@ impl ExitCode {
         }
     }
 
+    /// The exit code of a store command that failed: the caller's input (3), or a
+    /// store that cannot be reached, refuses the token or cannot write (2).
+    pub fn for_store(error: &StoreError) -> ExitCode {
+        match error {
+            StoreError::Invalid(_) => ExitCode::InvalidInput,
+            StoreError::Unauthorized(_)
+            | StoreError::Forbidden(_)
+            | StoreError::NotFound(_)
+            | StoreError::Unavailable(_) => ExitCode::Failed,
+        }
+    }
+
     /// The numeric code.
     pub fn code(self) -> i32 {
         self as i32
@@ -47,5 +60,11 @@ mod tests {
         assert_eq!(ExitCode::for_run(Status::Aborted, false).code(), 2);
         assert_eq!(ExitCode::for_run(Status::Interrupted, false).code(), 2);
         assert_eq!(ExitCode::InvalidInput.code(), 3);
+        let invalid = StoreError::Invalid("x".into());
+        assert_eq!(ExitCode::for_store(&invalid).code(), 3);
+        let down = StoreError::Unavailable("x".into());
+        assert_eq!(ExitCode::for_store(&down).code(), 2);
+        let refused = StoreError::Unauthorized("x".into());
+        assert_eq!(ExitCode::for_store(&refused).code(), 2);
     }
 }

@@ -62,6 +62,8 @@ mod tests {
                 "experiment::load",
                 "experiment::parse",
                 "settings",
+                "store",
+                "slo",
             ],
             "the CLI assembles nothing: it maps flags to a request and calls app",
         ),

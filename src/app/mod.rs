@@ -15,6 +15,7 @@ pub mod controls;
 pub mod run;
 pub mod serve;
 pub mod sinks;
+pub mod slo;
 mod validate;
 
 pub use crate::provider::process::Processes;

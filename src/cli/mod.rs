@@ -5,8 +5,10 @@
 //! only.
 
 mod console;
+mod indicator;
 mod run;
 mod serve;
+mod slo;
 mod token;
 mod validate;
 
@@ -40,6 +42,10 @@ enum Command {
     Run(run::RunArgs),
     /// Report every problem in an experiment at once.
     Validate(validate::ValidateArgs),
+    /// SLO objectives in the store: sync, report, delete.
+    Slo(slo::SloArgs),
+    /// Indicators in the store: push.
+    Indicator(indicator::IndicatorArgs),
     /// Serve the SLO store over HTTP (Reliably-compatible and native APIs).
     Serve(serve::ServeArgs),
     /// Manage the bearer tokens of `faultline serve`.
@@ -101,6 +107,8 @@ pub fn main() -> i32 {
     let code = match cli.command {
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Validate(args) => runtime.block_on(validate::validate(args)),
+        Command::Slo(args) => runtime.block_on(slo::slo(args)),
+        Command::Indicator(args) => runtime.block_on(indicator::indicator(args)),
         Command::Serve(args) => runtime.block_on(serve::serve(args)),
         Command::Token(args) => runtime.block_on(token::token(args)),
     };

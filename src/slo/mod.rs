@@ -7,6 +7,7 @@
 
 pub mod documents;
 pub mod model;
+pub mod report;
 pub mod status;
 pub mod window;
 
@@ -15,5 +16,6 @@ pub use model::{
     is_met, parse_indicator, parse_objective, selects, Indicator, Labels, Objective,
     ObjectiveResult, SloProblem,
 };
+pub use report::{go_duration, ReportEntry};
 pub use status::{status, Sample, SloStatus, Verdict};
 pub use window::parse_window;

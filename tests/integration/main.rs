@@ -22,6 +22,7 @@ mod secrets;
 mod server;
 mod signals;
 mod sinks;
+mod slo_cli;
 mod slo_providers;
 mod store;
 mod strategies;

@@ -16,7 +16,7 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// `faultline token create --org ORG --store STORE`: the token it printed.
-fn token(dir: &TempDir, org: &str, store: &Path) -> String {
+pub(crate) fn token(dir: &TempDir, org: &str, store: &Path) -> String {
     let out = faultline(
         dir,
         &[
@@ -39,16 +39,16 @@ fn token(dir: &TempDir, org: &str, store: &Path) -> String {
 }
 
 /// A running `faultline serve`, killed on drop.
-struct Served {
+pub(crate) struct Served {
     child: ChildGuard,
     /// `http://127.0.0.1:PORT` (or https).
-    base: String,
+    pub(crate) base: String,
     out: PathBuf,
     err: PathBuf,
 }
 
 impl Served {
-    fn start(dir: &TempDir, tag: &str, store: &Path, extra: &[&str]) -> Served {
+    pub(crate) fn start(dir: &TempDir, tag: &str, store: &Path, extra: &[&str]) -> Served {
         let out = dir.join(&format!("serve-{tag}.out"));
         let err = dir.join(&format!("serve-{tag}.err"));
         let child = Command::new(bin())
@@ -98,7 +98,7 @@ impl Served {
     }
 
     /// Everything it printed.
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
             + &std::fs::read_to_string(&self.err).unwrap_or_default()
     }
