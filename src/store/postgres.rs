@@ -14,6 +14,7 @@ use crate::slo::model::API_VERSION;
 use crate::slo::{selects, Indicator, Labels, Objective, ObjectiveResult};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, GenericClient, NoTls, Row};
@@ -533,10 +534,15 @@ async fn writer_loop(
             let mut tx = c.transaction().await.map_err(|e| db("store write", e))?;
             // Microseconds: what the tables keep, so an answer equals a later read.
             let now = time(micros(Utc::now()));
+            // Each organisation's objectives, read once per batch (another replica
+            // may change them meanwhile: its writes commit separately, as they would
+            // a moment later).
+            let mut objectives: HashMap<String, Vec<ObjectiveRecord>> = HashMap::new();
             for w in batch.drain(..) {
                 match w {
                     Write::Close(done) => closing = Some(done),
                     Write::Objective(org, o, reply) => {
+                        objectives.remove(&org);
                         let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
                         let r = put_objective(&sp, &org, &o, now).await;
                         finish(sp, r.is_ok()).await?;
@@ -544,7 +550,12 @@ async fn writer_loop(
                     }
                     Write::Indicator(org, i, origin, reply) => {
                         let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
-                        let r = put_indicator(&sp, &org, &i, &origin, now).await;
+                        if !objectives.contains_key(&org) {
+                            let known = load_objectives(&sp, &org).await?;
+                            objectives.insert(org.clone(), known);
+                        }
+                        let known = objectives.get(&org).map(Vec::as_slice).unwrap_or_default();
+                        let r = put_indicator(&sp, &org, &i, &origin, now, known).await;
                         finish(sp, r.is_ok()).await?;
                         let r = r.map(|(record, objectives)| {
                             if forwarder.is_some() {
@@ -562,6 +573,7 @@ async fn writer_loop(
                         answers.push(answer(reply, r));
                     }
                     Write::Delete(org, selector, reply) => {
+                        objectives.remove(&org);
                         let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
                         let r = delete_objectives(&sp, &org, &selector).await;
                         finish(sp, r.is_ok()).await?;
@@ -712,6 +724,7 @@ async fn put_indicator(
     i: &Indicator,
     origin: &Origin,
     now: DateTime<Utc>,
+    objectives: &[ObjectiveRecord],
 ) -> Result<(IndicatorRecord, Vec<Judged>), StoreError> {
     let id = uuid::Uuid::new_v4().to_string();
     let (good, total) = match i.counts {
@@ -747,12 +760,12 @@ async fn put_indicator(
     .await
     .map_err(|e| db("store write", e))?;
     let mut judged = Vec::new();
-    for o in load_objectives(c, org).await? {
+    for o in objectives {
         if selects(&o.indicator_selector, &i.labels) {
             judged.push((o.labels.clone(), o.objective_percent, i.percent));
             insert_result(
                 c,
-                &o,
+                o,
                 &id,
                 i.percent,
                 (micros(i.from), micros(i.to), micros(now)),

@@ -17,6 +17,8 @@ use crate::slo::model::API_VERSION;
 use crate::slo::{selects, Indicator, Labels, Objective, ObjectiveResult};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::oneshot;
@@ -522,15 +524,25 @@ fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>, forwarder: Option<F
                 .map_err(|e| unavailable("store write", e))?;
             // Microseconds: what the tables keep, so an answer equals a later read.
             let now = time(micros(Utc::now()));
+            // Each organisation's objectives, read once per batch: the transaction
+            // holds the write lock, so only this batch's own writes change them.
+            let mut objectives: HashMap<String, Vec<ObjectiveRecord>> = HashMap::new();
             for w in batch.drain(..) {
                 match w {
                     Write::Close(done) => closing = Some(done),
                     Write::Objective(org, o, reply) => {
+                        objectives.remove(&org);
                         let r = in_savepoint(&tx, |t| put_objective(t, &org, &o, now));
                         answers.push(answer(reply, r));
                     }
                     Write::Indicator(org, i, origin, reply) => {
-                        let r = in_savepoint(&tx, |t| put_indicator(t, &org, &i, &origin, now));
+                        let r = in_savepoint(&tx, |t| {
+                            let known = match objectives.entry(org.clone()) {
+                                Entry::Occupied(e) => e.into_mut(),
+                                Entry::Vacant(e) => e.insert(load_objectives(t, &org)?),
+                            };
+                            put_indicator(t, &org, &i, &origin, now, known)
+                        });
                         let r = r.map(|(record, objectives)| {
                             if forwarder.is_some() {
                                 forwards.push(Forwarded {
@@ -547,6 +559,7 @@ fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>, forwarder: Option<F
                         answers.push(answer(reply, r));
                     }
                     Write::Delete(org, selector, reply) => {
+                        objectives.remove(&org);
                         let r = in_savepoint(&tx, |t| delete_objectives(t, &org, &selector));
                         answers.push(answer(reply, r));
                     }
@@ -760,6 +773,7 @@ fn put_indicator(
     i: &Indicator,
     origin: &Origin,
     now: DateTime<Utc>,
+    objectives: &[ObjectiveRecord],
 ) -> Result<(IndicatorRecord, Vec<Judged>), StoreError> {
     let id = uuid::Uuid::new_v4().to_string();
     let (good, total) = match i.counts {
@@ -796,12 +810,12 @@ fn put_indicator(
     })
     .map_err(|e| unavailable("store write", e))?;
     let mut judged = Vec::new();
-    for o in load_objectives(c, org)? {
+    for o in objectives {
         if selects(&o.indicator_selector, &i.labels) {
             judged.push((o.labels.clone(), o.objective_percent, i.percent));
             insert_result(
                 c,
-                &o,
+                o,
                 &id,
                 i.percent,
                 (micros(i.from), micros(i.to), micros(now)),
