@@ -543,11 +543,14 @@ fn slo_access(
         token: env("RELIABLY_TOKEN"),
         org: env("RELIABLY_ORG"),
     };
-    Some(SloAccess::new(
-        spec,
-        org_checked.unwrap_or_else(|_| DEFAULT_ORG.into()),
-        reliably,
-    ))
+    Some(
+        SloAccess::new(
+            spec,
+            org_checked.unwrap_or_else(|_| DEFAULT_ORG.into()),
+            reliably,
+        )
+        .with_remote_write(env("FAULTLINE_REMOTE_WRITE")),
+    )
 }
 
 /// The run's options: flag > experiment `runtime` > settings `runtime` > default,

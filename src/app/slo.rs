@@ -89,10 +89,17 @@ async fn open(req: &StoreRequest) -> Result<Opened, SloError> {
     let org = crate::store::org_name(&req.org)
         .map_err(|e| SloError::Invalid(vec![format!("--org: {e}")]))?;
     let name = spec.describe();
-    let store = Store::open(&spec).await.map_err(|error| SloError::Store {
-        store: name.clone(),
-        error,
-    })?;
+    // An embedded or PostgreSQL store forwards what it commits to Prometheus remote
+    // write when asked (a remote store forwards on the server's side).
+    let remote_write = std::env::var("FAULTLINE_REMOTE_WRITE")
+        .ok()
+        .filter(|u| !u.trim().is_empty() && !matches!(spec, StoreSpec::Remote { .. }));
+    let store = Store::open_with(&spec, remote_write.as_deref())
+        .await
+        .map_err(|error| SloError::Store {
+            store: name.clone(),
+            error,
+        })?;
     Ok(Opened { store, name, org })
 }
 

@@ -207,3 +207,39 @@ fn a_dead_receiver_never_fails_a_write_and_the_loss_is_counted() {
         reopened.close().await;
     });
 }
+
+#[test]
+fn indicator_push_forwards_to_the_remote_write_url_it_is_given() {
+    let dir = TempDir::new("remote-write-cli");
+    let Some((_prom, port)) = prometheus(dir.path()) else {
+        return;
+    };
+    let test_id = uuid::Uuid::new_v4().simple().to_string();
+    let selector = format!("test_id={test_id}");
+    let out = Command::new(bin())
+        .args([
+            "indicator",
+            "push",
+            "--selector",
+            &selector,
+            "--percent",
+            "97.5",
+        ])
+        .env("FAULTLINE_STORE", dir.join("store.db"))
+        .env(
+            "FAULTLINE_REMOTE_WRITE",
+            format!("http://127.0.0.1:{port}/api/v1/write"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let q = format!("faultline_indicator_percent{{test_id=\"{test_id}\", org=\"default\"}}");
+    wait_until(Duration::from_secs(30), "the pushed indicator in Prometheus", || {
+        value_at(port, &q, now) == Some(97.5)
+    });
+}

@@ -63,6 +63,8 @@ struct Inner {
     spec: Result<StoreSpec, String>,
     org: String,
     reliably: ReliablyEnv,
+    /// Where an embedded or PostgreSQL store forwards the indicators it commits.
+    remote_write: Option<String>,
     store: tokio::sync::OnceCell<Store>,
 }
 
@@ -85,7 +87,27 @@ impl SloAccess {
                 spec,
                 org,
                 reliably,
+                remote_write: None,
                 store: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    /// The same access, forwarding what an embedded or PostgreSQL store commits to
+    /// Prometheus remote write at `url` (`FAULTLINE_REMOTE_WRITE`); a remote store
+    /// forwards on its own side.
+    pub fn with_remote_write(self, url: Option<String>) -> SloAccess {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            spec: shared.spec.clone(),
+            org: shared.org.clone(),
+            reliably: shared.reliably.clone(),
+            remote_write: shared.remote_write.clone(),
+            store: tokio::sync::OnceCell::new(),
+        });
+        SloAccess {
+            inner: Arc::new(Inner {
+                remote_write: url.filter(|u| !u.trim().is_empty()),
+                ..inner
             }),
         }
     }
@@ -112,7 +134,13 @@ impl SloAccess {
             .map_err(|e| ActivityError::new(e.clone()))?;
         self.inner
             .store
-            .get_or_try_init(|| Store::open(spec))
+            .get_or_try_init(|| {
+                let forward = match spec {
+                    StoreSpec::Remote { .. } => None,
+                    _ => self.inner.remote_write.as_deref(),
+                };
+                Store::open_with(spec, forward)
+            })
             .await
             .map_err(|e| ActivityError::new(format!("the SLO store {}: {e}", describe(spec))))
     }
