@@ -341,7 +341,7 @@ fn main() {
     let rss = peak_rss_mb(server.0.id());
 
     println!();
-    println!("(1) acknowledged writes/s over HTTP, {CLIENTS} keep-alive clients, {writes} each");
+    println!("(1) acknowledged writes/s over HTTP, {CLIENTS} keep-alive clients, {writes} writes per contender");
     println!("    faultline serve (durable, fsync per commit) {ours_rate:>10.0}/s  (halves: {:.0}, {:.0})", ours_rates[0], ours_rates[1]);
     println!("    prometheus-pushgateway (memory only)        {theirs_rate:>10.0}/s  (halves: {:.0}, {:.0})", theirs_rates[0], theirs_rates[1]);
     println!(
