@@ -239,7 +239,9 @@ fn indicator_push_forwards_to_the_remote_write_url_it_is_given() {
     );
     let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
     let q = format!("faultline_indicator_percent{{test_id=\"{test_id}\", org=\"default\"}}");
-    wait_until(Duration::from_secs(30), "the pushed indicator in Prometheus", || {
-        value_at(port, &q, now) == Some(97.5)
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the pushed indicator in Prometheus",
+        || value_at(port, &q, now) == Some(97.5),
+    );
 }
