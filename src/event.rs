@@ -187,7 +187,11 @@ pub enum Event {
     ToleranceChecked {
         name: String,
         met: bool,
+        /// `met`, `not_met` or `inconclusive`.
+        verdict: &'static str,
         reason: String,
+        /// Expected, actual, and for PromQL the query and its time (see the journal).
+        evidence: Value,
     },
     /// A pause starts.
     Pause {
@@ -369,8 +373,8 @@ impl Event {
             Event::SafeguardTripped { name, reason } => {
                 format!("Safeguard '{name}' tripped, interrupting the experiment: {reason}")
             }
-            Event::ToleranceChecked { name, met, reason } => {
-                format!("  => tolerance of '{name}' {}: {reason}", if *met { "met" } else { "not met" })
+            Event::ToleranceChecked { name, verdict, reason, .. } => {
+                format!("  => tolerance of '{name}' {}: {reason}", verdict.replace('_', " "))
             }
             Event::Pause { seconds, before, skipped } => format!(
                 "Pausing {} for {seconds}s...{}",
@@ -485,10 +489,18 @@ impl Event {
                 name: t(name),
                 reason: t(reason),
             },
-            Event::ToleranceChecked { name, met, reason } => Event::ToleranceChecked {
+            Event::ToleranceChecked {
+                name,
+                met,
+                verdict,
+                reason,
+                evidence,
+            } => Event::ToleranceChecked {
                 name: t(name),
                 met,
+                verdict,
                 reason: t(reason),
+                evidence: r.into_value(evidence),
             },
             Event::Pause {
                 seconds,
@@ -543,8 +555,14 @@ impl Event {
             } => {
                 json!({"activity": name, "phase": phase.as_str(), "status": if *succeeded {"succeeded"} else {"failed"}, "error": error})
             }
-            Event::ToleranceChecked { name, met, reason } => {
-                json!({"activity": name, "met": met, "reason": reason})
+            Event::ToleranceChecked {
+                name,
+                met,
+                verdict,
+                reason,
+                evidence,
+            } => {
+                json!({"activity": name, "met": met, "verdict": verdict, "reason": reason, "evidence": evidence})
             }
             Event::RunEnded { status, deviated } => {
                 json!({"status": status.as_str(), "deviated": deviated})
@@ -666,7 +684,9 @@ mod tests {
             Event::ToleranceChecked {
                 name: s(),
                 met: true,
+                verdict: "met",
                 reason: s(),
+                evidence: json!({"expected": s()}),
             },
             Event::Pause {
                 seconds: 1.0,

@@ -14,6 +14,7 @@ pub mod model;
 pub mod parse;
 pub mod pyregex;
 pub mod substitute;
+pub mod threshold;
 pub mod tolerance;
 
 pub use load::{load, load_with, Document, FetchOptions, Format, LoadError};

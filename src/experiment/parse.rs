@@ -1024,7 +1024,7 @@ impl Checker {
                         return self.err_hint(
                             &format!("{path}.type"),
                             "missing required key 'type'",
-                            "an object tolerance has \"type\": range, regex, jsonpath or probe",
+                            "an object tolerance has \"type\": range, regex, jsonpath, threshold or probe",
                         )
                     }
                 };
@@ -1097,10 +1097,22 @@ impl Checker {
                             Some(p) => self.provider(p, &format!("{path}.provider")),
                         }
                     }
+                    "threshold" => {
+                        // A template may fill any key: checked again at run time.
+                        if !m.values().any(is_template) {
+                            for (key, message) in super::threshold::problems(m) {
+                                self.err_hint(
+                                    &format!("{path}.{key}"),
+                                    message,
+                                    "for example {\"type\": \"threshold\", \"op\": \"<\", \"value\": 0.05, \"reduce\": \"max\"}",
+                                );
+                            }
+                        }
+                    }
                     other => self.err_hint(
                         &format!("{path}.type"),
                         format!("unknown tolerance type '{other}'"),
-                        "use range, regex, jsonpath or probe (or a plain value, list or [low, high])",
+                        "use range, regex, jsonpath, threshold or probe (or a plain value, list or [low, high])",
                     ),
                 }
             }

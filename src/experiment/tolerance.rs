@@ -5,7 +5,7 @@
 //! non-string) faultline answers "not met" with the reason. Every verdict carries a
 //! human reason with expected vs actual, for the console and the journal.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
 /// The outcome of checking one tolerance.
@@ -13,8 +13,38 @@ use std::cmp::Ordering;
 pub struct Verdict {
     /// Whether the output is within tolerance.
     pub met: bool,
+    /// Neither met nor missed: the evidence cannot tell (no data, by the tolerance's
+    /// `on_no_data: inconclusive`). Never true when `met` is.
+    pub inconclusive: bool,
     /// Why, in words: expected vs actual.
     pub reason: String,
+    /// What the verdict rests on, for the journal and the span: `expected`, `actual`,
+    /// and for PromQL outputs the `query` and its evaluation `time` (or window).
+    pub evidence: Map<String, Value>,
+}
+
+impl Verdict {
+    /// `met`, `not_met` or `inconclusive`.
+    pub fn label(&self) -> &'static str {
+        if self.met {
+            "met"
+        } else if self.inconclusive {
+            "inconclusive"
+        } else {
+            "not_met"
+        }
+    }
+
+    /// The evidence with the verdict and the reason in it, as the journal keeps it.
+    pub fn record(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("verdict".into(), Value::String(self.label().into()));
+        for (k, v) in &self.evidence {
+            m.insert(k.clone(), v.clone());
+        }
+        m.insert("reason".into(), Value::String(self.reason.clone()));
+        Value::Object(m)
+    }
 }
 
 /// What the runner must do with a tolerance.
@@ -32,11 +62,21 @@ pub enum Check {
 }
 
 fn met(reason: String) -> Check {
-    Check::Done(Verdict { met: true, reason })
+    Check::Done(Verdict {
+        met: true,
+        inconclusive: false,
+        reason,
+        evidence: Map::new(),
+    })
 }
 
 fn not_met(reason: String) -> Check {
-    Check::Done(Verdict { met: false, reason })
+    Check::Done(Verdict {
+        met: false,
+        inconclusive: false,
+        reason,
+        evidence: Map::new(),
+    })
 }
 
 /// A short rendering of a value for messages.
@@ -305,9 +345,12 @@ fn object_check(tol: &serde_json::Map<String, Value>, output: &Value) -> Check {
             }
             Check::Done(Verdict {
                 met: result,
+                inconclusive: false,
                 reason,
+                evidence: Map::new(),
             })
         }
+        "threshold" => Check::Done(super::threshold::check(tol, targeted(tol, output))),
         other => not_met(format!("unknown tolerance type '{other}'")),
     }
 }

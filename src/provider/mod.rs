@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod http;
 pub mod process;
+pub mod prometheus;
 pub mod python;
 pub mod slo;
 pub mod tree;
@@ -76,6 +77,25 @@ pub struct RunFacts {
     pub started: chrono::DateTime<chrono::Utc>,
     /// The run's SLO store, opened on first use.
     pub slo: slo::SloAccess,
+    /// When the method started and ended, once they have: the PromQL and SLO
+    /// providers' `method` window and `method_end` evaluation time.
+    pub method: std::sync::Mutex<MethodTimes>,
+}
+
+/// When the method ran.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MethodTimes {
+    /// Its first activity was about to start.
+    pub started: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its last activity ended (or it was interrupted).
+    pub ended: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl RunFacts {
+    /// When the method started and ended, so far.
+    pub fn method_times(&self) -> MethodTimes {
+        *self.method.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// What a provider gets from the run besides its definition.

@@ -79,6 +79,10 @@ pub struct RunEntry {
     /// Hypothesis probes: whether the tolerance was met.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance_met: Option<bool>,
+    /// faultline's addition for checked tolerances (hypothesis and safeguard probes):
+    /// `{verdict: met|not_met|inconclusive, expected, actual, query?, time?, reason}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Value>,
 }
 
 impl RunEntry {
@@ -543,6 +547,7 @@ mod tests {
             end: "2026-11-21T19:05:18.000000+00:00".into(),
             duration: 0.188474,
             tolerance_met: None,
+            evidence: None,
         }
     }
 
@@ -550,6 +555,7 @@ mod tests {
     fn secrets_are_masked_in_every_text_of_the_record() {
         let probe = RunEntry {
             tolerance_met: Some(true),
+            evidence: None,
             ..entry(
                 "p s3cret",
                 ActivityStatus::Succeeded,
@@ -615,6 +621,7 @@ mod tests {
             steady_state_met: false,
             probes: vec![RunEntry {
                 tolerance_met: Some(false),
+                evidence: None,
                 ..entry("p", ActivityStatus::Succeeded, json!({"status": 1}))
             }],
         };

@@ -15,7 +15,7 @@ use crate::control::{ActivityInfo, Control, Decision, RunInfo};
 use crate::event::{Event, TraceIds};
 use crate::experiment::config::{secret_values, Resolved};
 use crate::experiment::substitute::Vars;
-use crate::experiment::tolerance::{self, Check};
+use crate::experiment::tolerance::{self, Check, Verdict};
 use crate::experiment::{Activity, ActivityKind, Experiment};
 use crate::provider::{self, http::Clients, Ctx, Provider};
 use crate::redact::Redactor;
@@ -168,7 +168,7 @@ impl Shared {
             .iter()
             .filter_map(|s| self.secrets.get(s).map(|v| (s.clone(), v.clone())))
             .collect();
-        // Trace context goes as headers on HTTP requests (from the CLIENT span the http
+        // Trace context goes as headers on HTTP requests (from the CLIENT span an HTTP
         // provider makes when spans are recorded) and as variables for children.
         let http = provider.get("type").and_then(Value::as_str) == Some("http");
         let tracing = self.trace.is_recording();
@@ -177,7 +177,7 @@ impl Shared {
             configuration: &self.configuration,
             secrets,
             http: &self.http,
-            headers: if http && !tracing {
+            headers: if !tracing {
                 propagation::http_headers(&cx, &self.baggage())
             } else {
                 Vec::new()
@@ -465,6 +465,7 @@ impl Shared {
                     end: now,
                     duration: 0.0,
                     tolerance_met: None,
+                    evidence: None,
                 };
                 self.controls.after_activity(&info, &entry);
                 return (Some(entry), Flag::Ok, span);
@@ -543,6 +544,7 @@ impl Shared {
             end: timefmt::iso(end),
             duration,
             tolerance_met: None,
+            evidence: None,
         };
         self.emit_in(
             Event::ActivityEnded {
@@ -588,28 +590,75 @@ impl Shared {
         output: &Value,
         cancel: &Interrupt,
         span: &Span,
-    ) -> (bool, String) {
+    ) -> Verdict {
+        let plain = |met: bool, reason: String| Verdict {
+            met,
+            inconclusive: false,
+            reason,
+            evidence: Map::new(),
+        };
         let Some(t) = &a.tolerance else {
-            return (true, "no tolerance".into());
+            return plain(true, "no tolerance".into());
         };
         let t = self.vars().value(t);
-        match tolerance::check(&t, output) {
-            Check::Done(v) => (v.met, v.reason),
+        let mut v = match tolerance::check(&t, output) {
+            Check::Done(v) => v,
             Check::Probe { name, provider } => {
                 let (r, _) = self.call(&provider, a, cancel, span).await;
                 match r {
-                    Ok(v) if tolerance::truthy(&v) => (
-                        true,
+                    Ok(v) => plain(
+                        tolerance::truthy(&v),
                         format!("probe '{name}' returned {}", tolerance::brief(&v)),
                     ),
-                    Ok(v) => (
-                        false,
-                        format!("probe '{name}' returned {}", tolerance::brief(&v)),
-                    ),
-                    Err(e) => (false, format!("probe '{name}' failed: {}", e.message)),
+                    Err(e) => plain(false, format!("probe '{name}' failed: {}", e.message)),
                 }
             }
-        }
+        };
+        v.evidence
+            .entry("expected")
+            .or_insert_with(|| self.redactor.value(&t));
+        v
+    }
+
+    /// Say a verdict: a span event with the evidence, the lifecycle event (console,
+    /// logs), and the journal's `evidence` of the entry.
+    fn report_verdict(&self, probe: &Activity, v: &Verdict, entry: &mut RunEntry, span: &Span) {
+        let evidence = self.redactor.value(&v.record());
+        let text = |k: &str| {
+            evidence.get(k).map(|x| match x {
+                Value::String(s) => spans::cap(s),
+                other => spans::cap(&other.to_string()),
+            })
+        };
+        let time = text("time").or_else(|| match (text("start"), text("end")) {
+            (Some(s), Some(e)) => Some(format!("{s}/{e}")),
+            _ => None,
+        });
+        let reason = spans::cap(&self.redactor.text(&v.reason));
+        spans::tolerance(
+            span,
+            &spans::ToleranceFields {
+                met: v.met,
+                verdict: v.label(),
+                expected: text("expected").as_deref(),
+                actual: text("actual").as_deref(),
+                query: text("query").as_deref(),
+                time: time.as_deref(),
+                reason: &reason,
+            },
+        );
+        span.record(attr::TOLERANCE_MET, v.met);
+        self.emit_in(
+            Event::ToleranceChecked {
+                name: probe.name.clone(),
+                met: v.met,
+                verdict: v.label(),
+                reason: v.reason.clone(),
+                evidence: evidence.clone(),
+            },
+            span,
+        );
+        entry.evidence = Some(evidence);
     }
 
     /// Check the steady-state hypothesis once, in its own span under `parent`.
@@ -696,7 +745,7 @@ impl Shared {
                 state.probes.push(entry);
                 continue;
             }
-            let (met, reason) = self.verdict(probe, &entry.output, cancel, &acx).await;
+            let v = self.verdict(probe, &entry.output, cancel, &acx).await;
             if cancel.is_set() {
                 // A probe tolerance was stopped: no verdict, the run is interrupted.
                 entry.tolerance_met = Some(false);
@@ -706,26 +755,9 @@ impl Shared {
                 flag = Flag::Interrupted;
                 break;
             }
-            let expected = probe
-                .tolerance
-                .as_ref()
-                .map(|t| self.redactor.value(&self.vars().value(t)).to_string())
-                .unwrap_or_default();
-            spans::tolerance(
-                &acx,
-                met,
-                Some(&spans::cap(&expected)),
-                &spans::cap(&self.redactor.text(&reason)),
-            );
-            acx.record(attr::TOLERANCE_MET, met);
-            self.emit_in(
-                Event::ToleranceChecked {
-                    name: probe.name.clone(),
-                    met,
-                    reason: reason.clone(),
-                },
-                &acx,
-            );
+            self.report_verdict(probe, &v, &mut entry, &acx);
+            // Inconclusive is not met: the steady state cannot be claimed.
+            let (met, reason) = (v.met, v.reason);
             if !met {
                 entry.tolerance_met = Some(false);
                 self.finish(
@@ -794,8 +826,12 @@ impl Shared {
                 .map(|e| e.trim().to_string());
             return Some(format!("the probe failed: {}", why.unwrap_or_default()));
         }
-        let (met, reason) = self.verdict(probe, &entry.output, cancel, &span).await;
-        spans::tolerance(&span, met, None, &spans::cap(&self.redactor.text(&reason)));
+        let v = self.verdict(probe, &entry.output, cancel, &span).await;
+        let mut entry = entry;
+        self.report_verdict(probe, &v, &mut entry, &span);
+        // A safeguard that cannot tell (no data, `on_no_data: inconclusive`) does not
+        // stop the run: it says so and keeps watching.
+        let (met, reason) = (v.met || v.inconclusive, v.reason);
         if met {
             self.finish(span, Some(&entry), None);
             None
@@ -1022,6 +1058,7 @@ impl Runner {
                 trace_id: None,
                 started,
                 slo: self.slo,
+                method: Default::default(),
             },
             state: Mutex::new(State::default()),
         };
@@ -1199,6 +1236,12 @@ impl Runner {
                         .with_current_subscriber(),
                 )
             });
+            shared
+                .facts
+                .method
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .started = Some(Utc::now());
             shared.emit(Event::MethodStarted);
             if shared.exp.method.is_empty() {
                 shared.emit(Event::NoActivities);
@@ -1220,6 +1263,12 @@ impl Runner {
                     .await
                 }
             }
+            shared
+                .facts
+                .method
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ended = Some(Utc::now());
             shared.emit(Event::MethodEnded {
                 interrupted: cancel.is_set(),
             });

@@ -58,6 +58,10 @@ pub mod attr {
     pub const TOLERANCE_MET: &str = "chaos.tolerance.met";
     pub const TOLERANCE_EXPECTED: &str = "chaos.tolerance.expected";
     pub const TOLERANCE_REASON: &str = "chaos.tolerance.reason";
+    pub const TOLERANCE_VERDICT: &str = "chaos.tolerance.verdict";
+    pub const TOLERANCE_ACTUAL: &str = "chaos.tolerance.actual";
+    pub const TOLERANCE_QUERY: &str = "chaos.tolerance.query";
+    pub const TOLERANCE_TIME: &str = "chaos.tolerance.time";
     pub const PAUSE_SECONDS: &str = "chaos.pause.seconds";
     pub const PAUSE_WHEN: &str = "chaos.pause.when";
     pub const INTERRUPT_REASON: &str = "chaos.interrupt.reason";
@@ -398,12 +402,34 @@ pub fn pause(span: &Span, seconds: f64, when: &str, skipped: bool) {
 }
 
 /// Span event: a tolerance verdict (`expected` only in the hypothesis).
-pub fn tolerance(span: &Span, met: bool, expected: Option<&str>, reason: &str) {
+pub fn tolerance(span: &Span, v: &ToleranceFields<'_>) {
     tracing::event!(name: event::TOLERANCE, target: module_path!(), parent: span, Level::INFO, {
-        { attr::TOLERANCE_MET } = met,
-        { attr::TOLERANCE_EXPECTED } = expected,
-        { attr::TOLERANCE_REASON } = reason,
+        { attr::TOLERANCE_MET } = v.met,
+        { attr::TOLERANCE_VERDICT } = v.verdict,
+        { attr::TOLERANCE_EXPECTED } = v.expected,
+        { attr::TOLERANCE_ACTUAL } = v.actual,
+        { attr::TOLERANCE_QUERY } = v.query,
+        { attr::TOLERANCE_TIME } = v.time,
+        { attr::TOLERANCE_REASON } = v.reason,
     });
+}
+
+/// What the tolerance span event says (texts already masked and capped).
+pub struct ToleranceFields<'a> {
+    /// Within tolerance.
+    pub met: bool,
+    /// `met`, `not_met` or `inconclusive`.
+    pub verdict: &'a str,
+    /// The tolerance, or the threshold it sets.
+    pub expected: Option<&'a str>,
+    /// The value (or reduced value) the verdict rests on.
+    pub actual: Option<&'a str>,
+    /// The PromQL query behind the output, if any.
+    pub query: Option<&'a str>,
+    /// Its evaluation time (or window), if any.
+    pub time: Option<&'a str>,
+    /// Expected against actual, in words.
+    pub reason: &'a str,
 }
 
 /// Span event: the run was interrupted (by a control, a signal, a safeguard).

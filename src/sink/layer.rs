@@ -175,7 +175,9 @@ mod tests {
                 Event::ToleranceChecked {
                     name: "p".into(),
                     met: true,
+                    verdict: "met",
                     reason: "ok".into(),
+                    evidence: json!({"expected": "< 1", "actual": 0.5, "query": "up"}),
                 },
                 None,
             ),
