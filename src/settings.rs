@@ -118,9 +118,24 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                 Err(p) => problems.extend(p),
             },
             "controls" => match v {
-                Value::Object(m) => s.controls = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                Value::Object(m) => s.controls.extend(m.iter().map(|(k, v)| (k.clone(), v.clone()))),
                 Value::Null => {}
                 other => problems.push(Problem::new("$.controls", format!("expected an object of controls, found {other}"))),
+            },
+            // Safeguards for every run, in short: the probes a
+            // `chaosaddons.controls.safeguards` control would list.
+            "safeguards" => match v {
+                Value::Array(_) => s.controls.push((
+                    // Not "safeguards": a control of that name may sit beside it.
+                    "settings.safeguards".into(),
+                    serde_json::json!({"provider": {"type": "python",
+                        "module": "faultline.safeguards", "arguments": {"probes": v}}}),
+                )),
+                Value::Null => {}
+                other => problems.push(
+                    Problem::new("$.safeguards", format!("expected a list of probes, found {other}"))
+                        .hint("safeguards: [{name, type: probe, provider, tolerance, frequency?|background?}]"),
+                ),
             },
             "tracing" => match serde_json::from_value::<TracingSettings>(v.clone()) {
                 Ok(t) => {
@@ -179,7 +194,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
             "notifications" | "auths" | "vaults" => {}
             other => problems.push(
                 Problem::new(format!("$.{other}"), format!("unknown settings key '{other}'"))
-                    .hint("settings keys are runtime, controls, activity_timeout, output_limit, fetch_timeout, fetch_limit, tracing, sinks, store (and the Chaos Toolkit's notifications)"),
+                    .hint("settings keys are runtime, controls, safeguards, activity_timeout, output_limit, fetch_timeout, fetch_limit, tracing, sinks, store (and the Chaos Toolkit's notifications)"),
             ),
         }
     }

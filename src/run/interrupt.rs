@@ -9,6 +9,8 @@ use tokio::sync::watch;
 pub struct Interrupt {
     tx: Arc<watch::Sender<Option<String>>>,
     rollbacks: Arc<std::sync::atomic::AtomicBool>,
+    /// When it was first triggered: the start of the abort latency.
+    at: Arc<std::sync::OnceLock<std::time::Instant>>,
 }
 
 impl Default for Interrupt {
@@ -23,6 +25,7 @@ impl Interrupt {
         Interrupt {
             tx: Arc::new(watch::channel(None).0),
             rollbacks: Arc::default(),
+            at: Arc::default(),
         }
     }
 
@@ -42,6 +45,7 @@ impl Interrupt {
         let reason = reason.into();
         self.tx.send_if_modified(|r| {
             if r.is_none() {
+                let _ = self.at.set(std::time::Instant::now());
                 *r = Some(reason);
                 true
             } else {
@@ -58,6 +62,11 @@ impl Interrupt {
     /// Why it was triggered.
     pub fn reason(&self) -> Option<String> {
         self.tx.borrow().clone()
+    }
+
+    /// When it was first triggered, if it was.
+    pub fn triggered_at(&self) -> Option<std::time::Instant> {
+        self.at.get().copied()
     }
 
     /// Resolves once triggered.

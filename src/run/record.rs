@@ -169,6 +169,10 @@ pub struct FaultlineExtension {
     /// What interrupted the run, when it was.
     #[serde(default)]
     pub interrupted_by: Option<String>,
+    /// Milliseconds from the interrupt (a safeguard's trip, the kill switch, a
+    /// signal) to the rollbacks starting, when the run was interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_latency_ms: Option<f64>,
 }
 
 impl FaultlineExtension {
@@ -180,7 +184,7 @@ impl Serialize for FaultlineExtension {
     // By hand: `name` comes first and is not a field anyone sets.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("FaultlineExtension", 7)?;
+        let mut st = s.serialize_struct("FaultlineExtension", 8)?;
         st.serialize_field("name", Self::NAME)?;
         st.serialize_field("version", &self.version)?;
         st.serialize_field("run_id", &self.run_id)?;
@@ -188,6 +192,9 @@ impl Serialize for FaultlineExtension {
         st.serialize_field("hypothesis_strategy", &self.hypothesis_strategy)?;
         st.serialize_field("rollback_strategy", &self.rollback_strategy)?;
         st.serialize_field("interrupted_by", &self.interrupted_by)?;
+        if let Some(ms) = self.abort_latency_ms {
+            st.serialize_field("abort_latency_ms", &ms)?;
+        }
         st.end()
     }
 }
@@ -472,6 +479,7 @@ mod tests {
             hypothesis_strategy: "default".into(),
             rollback_strategy: "always".into(),
             interrupted_by: None,
+            abort_latency_ms: None,
         }
     }
 

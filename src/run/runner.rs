@@ -1333,6 +1333,15 @@ impl Runner {
             });
         }
 
+        // The abort latency: from the interrupt (a safeguard's trip, the kill switch, a
+        // signal) to this point, where the rollbacks start (or are skipped).
+        let abort_latency_ms = (status == Status::Interrupted)
+            .then(|| cancel.triggered_at())
+            .flatten()
+            .map(|at| at.elapsed().as_secs_f64() * 1000.0);
+        if let Some(ms) = abort_latency_ms {
+            shared.exp_span.record(attr::ABORT_LATENCY_MS, ms);
+        }
         let strategy = shared.opts.rollback_strategy;
         if strategy.plays(status, deviated) {
             shared.emit(Event::RollbacksStarted);
@@ -1414,6 +1423,7 @@ impl Runner {
             } else {
                 None
             },
+            abort_latency_ms,
         };
         let record = RunRecord::build(
             RecordParts {

@@ -38,6 +38,7 @@ pub mod attr {
     pub const EXPERIMENT_TITLE: &str = "chaos.experiment.title";
     pub const EXPERIMENT_STATUS: &str = "chaos.experiment.status";
     pub const EXPERIMENT_DEVIATED: &str = "chaos.experiment.deviated";
+    pub const ABORT_LATENCY_MS: &str = "chaos.abort.latency_ms";
     pub const EXPERIMENT_TAGS: &str = "chaos.experiment.tags";
     pub const HYPOTHESIS_STRATEGY: &str = "chaos.hypothesis.strategy";
     pub const ROLLBACK_STRATEGY: &str = "chaos.rollback.strategy";
@@ -256,6 +257,7 @@ pub fn experiment(
         { attr::DRY } = dry,
         { attr::EXPERIMENT_STATUS } = Empty,
         { attr::EXPERIMENT_DEVIATED } = Empty,
+        { attr::ABORT_LATENCY_MS } = Empty,
         { otel::STATUS_CODE } = Empty,
         { otel::STATUS_DESCRIPTION } = Empty,
     );

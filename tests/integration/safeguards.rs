@@ -95,6 +95,59 @@ fn a_periodic_safeguard_interrupts_the_method_when_it_trips() {
         assert_eq!(wait["status"], "failed", "stopped by the interrupt");
     }
     assert!(out.journal()["steady_states"]["after"].is_null());
+    // From the trip to the rollbacks starting, measured and kept.
+    let latency = &out.journal()["extensions"][0]["abort_latency_ms"];
+    assert!(latency.as_f64().is_some_and(|ms| ms >= 0.0), "{latency}");
+    // The probe's verdict and its evidence are in its journal entry.
+    let by = out.journal()["extensions"][0]["interrupted_by"]
+        .as_str()
+        .unwrap();
+    assert!(by.contains("safeguard 'watch' tripped"), "{by}");
+}
+
+#[test]
+fn safeguards_declared_in_settings_guard_every_run() {
+    let dir = TempDir::new("guard-settings");
+    let settings = dir.write(
+        "settings.yaml",
+        &serde_json::to_string(
+            &json!({"safeguards": [guard("from-settings", json!({"frequency": 0.05}))]}),
+        )
+        .unwrap(),
+    );
+    let mut exp = guarded(json!([]));
+    exp.as_object_mut().unwrap().remove("controls");
+    let out = run_experiment(&dir, &exp, &["--settings", settings.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert_eq!(out.status(), "interrupted");
+    assert!(
+        out.stderr.contains("Safeguard 'from-settings' tripped"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        lines(&dir, "trace").last().map(String::as_str),
+        Some("rollback")
+    );
+    assert!(out.journal()["extensions"][0]["abort_latency_ms"].is_number());
+    // A run that was not interrupted has no abort latency.
+    let calm = TempDir::new("guard-settings-calm");
+    let settings = calm.write(
+        "settings.yaml",
+        &serde_json::to_string(
+            &json!({"safeguards": [with(sh("probe", "fine", "true"), "tolerance", json!(0))]}),
+        )
+        .unwrap(),
+    );
+    let out = run_experiment(
+        &calm,
+        &experiment(vec![], vec![sh("action", "a", "true")], vec![]),
+        &["--settings", settings.to_str().unwrap()],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert!(out.journal()["extensions"][0]
+        .get("abort_latency_ms")
+        .is_none());
 }
 
 #[test]
