@@ -6,7 +6,7 @@ use super::Common;
 use faultline::app::{Processes, RunRequest};
 use faultline::event::Level;
 use faultline::exit::ExitCode;
-use faultline::run::{Dry, HypothesisStrategy, Interrupt, RollbackStrategy};
+use faultline::run::{Dry, HypothesisStrategy, Interrupt, InterruptSource, RollbackStrategy};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -148,14 +148,17 @@ fn spawn_signal_handler(
                     "experiment.signal",
                     &format!("Received {name} during rollbacks: letting them finish (send it again to exit at once)"),
                 );
-                interrupt.trigger(format!("received {name} during rollbacks"));
+                interrupt.trigger_from(
+                    InterruptSource::Signal,
+                    format!("received {name} during rollbacks"),
+                );
             } else if count == 1 {
                 console.line(
                     Level::Warning,
                     "experiment.signal",
                     &format!("Received {name}: stopping the running activity, then rollbacks and the journal (send it again to exit at once)"),
                 );
-                interrupt.trigger(format!("received {name}"));
+                interrupt.trigger_from(InterruptSource::Signal, format!("received {name}"));
             } else {
                 faultline::app::abandon(&processes);
                 console.line(

@@ -1328,9 +1328,10 @@ impl Runner {
         exp_span.record(attr::EXPERIMENT_STATUS, status.as_str());
         exp_span.record(attr::EXPERIMENT_DEVIATED, deviated);
         if status == Status::Interrupted {
-            spans::interrupt(
+            spans::interrupted(
                 exp_span,
                 &shared.redactor.text(&cancel.reason().unwrap_or_default()),
+                cancel.source().map(super::InterruptSource::as_str),
             );
         }
         let error = match (status, deviated) {
