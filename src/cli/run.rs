@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// The bearer token of a remote store [env: FAULTLINE_TOKEN].
     #[arg(long)]
     pub token: Option<String>,
+    /// The kill switch file this run obeys: refused while it exists, interrupted when
+    /// it appears [env: FAULTLINE_KILL_SWITCH; settings: kill_switch; default:
+    /// $XDG_RUNTIME_DIR/faultline/kill-switch and /tmp/faultline-<uid>/kill-switch].
+    #[arg(long, value_name = "PATH")]
+    pub kill_switch: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -100,6 +105,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         store: args.store,
         org: args.org,
         token: args.token,
+        kill_switch: args.kill_switch,
         ..RunRequest::new(run_id, args.experiment, args.journal_path)
     };
     let signals = spawn_signal_handler(
