@@ -3,6 +3,7 @@
 //! Documented in the README's "Exit codes" table; the Chaos Toolkit uses 1 for every
 //! unsuccessful outcome, faultline tells them apart (see `docs/compatibility.md`).
 
+use crate::killswitch::KillError;
 use crate::run::Status;
 use crate::store::StoreError;
 
@@ -18,6 +19,9 @@ pub enum ExitCode {
     Failed = 2,
     /// The experiment, a flag, a var file or the settings file is wrong.
     InvalidInput = 3,
+    /// The kill switch is engaged: the run was refused before anything ran
+    /// (`faultline kill --status`: it is on).
+    KillSwitch = 4,
 }
 
 impl ExitCode {
@@ -39,6 +43,18 @@ impl ExitCode {
             | StoreError::Forbidden(_)
             | StoreError::NotFound(_)
             | StoreError::Unavailable(_) => ExitCode::Failed,
+        }
+    }
+
+    /// The exit code of a kill switch that could not be read or operated: a wrong
+    /// flag or setting (3), or a file or server that failed (2).
+    pub fn for_kill(error: &KillError) -> ExitCode {
+        match error {
+            KillError::Invalid(_) => ExitCode::InvalidInput,
+            KillError::Io { .. }
+            | KillError::NotYours { .. }
+            | KillError::Unreachable { .. }
+            | KillError::Refused { .. } => ExitCode::Failed,
         }
     }
 
@@ -66,5 +82,15 @@ mod tests {
         assert_eq!(ExitCode::for_store(&down).code(), 2);
         let refused = StoreError::Unauthorized("x".into());
         assert_eq!(ExitCode::for_store(&refused).code(), 2);
+        assert_eq!(ExitCode::KillSwitch.code(), 4);
+        assert_eq!(
+            ExitCode::for_kill(&KillError::Invalid("x".into())).code(),
+            3
+        );
+        let down = KillError::Unreachable {
+            server: "http://127.0.0.1:1/".into(),
+            message: "x".into(),
+        };
+        assert_eq!(ExitCode::for_kill(&down).code(), 2);
     }
 }

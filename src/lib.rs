@@ -20,6 +20,7 @@ pub mod duration;
 pub mod event;
 pub mod exit;
 pub mod experiment;
+pub mod killswitch;
 pub mod provider;
 pub mod redact;
 pub mod run;

@@ -33,6 +33,8 @@ pub struct Settings {
     pub sinks: Vec<Value>,
     /// The SLO store of SLO activities (`store:`).
     pub store: StoreSettings,
+    /// The kill switch file runs obey and `faultline kill` operates (`kill_switch:`).
+    pub kill_switch: Option<String>,
 }
 
 /// `store:` in the settings file: the SLO store of a run's SLO activities, when
@@ -158,6 +160,13 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                         .hint("keys are location (a file path or a faultline serve URL), org, token"),
                 ),
             },
+            "kill_switch" => match v {
+                Value::String(p) if !p.trim().is_empty() => s.kill_switch = Some(p.clone()),
+                other => problems.push(
+                    Problem::new("$.kill_switch", format!("expected the path of the kill switch file, found {other}"))
+                        .hint("e.g. /run/faultline/kill-switch, one file every run of the machine obeys"),
+                ),
+            },
             "sinks" => match v {
                 Value::Array(items) => s.sinks = items.clone(),
                 Value::Null => {}
@@ -194,7 +203,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
             "notifications" | "auths" | "vaults" => {}
             other => problems.push(
                 Problem::new(format!("$.{other}"), format!("unknown settings key '{other}'"))
-                    .hint("settings keys are runtime, controls, safeguards, activity_timeout, output_limit, fetch_timeout, fetch_limit, tracing, sinks, store (and the Chaos Toolkit's notifications)"),
+                    .hint("settings keys are runtime, controls, safeguards, activity_timeout, output_limit, fetch_timeout, fetch_limit, tracing, sinks, store, kill_switch (and the Chaos Toolkit's notifications)"),
             ),
         }
     }
@@ -228,6 +237,12 @@ mod tests {
         let e = load(Some(&p)).unwrap_err();
         assert!(e[0].message.contains("unknown settings key 'runtme'"));
         assert!(load(Some(&dir.join("missing.yaml"))).is_err());
+        std::fs::write(&p, "kill_switch: /run/faultline/kill-switch\n").unwrap();
+        let s = load(Some(&p)).unwrap();
+        assert_eq!(s.kill_switch.as_deref(), Some("/run/faultline/kill-switch"));
+        std::fs::write(&p, "kill_switch: 3\n").unwrap();
+        let e = load(Some(&p)).unwrap_err();
+        assert_eq!(e[0].path, "$.kill_switch", "{e:?}");
         std::fs::write(
             &p,
             "tracing:\n  endpoint: http://127.0.0.1:4318\n  protocol: grpc\n  headers: {x-token: t}\n  shutdown_limit: 0.5\nsinks:\n  - {type: jsonl, path: /tmp/x.jsonl}\n",

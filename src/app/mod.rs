@@ -12,6 +12,7 @@
 //! telemetry pipeline, sinks, controls and temporary names (`run_id`).
 
 pub mod controls;
+pub mod kill;
 pub mod run;
 pub mod serve;
 pub mod sinks;

@@ -65,6 +65,9 @@ pub struct RunRequest {
     pub org: Option<String>,
     /// The bearer token of a remote store (`--token`); `None`: `FAULTLINE_TOKEN`.
     pub token: Option<String>,
+    /// The kill switch file (`--kill-switch`); `None`: `FAULTLINE_KILL_SWITCH`, else
+    /// the settings' `kill_switch`, else the default (see [`super::kill`]).
+    pub kill_switch: Option<PathBuf>,
 }
 
 impl RunRequest {
@@ -92,6 +95,7 @@ impl RunRequest {
             store: None,
             org: None,
             token: None,
+            kill_switch: None,
         }
     }
 }
@@ -179,7 +183,9 @@ pub fn fetch_options(flag: Option<f64>, settings: &Settings) -> Result<FetchOpti
 /// Run one experiment as `req` asks; what a person should read goes to `out`.
 ///
 /// Bad input (settings, vars, controls, the experiment, the machine) is reported and
-/// refused with [`ExitCode::InvalidInput`] before anything runs. Once the run starts,
+/// refused with [`ExitCode::InvalidInput`] before anything runs; so is a run while a
+/// kill switch is engaged ([`ExitCode::KillSwitch`]), checked first of all, and
+/// watched from then on (an engagement interrupts the run). Once the run starts,
 /// every failure becomes its status: the journal is always written (or the end says
 /// where it went), and telemetry and sinks finish within one bounded limit.
 pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
@@ -211,6 +217,43 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             }
         }
     }
+
+    // The environment as the run sees it: the `.env` var files over the process's.
+    let env_overlay = overrides.env.clone();
+    let env = move |k: &str| {
+        env_overlay
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(k).ok())
+    };
+    // The kill switch, before anything is fetched, checked or run; watched until the
+    // runner returns.
+    let (store, token) = store_choice(&req, &settings.store, &env);
+    let switches = super::kill::Switches::for_run(
+        req.kill_switch.as_deref(),
+        settings.kill_switch.as_deref(),
+        store.as_deref(),
+        token,
+        &env,
+    );
+    let watch = match super::kill::Watch::start(switches, req.interrupt.clone(), out.clone()).await
+    {
+        Ok(w) => w,
+        Err(tripped) => {
+            out.line(
+                Level::Critical,
+                super::kill::event::REFUSED,
+                &tripped.refusal(),
+            );
+            return RunEnd {
+                code: ExitCode::KillSwitch,
+                outcome: None,
+                journal: None,
+            };
+        }
+    };
 
     let globals = match controls::collect_globals(&settings, &req.control_files) {
         Ok(g) => g,
@@ -289,15 +332,6 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             );
         }
     }
-    let env_overlay = overrides.env.clone();
-    let env = move |k: &str| {
-        env_overlay
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var(k).ok())
-    };
     let resolved = match resolve(&experiment, &overrides, &env) {
         Ok(r) => r,
         Err(mut problems) => {
@@ -407,6 +441,8 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         slo: slo.clone(),
     };
     let outcome = runner.run().await;
+    // The run is over: an engagement from now on stops nothing.
+    drop(watch);
     // What the SLO activities wrote is committed before the run says it ended.
     slo.close().await;
     // Telemetry and sinks finish together, within one shared limit.
@@ -501,15 +537,9 @@ fn slo_access(
     out: &dyn Narrator,
 ) -> Option<SloAccess> {
     use crate::store::{org_name, StoreSpec, DEFAULT_ORG};
-    let given = |flag: &Option<String>, var: &str, setting: &Option<String>| {
-        [flag.clone(), env(var), setting.clone()]
-            .into_iter()
-            .flatten()
-            .find(|s| !s.trim().is_empty())
-    };
-    let store = given(&req.store, "FAULTLINE_STORE", &settings.location);
-    let token = given(&req.token, "FAULTLINE_TOKEN", &settings.token);
-    let org = given(&req.org, "FAULTLINE_ORG", &settings.org).unwrap_or_else(|| DEFAULT_ORG.into());
+    let (store, token) = store_choice(req, settings, env);
+    let org =
+        given(&req.org, env("FAULTLINE_ORG"), &settings.org).unwrap_or_else(|| DEFAULT_ORG.into());
     let spec = StoreSpec::parse(store.as_deref(), token, env).map_err(|e| e.to_string());
     let org_checked = org_name(&org).map_err(|e| format!("--org (FAULTLINE_ORG): {e}"));
     let activities = experiment
@@ -550,6 +580,28 @@ fn slo_access(
             reliably,
         )
         .with_remote_write(env("FAULTLINE_REMOTE_WRITE")),
+    )
+}
+
+/// The first of flag, variable and setting that says something.
+fn given(flag: &Option<String>, var: Option<String>, setting: &Option<String>) -> Option<String> {
+    [flag.clone(), var, setting.clone()]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.trim().is_empty())
+}
+
+/// The run's store and token as written: `--store` > `FAULTLINE_STORE` > the
+/// settings' `store.location`, `--token` > `FAULTLINE_TOKEN` > `store.token`. Its SLO
+/// activities use that store, and the run obeys the kill switch of a server there.
+fn store_choice(
+    req: &RunRequest,
+    settings: &crate::settings::StoreSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<String>, Option<String>) {
+    (
+        given(&req.store, env("FAULTLINE_STORE"), &settings.location),
+        given(&req.token, env("FAULTLINE_TOKEN"), &settings.token),
     )
 }
 

@@ -1,7 +1,8 @@
 //! `faultline serve` and `faultline token create`, assembled: flags and environment
-//! into a store and a listener, with the refusals that protect a shared store (no
-//! auth only on loopback, no serving a remote store, TLS needs both files) decided
-//! here, before anything listens.
+//! into a store, a kill switch file and a listener, with the refusals that protect a
+//! shared store (no auth only on loopback, no serving a remote store, TLS needs both
+//! files, a kill switch file that can be checked) decided here, before anything
+//! listens.
 
 use crate::server::{self, Listen, ServerState};
 use crate::store::{Store, StoreSpec};
@@ -28,6 +29,9 @@ pub struct ServeRequest {
     /// `--remote-write`: forward every committed indicator to this Prometheus
     /// remote-write URL.
     pub remote_write: Option<String>,
+    /// `--kill-switch` / `FAULTLINE_KILL_SWITCH`: where the server's kill switch
+    /// (`/v1/kill`) is persisted (default: the machine's, see [`super::kill`]).
+    pub kill_switch: Option<PathBuf>,
 }
 
 /// Why `serve` or `token create` did not do it.
@@ -76,6 +80,8 @@ pub struct ServePlan {
     pub store: StoreSpec,
     /// Tokens checked.
     pub auth: bool,
+    /// Where `/v1/kill` is persisted.
+    pub kill_switch: crate::killswitch::Location,
 }
 
 /// Check a request: every refusal before anything is opened.
@@ -106,31 +112,53 @@ pub fn plan(req: &ServeRequest) -> Result<ServePlan, ServeError> {
         }
     };
     let store = local_store(req.store.as_deref(), "faultline serve")?;
+    // The flag already holds FAULTLINE_KILL_SWITCH (the CLI reads it); the settings
+    // file is the runs', not the server's.
+    let (kill_switch, _) = super::kill::location(req.kill_switch.as_deref(), None, &|k| {
+        (k != "FAULTLINE_KILL_SWITCH").then(|| env(k)).flatten()
+    });
     Ok(ServePlan {
         listen: Listen { addr, tls },
         store,
         auth: !req.no_auth,
+        kill_switch,
     })
 }
 
 /// Serve until `shutdown` completes (the CLI: SIGTERM or SIGINT), then finish the
-/// requests in flight and close the store. `on_ready` gets the bound address and the
-/// store (as shown: a path, or a database URL without its password) once listening.
+/// requests in flight and close the store. `on_ready` gets the bound address, the
+/// store (as shown: a path, or a database URL without its password) and the kill
+/// switch's file once listening.
 pub async fn serve(
     req: &ServeRequest,
-    on_ready: impl FnOnce(SocketAddr, &str),
+    on_ready: impl FnOnce(SocketAddr, &str, &str),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let plan = plan(req)?;
+    // A switch file that cannot be checked would read as engaged at every request:
+    // refused now, with its reason, rather than stopping every attached run later.
+    if let Err(e) = plan.kill_switch.is_engaged() {
+        return Err(ServeError::Failed(format!(
+            "{e}: give --kill-switch PATH (FAULTLINE_KILL_SWITCH), a file this server can create"
+        )));
+    }
     let store = Store::open_with(&plan.store, req.remote_write.as_deref())
         .await
         .map_err(|e| match e {
             crate::store::StoreError::Invalid(m) => ServeError::Invalid(m),
             other => ServeError::Failed(other.to_string()),
         })?;
-    let state = ServerState::new(store.clone(), plan.auth);
+    let state =
+        ServerState::new(store.clone(), plan.auth).with_kill_switch(plan.kill_switch.clone());
     let shown = plan.store.describe();
-    let served = server::serve(state, plan.listen, |a| on_ready(a, &shown), shutdown).await;
+    let switch = plan.kill_switch.describe();
+    let served = server::serve(
+        state,
+        plan.listen,
+        |a| on_ready(a, &shown, &switch),
+        shutdown,
+    )
+    .await;
     // `server::serve` closes the store on its way out; a failure before it listened
     // leaves it open, so close here too (closing twice is harmless).
     store.close().await;
@@ -175,6 +203,12 @@ mod tests {
         assert!(e.to_string().contains("--no-auth is refused"), "{e}");
         assert!(matches!(e, ServeError::Invalid(_)));
         assert!(plan(&req("0.0.0.0:8089", false)).unwrap().auth);
+        let mut r = req("127.0.0.1:0", false);
+        r.kill_switch = Some("/srv/kill".into());
+        assert_eq!(
+            plan(&r).unwrap().kill_switch,
+            crate::killswitch::Location::file("/srv/kill")
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod console;
 mod indicator;
+mod kill;
 mod run;
 mod serve;
 mod slo;
@@ -50,6 +51,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage the bearer tokens of `faultline serve`.
     Token(token::TokenArgs),
+    /// Operate the kill switch: stop every run obeying it and refuse new ones.
+    Kill(kill::KillArgs),
 }
 
 /// Options shared by the subcommands.
@@ -111,6 +114,7 @@ pub fn main() -> i32 {
         Command::Indicator(args) => runtime.block_on(indicator::indicator(args)),
         Command::Serve(args) => runtime.block_on(serve::serve(args)),
         Command::Token(args) => runtime.block_on(token::token(args)),
+        Command::Kill(args) => runtime.block_on(kill::kill(args)),
     };
     // Background tasks (a stuck pipe writer, say) must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -6,7 +6,7 @@ use super::Common;
 use faultline::app::{Processes, RunRequest};
 use faultline::event::Level;
 use faultline::exit::ExitCode;
-use faultline::run::{Dry, HypothesisStrategy, Interrupt, RollbackStrategy};
+use faultline::run::{Dry, HypothesisStrategy, Interrupt, InterruptSource, RollbackStrategy};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// The bearer token of a remote store [env: FAULTLINE_TOKEN].
     #[arg(long)]
     pub token: Option<String>,
+    /// The kill switch file this run obeys: refused while it exists, interrupted when
+    /// it appears [env: FAULTLINE_KILL_SWITCH; settings: kill_switch; default:
+    /// $XDG_RUNTIME_DIR/faultline/kill-switch and /tmp/faultline-<uid>/kill-switch].
+    #[arg(long, value_name = "PATH")]
+    pub kill_switch: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -100,6 +105,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         store: args.store,
         org: args.org,
         token: args.token,
+        kill_switch: args.kill_switch,
         ..RunRequest::new(run_id, args.experiment, args.journal_path)
     };
     let signals = spawn_signal_handler(
@@ -148,14 +154,17 @@ fn spawn_signal_handler(
                     "experiment.signal",
                     &format!("Received {name} during rollbacks: letting them finish (send it again to exit at once)"),
                 );
-                interrupt.trigger(format!("received {name} during rollbacks"));
+                interrupt.trigger_from(
+                    InterruptSource::Signal,
+                    format!("received {name} during rollbacks"),
+                );
             } else if count == 1 {
                 console.line(
                     Level::Warning,
                     "experiment.signal",
                     &format!("Received {name}: stopping the running activity, then rollbacks and the journal (send it again to exit at once)"),
                 );
-                interrupt.trigger(format!("received {name}"));
+                interrupt.trigger_from(InterruptSource::Signal, format!("received {name}"));
             } else {
                 faultline::app::abandon(&processes);
                 console.line(

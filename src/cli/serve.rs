@@ -28,6 +28,11 @@ pub struct ServeArgs {
     /// (http(s)://host:port/api/v1/write).
     #[arg(long, env = "FAULTLINE_REMOTE_WRITE")]
     pub remote_write: Option<String>,
+    /// Where the server's kill switch (`/v1/kill`) is persisted; runs on this machine
+    /// obeying the same file stop too [default: $XDG_RUNTIME_DIR/faultline/kill-switch
+    /// and /tmp/faultline-<uid>/kill-switch].
+    #[arg(long, env = "FAULTLINE_KILL_SWITCH", value_name = "PATH")]
+    pub kill_switch: Option<PathBuf>,
 }
 
 /// Run the command; returns the exit code.
@@ -39,6 +44,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key,
         remote_write: args.remote_write,
+        kill_switch: args.kill_switch,
     };
     let scheme = if args.tls_cert.is_some() {
         "https"
@@ -53,12 +59,16 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::Failed;
         }
     };
-    let ready = |addr: std::net::SocketAddr, store: &str| {
+    let ready = |addr: std::net::SocketAddr, store: &str, switch: &str| {
         // Written, not `println!`: a closed stdout is not a reason to panic.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
             "faultline serve: listening on {scheme}://{addr} (store {store})"
+        );
+        let _ = writeln!(
+            out,
+            "faultline serve: kill switch at {scheme}://{addr}/v1/kill, persisted in {switch}"
         );
         if no_auth {
             let _ = writeln!(out, "faultline serve: no auth: every request is allowed");

@@ -1,13 +1,39 @@
-//! A one-shot, cloneable interrupt: signals and (later) controls trigger it; running
-//! activities, pauses and the continuous hypothesis wait on it.
+//! A one-shot, cloneable interrupt: signals, controls, safeguards and the kill switch
+//! trigger it; running activities, pauses and the continuous hypothesis wait on it.
 
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Who triggered an interrupt, when the trigger says so: the trace records it
+/// (`chaos.interrupt.source`), so a run stopped by the kill switch is found as such.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A signal (SIGINT, SIGTERM, SIGHUP).
+    Signal,
+    /// The kill switch (a file, or a server's `/v1/kill`).
+    KillSwitch,
+    /// A safeguard probe tripped.
+    Safeguard,
+}
+
+impl Source {
+    /// The attribute's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Signal => "signal",
+            Source::KillSwitch => "kill_switch",
+            Source::Safeguard => "safeguard",
+        }
+    }
+}
+
+/// A trigger: its reason, and who pulled it when known.
+type Trigger = (String, Option<Source>);
+
 /// Triggered once, observed by many.
 #[derive(Clone, Debug)]
 pub struct Interrupt {
-    tx: Arc<watch::Sender<Option<String>>>,
+    tx: Arc<watch::Sender<Option<Trigger>>>,
     rollbacks: Arc<std::sync::atomic::AtomicBool>,
     /// When it was first triggered: the start of the abort latency.
     at: Arc<std::sync::OnceLock<std::time::Instant>>,
@@ -42,11 +68,19 @@ impl Interrupt {
 
     /// Trigger it with a reason (later triggers keep the first reason).
     pub fn trigger(&self, reason: impl Into<String>) {
-        let reason = reason.into();
+        self.set(reason.into(), None);
+    }
+
+    /// Trigger it with a reason, saying who did (later triggers keep the first).
+    pub fn trigger_from(&self, source: Source, reason: impl Into<String>) {
+        self.set(reason.into(), Some(source));
+    }
+
+    fn set(&self, reason: String, source: Option<Source>) {
         self.tx.send_if_modified(|r| {
             if r.is_none() {
                 let _ = self.at.set(std::time::Instant::now());
-                *r = Some(reason);
+                *r = Some((reason, source));
                 true
             } else {
                 false
@@ -61,7 +95,12 @@ impl Interrupt {
 
     /// Why it was triggered.
     pub fn reason(&self) -> Option<String> {
-        self.tx.borrow().clone()
+        self.tx.borrow().as_ref().map(|(r, _)| r.clone())
+    }
+
+    /// Who triggered it, when the trigger said so.
+    pub fn source(&self) -> Option<Source> {
+        self.tx.borrow().as_ref().and_then(|(_, s)| *s)
     }
 
     /// When it was first triggered, if it was.
@@ -89,5 +128,16 @@ mod tests {
         i.trigger("SIGTERM");
         w.await.unwrap();
         assert_eq!(i.reason().as_deref(), Some("SIGINT"));
+        assert_eq!(i.source(), None);
+    }
+
+    #[test]
+    fn the_first_trigger_names_its_source() {
+        let i = Interrupt::new();
+        i.trigger_from(Source::KillSwitch, "kill switch engaged");
+        i.trigger_from(Source::Signal, "received SIGTERM");
+        assert_eq!(i.reason().as_deref(), Some("kill switch engaged"));
+        assert_eq!(i.source(), Some(Source::KillSwitch));
+        assert_eq!(Source::KillSwitch.as_str(), "kill_switch");
     }
 }

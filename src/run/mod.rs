@@ -8,7 +8,7 @@ pub mod record;
 mod runner;
 pub mod spans;
 
-pub use interrupt::Interrupt;
+pub use interrupt::{Interrupt, Source as InterruptSource};
 pub use record::{ActivityStatus, HypothesisState, RunEntry, RunRecord};
 pub use runner::{Outcome, Runner};
 

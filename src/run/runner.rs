@@ -854,8 +854,10 @@ impl Shared {
         });
         // The reason travels on (activity errors, spans, the journal): masked once here.
         let why = format!("safeguard '{name}' tripped: {reason}");
-        self.interrupt
-            .trigger(self.redactor.text(&why).into_owned());
+        self.interrupt.trigger_from(
+            super::interrupt::Source::Safeguard,
+            self.redactor.text(&why).into_owned(),
+        );
     }
 }
 
@@ -1386,9 +1388,10 @@ impl Runner {
         exp_span.record(attr::EXPERIMENT_STATUS, status.as_str());
         exp_span.record(attr::EXPERIMENT_DEVIATED, deviated);
         if status == Status::Interrupted {
-            spans::interrupt(
+            spans::interrupted(
                 exp_span,
                 &shared.redactor.text(&cancel.reason().unwrap_or_default()),
+                cancel.source().map(super::InterruptSource::as_str),
             );
         }
         let error = match (status, deviated) {

@@ -66,6 +66,7 @@ pub mod attr {
     pub const PAUSE_SECONDS: &str = "chaos.pause.seconds";
     pub const PAUSE_WHEN: &str = "chaos.pause.when";
     pub const INTERRUPT_REASON: &str = "chaos.interrupt.reason";
+    pub const INTERRUPT_SOURCE: &str = "chaos.interrupt.source";
     pub const SKIP_REASON: &str = "chaos.skip.reason";
     pub const PROCESS_EXECUTABLE: &str = "process.executable.name";
     pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
@@ -258,6 +259,7 @@ pub fn experiment(
         { attr::EXPERIMENT_STATUS } = Empty,
         { attr::EXPERIMENT_DEVIATED } = Empty,
         { attr::ABORT_LATENCY_MS } = Empty,
+        { attr::INTERRUPT_SOURCE } = Empty,
         { otel::STATUS_CODE } = Empty,
         { otel::STATUS_DESCRIPTION } = Empty,
     );
@@ -438,6 +440,19 @@ pub struct ToleranceFields<'a> {
 pub fn interrupt(span: &Span, reason: &str) {
     tracing::event!(name: event::INTERRUPT, target: module_path!(), parent: span, Level::INFO, {
         { attr::INTERRUPT_REASON } = reason,
+    });
+}
+
+/// The run was interrupted: the `chaos.interrupt` event on the experiment span, and
+/// who did it (`source`, when known: `kill_switch`, `signal`) as the experiment
+/// span's `chaos.interrupt.source`, so such runs are found by an attribute query.
+pub fn interrupted(span: &Span, reason: &str, source: Option<&str>) {
+    if let Some(s) = source {
+        span.record(attr::INTERRUPT_SOURCE, s);
+    }
+    tracing::event!(name: event::INTERRUPT, target: module_path!(), parent: span, Level::INFO, {
+        { attr::INTERRUPT_REASON } = reason,
+        { attr::INTERRUPT_SOURCE } = source,
     });
 }
 

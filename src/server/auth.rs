@@ -37,33 +37,10 @@ impl Auth {
             return checked_org(org);
         };
         let Some(token) = bearer(headers) else {
-            return Err(ApiError::Unauthorized(
-                "no bearer token: send 'Authorization: Bearer TOKEN' (make one with faultline token create --org NAME)"
-                    .into(),
-            ));
+            return Err(no_token());
         };
         let org = checked_org(org)?;
-        let hash = token_hash(token);
-        let cached = known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&hash)
-            .cloned();
-        let owner = match cached {
-            Some(o) => o,
-            None => {
-                let Some(o) = store.token_org(token).await? else {
-                    return Err(ApiError::Unauthorized(
-                        "the bearer token is not known to this server".into(),
-                    ));
-                };
-                known
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(hash, o.clone());
-                o
-            }
-        };
+        let owner = owner(known, store, token).await?;
         if owner != org {
             return Err(ApiError::Forbidden(format!(
                 "the bearer token may not use organisation {org:?}"
@@ -71,6 +48,56 @@ impl Auth {
         }
         Ok(org)
     }
+
+    /// For the routes of no organisation (`/v1/kill`): any known token may call; its
+    /// organisation (`None` when nobody is checked).
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, ApiError> {
+        let Auth::Tokens(known) = self else {
+            return Ok(None);
+        };
+        let Some(token) = bearer(headers) else {
+            return Err(no_token());
+        };
+        owner(known, store, token).await.map(Some)
+    }
+}
+
+fn no_token() -> ApiError {
+    ApiError::Unauthorized(
+        "no bearer token: send 'Authorization: Bearer TOKEN' (make one with faultline token create --org NAME)"
+            .into(),
+    )
+}
+
+/// The organisation of a known token (401 for an unknown one).
+async fn owner(
+    known: &Mutex<HashMap<String, String>>,
+    store: &Store,
+    token: &str,
+) -> Result<String, ApiError> {
+    let hash = token_hash(token);
+    let cached = known
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&hash)
+        .cloned();
+    if let Some(o) = cached {
+        return Ok(o);
+    }
+    let Some(o) = store.token_org(token).await? else {
+        return Err(ApiError::Unauthorized(
+            "the bearer token is not known to this server".into(),
+        ));
+    };
+    known
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(hash, o.clone());
+    Ok(o)
 }
 
 fn checked_org(org: &str) -> Result<String, ApiError> {

@@ -6,7 +6,8 @@
 //! - every objective of every organisation: its current value (the newest result's
 //!   actual percent), target, met (0/1) and error budget remaining over its own
 //!   window (`slo::status`), labelled with its labels and `org`. These are rendered
-//!   from a fresh recorder at each scrape, so a deleted objective disappears.
+//!   from a fresh recorder at each scrape, so a deleted objective disappears;
+//! - the kill switch: 1 while engaged, read at each scrape.
 //!
 //! Every name is defined here once and documented in `docs/telemetry.md`.
 
@@ -32,6 +33,9 @@ pub const TARGET: &str = "faultline_slo_target_percent";
 pub const MET: &str = "faultline_slo_met";
 /// The share of the window's error budget left, in percent (negative: overspent).
 pub const BUDGET: &str = "faultline_slo_error_budget_remaining_percent";
+
+/// 1 while the kill switch (`/v1/kill`) is engaged, else 0.
+pub const KILL_SWITCH: &str = "faultline_kill_switch_engaged";
 
 /// The latency histogram's buckets, in seconds: a durable write is a few ms.
 pub const BUCKETS: [f64; 12] = [
@@ -136,6 +140,7 @@ pub async fn track(State(st): State<ServerState>, req: Request, next: Next) -> R
 /// `GET /metrics`.
 pub async fn scrape(State(st): State<ServerState>) -> Response {
     let mut text = st.metrics.render();
+    text.push_str(&kill_switch(&st));
     match objectives(&st).await {
         Ok(t) => text.push_str(&t),
         Err(e) => return e.into_response(),
@@ -148,6 +153,20 @@ pub async fn scrape(State(st): State<ServerState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// The kill switch's gauge, read now.
+fn kill_switch(st: &ServerState) -> String {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let on = st.kill.current().is_some();
+    metrics::with_local_recorder(&recorder, || {
+        metrics::describe_gauge!(
+            KILL_SWITCH,
+            "1 while the kill switch is engaged: runs attached to this server stop, new ones are refused"
+        );
+        metrics::gauge!(KILL_SWITCH).set(if on { 1.0 } else { 0.0 });
+    });
+    recorder.handle().render()
 }
 
 /// Every objective's gauges, rendered from a recorder made for this scrape.

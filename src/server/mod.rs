@@ -8,6 +8,8 @@
 //! - the Reliably-compatible entities ([`reliably`]), with and without `/api`;
 //! - the native JSON API of `docs/store.md` ([`native`]), which
 //!   [`crate::store::remote`] speaks;
+//! - the kill switch, `/v1/kill` ([`kill`]): engaged, it stops every run attached to
+//!   this server and refuses new ones;
 //! - `/healthz` and `/metrics` ([`metrics`]).
 //!
 //! Bad input is refused before the store is touched: every body and query is parsed
@@ -16,6 +18,7 @@
 pub mod auth;
 pub mod error;
 pub mod input;
+pub mod kill;
 pub mod metrics;
 pub mod native;
 pub mod reliably;
@@ -41,6 +44,8 @@ pub struct ServerState {
     pub auth: auth::Auth,
     /// The server's own request metrics.
     pub metrics: Arc<metrics::ServerMetrics>,
+    /// The kill switch (`/v1/kill`).
+    pub kill: Arc<kill::KillState>,
 }
 
 impl ServerState {
@@ -54,6 +59,16 @@ impl ServerState {
                 auth::Auth::Off
             },
             metrics: Arc::new(metrics::ServerMetrics::new()),
+            kill: Arc::default(),
+        }
+    }
+
+    /// The same state, its kill switch persisted at `location` (without this, it is
+    /// kept in memory only).
+    pub fn with_kill_switch(self, location: crate::killswitch::Location) -> ServerState {
+        ServerState {
+            kill: Arc::new(kill::KillState::persisted(location)),
+            ..self
         }
     }
 }
@@ -66,6 +81,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/metrics", get(metrics::scrape));
     r = reliably::routes(r);
     r = native::routes(r);
+    r = kill::routes(r);
     r.fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(

@@ -845,3 +845,63 @@ fn the_same_store_checks_pass_embedded_and_remote() {
         assert!(served.state.store.create_token("acme").await.is_err());
     });
 }
+
+#[test]
+fn any_known_token_operates_the_kill_switch_and_metrics_show_it() {
+    rt().block_on(async {
+        let f = fixture(true).await;
+        let (s, _) = call(&f, "GET", "/v1/kill", None, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _) = call(&f, "POST", "/v1/kill", Some("flt_unknown"), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, v) = call(&f, "GET", "/v1/kill", Some(&f.acme), None).await;
+        assert_eq!((s, v), (StatusCode::OK, json!({"engaged": false})));
+        let (s, v) = call(
+            &f,
+            "POST",
+            "/v1/kill",
+            Some(&f.acme),
+            Some("{\"reason\": 3}"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        // No body: engaged with the default reason, by whoever holds the token.
+        let (s, v) = call(&f, "POST", "/v1/kill", Some(&f.acme), None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["engaged"], true, "{v}");
+        assert_eq!(v["changed"], true, "{v}");
+        assert_eq!(v["reason"], crate::killswitch::DEFAULT_REASON, "{v}");
+        assert_eq!(v["org"], "acme", "{v}");
+        // Another organisation's token sees it, and cannot replace the reason.
+        let body = r#"{"reason": "later", "by": "bob@h"}"#;
+        let (_, v) = call(&f, "POST", "/v1/kill", Some(&f.other), Some(body)).await;
+        assert_eq!(
+            (&v["changed"], &v["org"]),
+            (&json!(false), &json!("acme")),
+            "{v}"
+        );
+        let (_, text) = call(&f, "GET", "/metrics", None, None).await;
+        assert!(
+            text.as_str()
+                .unwrap()
+                .contains("faultline_kill_switch_engaged 1"),
+            "{text}"
+        );
+        let (s, v) = call(&f, "DELETE", "/v1/kill", Some(&f.other), None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["released"], true, "{v}");
+        assert_eq!(v["previous"]["org"], "acme", "{v}");
+        let (_, v) = call(&f, "DELETE", "/v1/kill", Some(&f.acme), None).await;
+        assert_eq!(
+            (&v["engaged"], &v["released"]),
+            (&json!(false), &json!(false))
+        );
+        let (_, text) = call(&f, "GET", "/metrics", None, None).await;
+        assert!(
+            text.as_str()
+                .unwrap()
+                .contains("faultline_kill_switch_engaged 0"),
+            "{text}"
+        );
+    });
+}

@@ -145,7 +145,9 @@ pub fn wait_with_limit(child: &mut Child, limit: Duration) -> i32 {
     }
 }
 
-/// Start `faultline` with these args in `dir` (stdout/stderr to files there).
+/// Start `faultline` with these args in `dir` (stdout/stderr to files there). Its kill
+/// switch is `<dir>/kill-switch` unless `env` says otherwise: no test obeys, nor
+/// engages, the machine's own.
 pub fn spawn(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Child {
     let out = std::fs::File::create(dir.join("stdout.txt")).unwrap();
     let err = std::fs::File::create(dir.join("stderr.txt")).unwrap();
@@ -154,6 +156,7 @@ pub fn spawn(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Child {
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .env("FAULTLINE_KILL_SWITCH", dir.join("kill-switch"))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);

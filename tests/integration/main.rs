@@ -10,6 +10,7 @@ mod hardening;
 // The HTTP test server, shared with the library's unit tests by path.
 #[path = "../support/http_server.rs"]
 mod http_server;
+mod kill;
 mod limits;
 mod method;
 mod metrics;
