@@ -605,6 +605,7 @@ fn options(
         dry: req.dry,
         activity_timeout: activity_timeout?,
         output_limit: settings.output_limit.unwrap_or(defaults.output_limit),
+        prometheus: settings.prometheus.defaults(),
     })
 }
 

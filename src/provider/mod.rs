@@ -80,6 +80,8 @@ pub struct RunFacts {
     /// When the method started and ended, once they have: the PromQL and SLO
     /// providers' `method` window and `method_end` evaluation time.
     pub method: std::sync::Mutex<MethodTimes>,
+    /// The settings' `prometheus:` defaults (base URL, timeout, TLS) of PromQL queries.
+    pub prometheus: prometheus::Defaults,
 }
 
 /// When the method ran.

@@ -1039,6 +1039,7 @@ impl Runner {
         let started = Utc::now();
         let clock = Instant::now();
         let redactor = Redactor::new(secret_values(&self.resolved.secrets));
+        let prometheus = self.options.prometheus.clone();
         let mut shared = Shared {
             exp: self.experiment,
             opts: self.options,
@@ -1059,6 +1060,7 @@ impl Runner {
                 started,
                 slo: self.slo,
                 method: Default::default(),
+                prometheus,
             },
             state: Mutex::new(State::default()),
         };
