@@ -15,6 +15,8 @@ mod method;
 mod metrics;
 mod otlp;
 mod outcomes;
+mod prom;
+mod prometheus;
 mod providers;
 mod remote_write;
 mod safeguards;
