@@ -297,13 +297,10 @@ fn a_chaosprometheus_experiment_runs_unchanged_without_python() {
     assert_eq!(probes[0]["output"]["data"]["resultType"], "vector");
     assert_eq!(probes[0]["output"]["data"]["result"][0]["value"][1], "42");
     assert_eq!(probes[1]["output"]["data"]["resultType"], "matrix");
-    assert!(
-        probes[1]["output"]["data"]["result"][0]["values"]
-            .as_array()
-            .unwrap()
-            .len()
-            >= 1
-    );
+    assert!(!probes[1]["output"]["data"]["result"][0]["values"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 /// A recording server answering every query with one sample.

@@ -1101,7 +1101,7 @@ pub(crate) mod tests {
         let now = DateTime::parse_from_rfc3339("2026-12-05T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let at = |t: &str| parse_human_time(t, now).map(|d| crate::timefmt::iso(d));
+        let at = |t: &str| parse_human_time(t, now).map(crate::timefmt::iso);
         assert_eq!(parse_human_time("now", now).unwrap(), now);
         assert_eq!(
             parse_human_time("5 minutes ago", now).unwrap(),
