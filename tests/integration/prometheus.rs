@@ -361,8 +361,14 @@ fn requests_carry_trace_context_and_credentials_and_secrets_stay_out_of_the_jour
         Some(format!("Basic {basic}").as_str())
     );
     assert_eq!(reqs[1].header("x-scope-orgid"), None);
-    let text = out.all_text() + &std::fs::read_to_string(dir.join("journal.json")).unwrap();
-    assert!(!text.contains("tok-s3cr3t-123") && !text.contains("pw-s3cr3t-456"));
+    // Not in the console, the journal, nor the spans (basic auth's base64 included).
+    let text = out.all_text()
+        + &std::fs::read_to_string(dir.join("journal.json")).unwrap()
+        + &std::fs::read_to_string(dir.join("journal.trace.json")).unwrap();
+    assert!(text.contains("HTTP GET"), "the CLIENT spans are there");
+    for secret in ["tok-s3cr3t-123", "pw-s3cr3t-456", basic.as_str()] {
+        assert!(!text.contains(secret), "{secret} leaked");
+    }
 }
 
 #[test]
@@ -414,6 +420,28 @@ fn a_refused_query_names_the_query_and_never_shows_a_secret() {
         exc.contains("cannot reach Prometheus at http://127.0.0.1:"),
         "{exc}"
     );
+
+    // Connected, never answered: the deadline says so.
+    let hole = HttpServer::blackhole();
+    let started = std::time::Instant::now();
+    let out = run_experiment(
+        &dir,
+        &experiment(
+            vec![],
+            vec![json!({"type": "probe", "name": "slow",
+                "provider": {"type": "prometheus", "base_url": hole.url(""),
+                             "query": "up", "timeout": 1}})],
+            vec![],
+        ),
+        &[],
+    );
+    let exc = exception_text(&out.journal()["run"][0]);
+    // The provider's timeout is the activity's: whichever deadline fires first says so.
+    assert!(
+        exc.contains("did not answer within 1s") || exc.contains("(timeout of 1s)"),
+        "{exc}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
 
 #[test]
