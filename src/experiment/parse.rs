@@ -1123,10 +1123,19 @@ impl Checker {
                             }
                         }
                     }
+                    "slo" => {
+                        for k in m.keys().filter(|k| k.as_str() != "type") {
+                            self.err_hint(
+                                &format!("{path}.{k}"),
+                                format!("the slo tolerance takes no '{k}'"),
+                                "write {\"type\": \"slo\"}: it reads the slo provider's verdict",
+                            );
+                        }
+                    }
                     other => self.err_hint(
                         &format!("{path}.type"),
                         format!("unknown tolerance type '{other}'"),
-                        "use range, regex, jsonpath, threshold or probe (or a plain value, list or [low, high])",
+                        "use range, regex, jsonpath, threshold, slo or probe (or a plain value, list or [low, high])",
                     ),
                 }
             }
