@@ -25,6 +25,7 @@ mod server;
 mod signals;
 mod sinks;
 mod slo_cli;
+mod slo_eval;
 mod slo_providers;
 mod store;
 mod strategies;

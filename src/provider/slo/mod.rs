@@ -754,10 +754,7 @@ impl SloProbe {
     }
 
     /// The objective from the file named by the provider or the configuration, if any.
-    fn file_objective(
-        &self,
-        ctx: &Ctx<'_>,
-    ) -> Result<Option<crate::slo::Objective>, String> {
+    fn file_objective(&self, ctx: &Ctx<'_>) -> Result<Option<crate::slo::Objective>, String> {
         let path = match (
             &self.objective_file,
             ctx.configuration.get(CONFIG_OBJECTIVE_FILE),
