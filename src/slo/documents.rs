@@ -492,6 +492,59 @@ spec:
     }
 
     #[test]
+    fn openslo_sli_queries_are_kept() {
+        let o = &parse_objectives(OPENSLO).unwrap()[0];
+        assert_eq!(
+            o.sli,
+            Some(Sli::Ratio {
+                counter: true,
+                good: Some("sum(rate(http_requests_total{code!~\"5..\"}[1m]))".into()),
+                bad: None,
+                total: "sum(rate(http_requests_total[1m]))".into(),
+            })
+        );
+        let bad = OPENSLO.replace("good:", "bad:");
+        let o = &parse_objectives(&bad).unwrap()[0];
+        assert!(matches!(
+            &o.sli,
+            Some(Sli::Ratio {
+                bad: Some(_),
+                good: None,
+                ..
+            })
+        ));
+        let datadog = OPENSLO.replacen("type: Prometheus", "type: Datadog", 1);
+        let e = parse_objectives(&datadog).unwrap_err();
+        assert_eq!(
+            e[0].path,
+            "spec.indicator.spec.ratioMetric.good.metricSource.type"
+        );
+        assert!(e[0].message.contains("Datadog"), "{e:?}");
+        let raw = OPENSLO.replace("counter: true", "counter: true\n        raw: {}");
+        let e = parse_objectives(&raw).unwrap_err();
+        assert!(e[0].message.contains("raw"), "{e:?}");
+        let threshold = "apiVersion: openslo/v1
+kind: SLO
+metadata: {name: latency}
+spec:
+  service: api
+  indicator:
+    metadata: {name: p99}
+    spec:
+      thresholdMetric: {metricSource: {type: Prometheus, spec: {query: 'histogram_quantile(0.99, x)'}}}
+  timeWindow: [{duration: 1h, isRolling: true}]
+  objectives: [{target: 0.9, op: lt, value: 0.3}]
+";
+        let o = &parse_objectives(threshold).unwrap()[0];
+        assert_eq!(
+            o.sli,
+            Some(Sli::Threshold {
+                query: "histogram_quantile(0.99, x)".into()
+            })
+        );
+    }
+
+    #[test]
     fn unsupported_openslo_features_are_named() {
         let timeslices = OPENSLO.replace("Occurrences", "Timeslices");
         let e = parse_objectives(&timeslices).unwrap_err();

@@ -1195,6 +1195,30 @@ mod tests {
     }
 
     #[test]
+    fn slo_evaluation_keys_are_checked() {
+        assert!(
+            check(&obj(json!({"type": "slo", "objective_file": "slo.yaml",
+            "window": "method", "scrape_interval": "15s", "min_events": 100,
+            "min_coverage": 0.9, "up": "up{job=\"api\"}",
+            "burn_rate": [{"long": "1h", "short": "5m", "factor": 14.4}],
+            "budget": {"baseline": "1h", "max_percent": 2, "period_events": "sum(x)"}})))
+            .is_empty()
+        );
+        // A file without labels is fine; no file and no labels is not.
+        let p = check(&obj(json!({"type": "slo"})));
+        assert_eq!(p[0].0, "labels", "{p:?}");
+        let p = check(&obj(
+            json!({"type": "slo", "labels": {"s": "x"}, "source": "store",
+            "budget": {"baseline": "1h"}}),
+        ));
+        assert_eq!(p[0].0, "source", "{p:?}");
+        let p = check(&obj(json!({"type": "slo", "objective_file": "f",
+            "burn_rate": [{"long": "5m", "short": "5m", "factor": 1}, 3]})));
+        let paths: Vec<&str> = p.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["burn_rate[0].short", "burn_rate[1]"], "{p:?}");
+    }
+
+    #[test]
     fn a_store_url_is_shown_without_credentials() {
         let spec = StoreSpec::Remote {
             base: "http://user:pw@127.0.0.1:8089/".parse().unwrap(),
