@@ -183,9 +183,11 @@ pub fn is_native_python(module: &str, func: &str) -> bool {
     module == CHAOSPROMETHEUS && matches!(func, "query" | "query_interval")
 }
 
-/// The keys of a `prometheus` provider (others are refused: a typo must not turn a
-/// range query into an instant one).
-const KEYS: [&str; 9] = [
+/// The keys of a `prometheus` provider. Unlike the Chaos Toolkit's providers, others
+/// are refused: this provider is faultline's own, and a typo (`rnage`) must not turn a
+/// range query into an instant one. `output_limit`, which every provider may carry,
+/// is accepted and has nothing to limit here.
+const KEYS: [&str; 10] = [
     "type",
     "query",
     "at",
@@ -195,6 +197,7 @@ const KEYS: [&str; 9] = [
     "verify_tls",
     "headers",
     "secrets",
+    "output_limit",
 ];
 
 /// A point in time, resolved when the query runs.
