@@ -428,3 +428,68 @@ fn bad_slo_keys_are_named_by_path() {
         assert!(text.contains(&expected), "{expected} in {text}");
     }
 }
+
+#[test]
+fn the_wait_after_the_window_ends_on_interrupt() {
+    let dir = TempDir::new("slo-cancel");
+    let file = dir.write(
+        "slo.yaml",
+        "apiVersion: openslo/v1
+kind: SLO
+metadata: {name: a}
+spec:
+  service: api
+  timeWindow: [{duration: 1h, isRolling: true}]
+  objectives: [{target: 0.99}]
+  indicator:
+    metadata: {name: a}
+    spec:
+      ratioMetric:
+        counter: true
+        good: {metricSource: {type: Prometheus, spec: {query: 'x_total{code=\"200\"}'}}}
+        total: {metricSource: {type: Prometheus, spec: {query: 'x_total'}}}
+",
+    );
+    // A 60 s scrape interval: the probe would wait two minutes before its queries.
+    let exp = experiment(
+        vec![],
+        vec![
+            sh("action", "ready", "touch probe.ready"),
+            json!({"type": "probe", "name": "slo", "provider": {"type": "slo",
+                "objective_file": file.to_str().unwrap(), "scrape_interval": 60,
+                "base_url": format!("http://127.0.0.1:{}", closed_port())}}),
+        ],
+        vec![],
+    );
+    let p = dir.experiment(&exp);
+    let journal = dir.join("journal.json");
+    let store = dir.join("store.db");
+    let args = [
+        "run",
+        p.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ];
+    let mut guard = ChildGuard(Some(spawn(
+        &dir,
+        &args,
+        &[("FAULTLINE_STORE", store.to_str().unwrap())],
+    )));
+    let child = guard.0.as_mut().unwrap();
+    wait_until(Duration::from_secs(30), "the probe to start", || {
+        dir.join("probe.ready").exists()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let signalled = std::time::Instant::now();
+    send_signal(child.id(), "TERM");
+    let code = wait_with_limit(child, Duration::from_secs(60));
+    let took = signalled.elapsed();
+    let out = collect(&dir, code, &journal);
+    assert_no_panic(&out);
+    assert!(took < Duration::from_secs(10), "exit took {took:?}");
+    assert_eq!(out.status(), "interrupted", "{}", out.all_text());
+    // Stopped in its wait, before any query.
+    let probe = entry(&out.journal()["run"], "slo");
+    assert_eq!(probe["status"], "failed", "{probe}");
+    assert!(exception_text(probe).contains("TERM"), "{probe}");
+}
