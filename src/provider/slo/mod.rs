@@ -40,6 +40,40 @@ pub fn uses_slo(provider: &Value) -> bool {
     }
 }
 
+/// The objectives an `slo` probe definition reads from the store out of a file it
+/// names literally (`objective_file` without a template): those its `labels` select,
+/// judged from the store (`source: store`, or objectives without SLI queries). The app
+/// hands them to [`SloAccess::with_objectives`]; a file that cannot be read gives none
+/// here (the probe reports it when it runs).
+pub fn store_objectives(provider: &Value) -> Vec<crate::slo::Objective> {
+    let s = |k: &str| provider.get(k).and_then(Value::as_str);
+    if s("type") != Some("slo") || s("source") == Some("prometheus") {
+        return Vec::new();
+    }
+    let Some(path) = s("objective_file").filter(|p| !p.contains("${")) else {
+        return Vec::new();
+    };
+    let Ok(text) = std::fs::read_to_string(path.trim()) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    let wanted = provider
+        .get("labels")
+        .filter(|v| !v.is_null())
+        .map(|v| labels(Some(v), "labels", &mut problems));
+    let store_source = s("source") == Some("store");
+    crate::slo::parse_objectives(&text)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| {
+            wanted
+                .as_ref()
+                .is_none_or(|l| crate::slo::selects(l, &o.labels))
+        })
+        .filter(|o| store_source || o.sli.is_none())
+        .collect()
+}
+
 /// The Reliably client's settings from the environment (`RELIABLY_HOST`,
 /// `RELIABLY_TOKEN`, `RELIABLY_ORG`); a probe's secrets `host`, `token`, `org` come
 /// first, as in the Reliably client.
@@ -66,6 +100,10 @@ struct Inner {
     reliably: ReliablyEnv,
     /// Where an embedded or PostgreSQL store forwards the indicators it commits.
     remote_write: Option<String>,
+    /// Objectives from files the run's `slo` probes name over the store, upserted as
+    /// soon as the store opens, so every indicator the run pushes is judged against
+    /// them.
+    objectives: Vec<crate::slo::Objective>,
     store: tokio::sync::OnceCell<Store>,
 }
 
@@ -89,7 +127,26 @@ impl SloAccess {
                 org,
                 reliably,
                 remote_write: None,
+                objectives: Vec::new(),
                 store: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    /// The same access, upserting `objectives` into the store when it opens.
+    pub fn with_objectives(self, objectives: Vec<crate::slo::Objective>) -> SloAccess {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            spec: shared.spec.clone(),
+            org: shared.org.clone(),
+            reliably: shared.reliably.clone(),
+            remote_write: shared.remote_write.clone(),
+            objectives: shared.objectives.clone(),
+            store: tokio::sync::OnceCell::new(),
+        });
+        SloAccess {
+            inner: Arc::new(Inner {
+                objectives,
+                ..inner
             }),
         }
     }
@@ -103,6 +160,7 @@ impl SloAccess {
             org: shared.org.clone(),
             reliably: shared.reliably.clone(),
             remote_write: shared.remote_write.clone(),
+            objectives: shared.objectives.clone(),
             store: tokio::sync::OnceCell::new(),
         });
         SloAccess {
@@ -135,12 +193,16 @@ impl SloAccess {
             .map_err(|e| ActivityError::new(e.clone()))?;
         self.inner
             .store
-            .get_or_try_init(|| {
+            .get_or_try_init(|| async {
                 let forward = match spec {
                     StoreSpec::Remote { .. } => None,
                     _ => self.inner.remote_write.as_deref(),
                 };
-                Store::open_with(spec, forward)
+                let store = Store::open_with(spec, forward).await?;
+                for o in &self.inner.objectives {
+                    store.put_objective(&self.inner.org, o).await?;
+                }
+                Ok::<_, StoreError>(store)
             })
             .await
             .map_err(|e| ActivityError::new(format!("the SLO store {}: {e}", describe(spec))))
@@ -1216,6 +1278,43 @@ mod tests {
             "burn_rate": [{"long": "5m", "short": "5m", "factor": 1}, 3]})));
         let paths: Vec<&str> = p.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["burn_rate[0].short", "burn_rate[1]"], "{p:?}");
+    }
+
+    #[test]
+    fn file_objectives_judged_from_the_store_are_found_before_the_run() {
+        let dir = std::env::temp_dir().join(format!("faultline-slo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("objectives.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: reliably.com/v1
+kind: Objective
+metadata: {labels: {name: a, service: api}}
+spec: {indicatorSelector: {category: Availability}, objectivePercent: 99, window: 1h}
+---
+apiVersion: reliably.com/v1
+kind: Objective
+metadata: {labels: {name: b, service: api}}
+spec: {indicatorSelector: {category: Latency}, objectivePercent: 95, window: 1h}
+",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(
+            store_objectives(&json!({"type": "slo", "objective_file": f})).len(),
+            2
+        );
+        let one =
+            store_objectives(&json!({"type": "slo", "objective_file": f, "labels": {"name": "b"}}));
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].labels["name"], "b");
+        assert!(store_objectives(
+            &json!({"type": "slo", "objective_file": f, "source": "prometheus"})
+        )
+        .is_empty());
+        assert!(store_objectives(&json!({"type": "slo", "objective_file": "${f}"})).is_empty());
+        assert!(store_objectives(&json!({"type": "http", "objective_file": f})).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
