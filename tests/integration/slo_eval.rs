@@ -493,3 +493,55 @@ spec:
     assert_eq!(probe["status"], "failed", "{probe}");
     assert!(exception_text(probe).contains("TERM"), "{probe}");
 }
+
+#[test]
+fn scrape_gaps_are_inconclusive() {
+    let Some(p) = prom::prometheus() else {
+        return;
+    };
+    // The target's series vanish for 4 s of the method: fewer samples than scrapes.
+    let m = Arc::new(prom::Metrics::new("slo-gaps"));
+    let t = Traffic::start(m.clone(), 20, 0);
+    wait_traffic(p, &m);
+    let dir = TempDir::new("slo-gaps");
+    let file = openslo(&dir, &m, 0.99);
+    let (hide, show) = (dir.join("hide"), dir.join("show"));
+    let watcher = {
+        let (m, hide, show) = (m.clone(), hide.clone(), show.clone());
+        std::thread::spawn(move || {
+            for _ in 0..600 {
+                if hide.exists() {
+                    m.hide();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            for _ in 0..600 {
+                if show.exists() {
+                    m.show();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let out = run_after(
+        &dir,
+        slo_probe(&p.url, &file, json!({})),
+        vec![sh(
+            "action",
+            "outage",
+            &format!(
+                "sleep 2; touch {}; sleep 4; touch {}; sleep 2",
+                hide.display(),
+                show.display()
+            ),
+        )],
+    );
+    watcher.join().unwrap();
+    drop(t);
+    let o = &after(&out)["output"];
+    assert_eq!(o["verdict"], "inconclusive", "{}", out.all_text());
+    assert!(o["reason"].as_str().unwrap().contains("scrape gaps"), "{o}");
+    assert!(o["data_quality"]["coverage"].as_f64().unwrap() < 0.8, "{o}");
+}

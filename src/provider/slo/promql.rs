@@ -141,7 +141,11 @@ pub fn queries(
     let resets = (tf == Form::Selector).then(|| format!("sum(resets({total}[{dd}]))"));
     let coverage = match up {
         Some(sel) => Some(format!("min(avg_over_time({sel}[{dd}]))")),
-        None => (tf == Form::Selector).then(|| format!("min(count_over_time({total}[{dd}]))")),
+        // Per target (job, instance), its best-covered series: a failed scrape misses
+        // every series of its target, while a series born in the window (the first
+        // error) is no gap; then the worst target.
+        None => (tf == Form::Selector)
+            .then(|| format!("min(max by (job, instance) (count_over_time({total}[{dd}])))")),
     };
     Ok(Queries {
         good: good.as_deref().map(numerator),
@@ -321,13 +325,12 @@ pub async fn evaluate(
             Some(q) => value(ctx, ep, q, p.to).await?.unwrap_or(f64::NAN),
             None => eval::period_events(total.unwrap_or(0.0), d, p.period),
         };
-        let r = eval::run_budget(
-            e.bad_events,
-            total.unwrap_or(0.0),
-            base,
-            period_events,
-            p.target,
-        );
+        // From the counts themselves: an inconclusive evaluation carries no bad count.
+        let bad_run = match (good, total) {
+            (Some(g), Some(t)) => (t - g).max(0.0),
+            _ => f64::NAN,
+        };
+        let r = eval::run_budget(bad_run, total.unwrap_or(0.0), base, period_events, p.target);
         let mut bv = json!({"baseline": b.baseline.as_secs_f64(), "baseline_queries": bq,
             "period_seconds": p.period.as_secs_f64(), "period_events": eval_number(period_events),
             "max_percent": b.max_percent});
@@ -439,7 +442,7 @@ mod tests {
         );
         assert_eq!(
             q.coverage.as_deref(),
-            Some("min(count_over_time(http_requests_total[60000ms]))")
+            Some("min(max by (job, instance) (count_over_time(http_requests_total[60000ms])))")
         );
         let rate = Sli::Ratio {
             counter: true,
