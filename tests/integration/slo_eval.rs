@@ -545,3 +545,53 @@ fn scrape_gaps_are_inconclusive() {
     assert!(o["reason"].as_str().unwrap().contains("scrape gaps"), "{o}");
     assert!(o["data_quality"]["coverage"].as_f64().unwrap() < 0.8, "{o}");
 }
+
+#[test]
+fn rate_slis_with_bad_events_are_integrated() {
+    let Some(p) = prom::prometheus() else {
+        return;
+    };
+    let m = Arc::new(prom::Metrics::new("slo-rate"));
+    let _t = Traffic::start(m.clone(), 16, 4);
+    wait_traffic(p, &m);
+    // Fill the rate()'s own 5 s range before the run.
+    std::thread::sleep(Duration::from_secs(5));
+    let dir = TempDir::new("slo-rate");
+    let sel = m.selector();
+    let yaml = format!(
+        "apiVersion: openslo/v1
+kind: SLO
+metadata: {{name: api-errors}}
+spec:
+  service: api
+  timeWindow: [{{duration: 1h, isRolling: true}}]
+  objectives: [{{targetPercent: 70}}]
+  indicator:
+    metadata: {{name: api-errors}}
+    spec:
+      ratioMetric:
+        counter: false
+        bad: {{metricSource: {{type: Prometheus, spec: {{query: 'sum(rate(http_requests_total{{{sel},code=\"500\"}}[5s]))'}}}}}}
+        total: {{metricSource: {{type: Prometheus, spec: {{query: 'sum(rate(http_requests_total{{{sel}}}[5s]))'}}}}}}
+"
+    );
+    let file = dir.write("slo.yaml", &yaml);
+    let out = run_after(
+        &dir,
+        slo_probe(&p.url, file.to_str().unwrap(), json!({"min_events": 10})),
+        vec![],
+    );
+    let o = &after(&out)["output"];
+    assert_eq!(o["verdict"], "met", "{}", out.all_text());
+    assert!((o["sli"].as_f64().unwrap() - 0.8).abs() < 0.05, "{o}");
+    assert!(
+        o["queries"]["bad"]
+            .as_str()
+            .unwrap()
+            .contains("sum_over_time(("),
+        "{o}"
+    );
+    // A rate shows no resets and no samples to count: not checked.
+    assert!(o["data_quality"]["resets"].is_null(), "{o}");
+    assert!(o["data_quality"]["coverage"].is_null(), "{o}");
+}
