@@ -35,6 +35,34 @@ pub struct Settings {
     pub store: StoreSettings,
     /// The kill switch file runs obey and `faultline kill` operates (`kill_switch:`).
     pub kill_switch: Option<String>,
+    /// Defaults of PromQL queries (`prometheus:`).
+    pub prometheus: PrometheusSettings,
+}
+
+/// `prometheus:` in the settings file: where PromQL probes go when neither the
+/// provider's `base_url` nor the configuration's `prometheus_base_url` says.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSettings {
+    /// The base URL, e.g. `http://prometheus:9090`.
+    pub base_url: Option<String>,
+    /// Seconds one query may take (default 30).
+    pub timeout: Option<f64>,
+    /// Verify TLS certificates (default true).
+    pub verify_tls: Option<bool>,
+}
+
+impl PrometheusSettings {
+    /// As plain values for the run (checked when the file was read).
+    pub fn defaults(&self) -> crate::provider::prometheus::Defaults {
+        crate::provider::prometheus::Defaults {
+            base_url: self.base_url.clone(),
+            timeout: self
+                .timeout
+                .and_then(|t| crate::duration::positive_seconds(t).ok()),
+            verify_tls: self.verify_tls,
+        }
+    }
 }
 
 /// `store:` in the settings file: the SLO store of a run's SLO activities, when
@@ -167,6 +195,26 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                         .hint("e.g. /run/faultline/kill-switch, one file every run of the machine obeys"),
                 ),
             },
+            "prometheus" => match serde_json::from_value::<PrometheusSettings>(v.clone()) {
+                Ok(p) => {
+                    if let Some(Err(e)) = p.timeout.map(crate::duration::positive_seconds) {
+                        problems.push(Problem::new("$.prometheus.timeout", e).hint(crate::duration::HINT));
+                    }
+                    if let Some(u) = &p.base_url {
+                        if !(u.starts_with("http://") || u.starts_with("https://")) || url::Url::parse(u).is_err() {
+                            problems.push(
+                                Problem::new("$.prometheus.base_url", format!("{u:?} is not an http(s) URL"))
+                                    .hint("e.g. http://prometheus:9090"),
+                            );
+                        }
+                    }
+                    s.prometheus = p;
+                }
+                Err(e) => problems.push(
+                    Problem::new("$.prometheus", format!("invalid prometheus settings: {e}"))
+                        .hint("keys are base_url, timeout (seconds), verify_tls"),
+                ),
+            },
             "sinks" => match v {
                 Value::Array(items) => s.sinks = items.clone(),
                 Value::Null => {}
@@ -203,7 +251,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
             "notifications" | "auths" | "vaults" => {}
             other => problems.push(
                 Problem::new(format!("$.{other}"), format!("unknown settings key '{other}'"))
-                    .hint("settings keys are runtime, controls, safeguards, activity_timeout, output_limit, fetch_timeout, fetch_limit, tracing, sinks, store, kill_switch (and the Chaos Toolkit's notifications)"),
+                    .hint("settings keys are runtime, controls, safeguards, activity_timeout, output_limit, fetch_timeout, fetch_limit, tracing, sinks, store, kill_switch, prometheus (and the Chaos Toolkit's notifications)"),
             ),
         }
     }
@@ -253,6 +301,26 @@ mod tests {
         assert_eq!(s.tracing.headers["x-token"], "t");
         assert_eq!(s.tracing.shutdown_limit, Some(0.5));
         assert_eq!(s.sinks.len(), 1);
+        std::fs::write(
+            &p,
+            "prometheus:\n  base_url: http://prom:9090\n  timeout: 5\n  verify_tls: false\n",
+        )
+        .unwrap();
+        let d = load(Some(&p)).unwrap().prometheus.defaults();
+        assert_eq!(d.base_url.as_deref(), Some("http://prom:9090"));
+        assert_eq!(d.timeout, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(d.verify_tls, Some(false));
+        std::fs::write(&p, "prometheus:\n  base_ur: x\n").unwrap();
+        let e = load(Some(&p)).unwrap_err();
+        assert!(e[0].message.contains("base_ur"), "{e:?}");
+        std::fs::write(&p, "prometheus:\n  base_url: prom:9090\n  timeout: -1\n").unwrap();
+        let e = load(Some(&p)).unwrap_err();
+        let paths: Vec<&str> = e.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["$.prometheus.timeout", "$.prometheus.base_url"],
+            "{e:?}"
+        );
         std::fs::write(&p, "tracing:\n  endpont: x\n").unwrap();
         let e = load(Some(&p)).unwrap_err();
         assert!(e[0].message.contains("endpont"), "{e:?}");

@@ -551,6 +551,12 @@ fn slo_access(
     let needed = activities
         .clone()
         .any(|a| crate::provider::slo::uses_slo(&a.provider));
+    // Objective files the `slo` probes judge from the store: upserted when the store
+    // opens, before any indicator of the run arrives.
+    let objectives: Vec<_> = activities
+        .clone()
+        .flat_map(|a| crate::provider::slo::store_objectives(&a.provider))
+        .collect();
     if needed {
         let problems: Vec<String> = [spec.as_ref().err(), org_checked.as_ref().err()]
             .into_iter()
@@ -579,7 +585,8 @@ fn slo_access(
             org_checked.unwrap_or_else(|_| DEFAULT_ORG.into()),
             reliably,
         )
-        .with_remote_write(env("FAULTLINE_REMOTE_WRITE")),
+        .with_remote_write(env("FAULTLINE_REMOTE_WRITE"))
+        .with_objectives(objectives),
     )
 }
 
@@ -657,6 +664,7 @@ fn options(
         dry: req.dry,
         activity_timeout: activity_timeout?,
         output_limit: settings.output_limit.unwrap_or(defaults.output_limit),
+        prometheus: settings.prometheus.defaults(),
     })
 }
 

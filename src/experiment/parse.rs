@@ -830,7 +830,7 @@ impl Checker {
                 self.err_hint(
                     &format!("{path}.type"),
                     "missing required key 'type'",
-                    "use \"http\", \"process\" or \"python\" (or \"indicator\", \"slo\": SLO activities)",
+                    "use \"http\", \"process\", \"python\" or \"prometheus\" (or \"indicator\", \"slo\": SLO activities)",
                 );
                 return;
             }
@@ -976,14 +976,16 @@ impl Checker {
                     ),
                 }
                 self.slo(m, path);
+                self.prometheus(m, path);
             }
+            "prometheus" => self.prometheus(m, path),
             // The SLO providers check themselves (the same code types them at run
             // time), so `validate` and `run` say the same.
             "indicator" | "slo" => self.slo(m, path),
             other => self.err_hint(
                 &format!("{path}.type"),
                 format!("unknown provider type '{other}'"),
-                "use \"http\", \"process\" or \"python\" (or \"indicator\", \"slo\": SLO activities)",
+                "use \"http\", \"process\", \"python\" or \"prometheus\" (or \"indicator\", \"slo\": SLO activities)",
             ),
         }
     }
@@ -995,6 +997,18 @@ impl Checker {
                 &format!("{path}.{key}"),
                 message,
                 "see \"SLO activities\" in docs/compatibility.md",
+            );
+        }
+    }
+
+    /// A PromQL provider's own problems (`prometheus`, the native chaosprometheus
+    /// probes), from the code that types it at run time.
+    fn prometheus(&mut self, m: &Object, path: &str) {
+        for (key, message) in crate::provider::prometheus::check(m) {
+            self.err_hint(
+                &format!("{path}.{key}"),
+                message,
+                "see \"PromQL probes\" in the README",
             );
         }
     }
@@ -1109,10 +1123,19 @@ impl Checker {
                             }
                         }
                     }
+                    "slo" => {
+                        for k in m.keys().filter(|k| k.as_str() != "type") {
+                            self.err_hint(
+                                &format!("{path}.{k}"),
+                                format!("the slo tolerance takes no '{k}'"),
+                                "write {\"type\": \"slo\"}: it reads the slo provider's verdict",
+                            );
+                        }
+                    }
                     other => self.err_hint(
                         &format!("{path}.type"),
                         format!("unknown tolerance type '{other}'"),
-                        "use range, regex, jsonpath, threshold or probe (or a plain value, list or [low, high])",
+                        "use range, regex, jsonpath, threshold, slo or probe (or a plain value, list or [low, high])",
                     ),
                 }
             }

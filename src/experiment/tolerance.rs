@@ -351,7 +351,47 @@ fn object_check(tol: &serde_json::Map<String, Value>, output: &Value) -> Check {
             })
         }
         "threshold" => Check::Done(super::threshold::check(tol, targeted(tol, output))),
+        "slo" => Check::Done(slo_verdict(output)),
         other => not_met(format!("unknown tolerance type '{other}'")),
+    }
+}
+
+/// The `slo` tolerance: the verdict the `slo` provider reached (`met`, `not_met`,
+/// `inconclusive`), with its numbers as evidence; an output without one is not met.
+fn slo_verdict(output: &Value) -> Verdict {
+    let verdict = output.get("verdict").and_then(Value::as_str).unwrap_or("");
+    let mut evidence = Map::new();
+    for k in [
+        "sli",
+        "target",
+        "events",
+        "burn_rate",
+        "error_budget_remaining",
+        "budget_consumed_by_run",
+        "window",
+        "queries",
+        "gates",
+    ] {
+        if let Some(v) = output.get(k).filter(|v| !v.is_null()) {
+            evidence.insert(k.into(), v.clone());
+        }
+    }
+    let why = output.get("reason").and_then(Value::as_str).unwrap_or("");
+    let (met, inconclusive, reason) = match verdict {
+        "met" => (true, false, "the objective is met".to_string()),
+        "inconclusive" => (false, true, format!("inconclusive: {why}")),
+        "not_met" => (false, false, format!("not met: {why}")),
+        _ => (
+            false,
+            false,
+            format!("the output has no SLO verdict: {}", brief(output)),
+        ),
+    };
+    Verdict {
+        met,
+        inconclusive,
+        reason,
+        evidence,
     }
 }
 
@@ -377,6 +417,22 @@ mod tests {
             Check::Done(v) => v.met,
             Check::Probe { .. } => panic!("probe"),
         }
+    }
+
+    #[test]
+    fn slo_tolerances_read_the_verdict() {
+        let v = |o: Value| match check(&json!({"type": "slo"}), &o) {
+            Check::Done(v) => v,
+            Check::Probe { .. } => panic!("probe"),
+        };
+        assert!(v(json!({"verdict": "met", "sli": 1.0})).met);
+        let i = v(json!({"verdict": "inconclusive", "reason": "no traffic"}));
+        assert!(!i.met && i.inconclusive && i.reason.contains("no traffic"));
+        assert_eq!(i.label(), "inconclusive");
+        let n = v(json!({"verdict": "not_met", "sli": 0.5, "target": 0.9}));
+        assert_eq!(n.label(), "not_met");
+        assert_eq!(n.evidence["sli"], json!(0.5));
+        assert_eq!(v(json!(true)).label(), "not_met");
     }
 
     #[test]

@@ -64,6 +64,16 @@ pub enum Provider {
     Slo(slo::SloProbe),
     /// `chaosreliably.slo.probes.slo_is_met`, run natively.
     SloIsMet(slo::SloIsMet),
+    /// A PromQL query, instant or over a range.
+    Prometheus(prometheus::PrometheusProbe),
+    /// `chaosprometheus.probes.query` / `query_interval`, run natively.
+    ChaosPrometheus(prometheus::ChaosProbe),
+}
+
+/// Whether a python provider is one faultline runs natively (so the pre-flight does
+/// not look for Python or the module).
+pub fn is_native_python(module: &str, func: &str) -> bool {
+    slo::is_native_python(module, func) || prometheus::is_native_python(module, func)
 }
 
 /// What a provider may know of the run it is part of.
@@ -80,6 +90,8 @@ pub struct RunFacts {
     /// When the method started and ended, once they have: the PromQL and SLO
     /// providers' `method` window and `method_end` evaluation time.
     pub method: std::sync::Mutex<MethodTimes>,
+    /// The settings' `prometheus:` defaults (base URL, timeout, TLS) of PromQL queries.
+    pub prometheus: prometheus::Defaults,
 }
 
 /// When the method ran.
@@ -202,12 +214,17 @@ impl Provider {
                 let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("");
                 if slo::is_native_python(s("module"), s("func")) {
                     slo::SloIsMet::from_map(m).map(Provider::SloIsMet)
+                } else if prometheus::is_native_python(s("module"), s("func")) {
+                    prometheus::ChaosProbe::from_map(m).map(Provider::ChaosPrometheus)
                 } else {
                     python::PythonProvider::from_map(m).map(Provider::Python)
                 }
             }
             Some("indicator") => slo::IndicatorProvider::from_map(m).map(Provider::Indicator),
             Some("slo") => slo::SloProbe::from_map(m).map(Provider::Slo),
+            Some("prometheus") => {
+                prometheus::PrometheusProbe::from_map(m).map(Provider::Prometheus)
+            }
             Some(t) => Err(format!("unknown provider type '{t}'")),
             None => Err("the provider has no type".into()),
         }
@@ -231,6 +248,8 @@ impl Provider {
         match self {
             Provider::Http(h) => h.timeout.map(|(c, r)| c.unwrap_or_default() + r),
             Provider::Process(p) => p.timeout,
+            Provider::Prometheus(p) => p.timeout,
+            Provider::ChaosPrometheus(p) => p.timeout(),
             Provider::Python(_)
             | Provider::Indicator(_)
             | Provider::Slo(_)
@@ -245,7 +264,11 @@ impl Provider {
             Provider::Http(h) => h.output_limit,
             Provider::Process(p) => p.output_limit,
             Provider::Python(p) => p.output_limit,
-            Provider::Indicator(_) | Provider::Slo(_) | Provider::SloIsMet(_) => None,
+            Provider::Indicator(_)
+            | Provider::Slo(_)
+            | Provider::SloIsMet(_)
+            | Provider::Prometheus(_)
+            | Provider::ChaosPrometheus(_) => None,
         }
     }
 
@@ -258,6 +281,8 @@ impl Provider {
             Provider::Indicator(p) => p.run(ctx).await,
             Provider::Slo(p) => p.run(ctx).await,
             Provider::SloIsMet(p) => p.run(ctx).await,
+            Provider::Prometheus(p) => p.run(ctx).await,
+            Provider::ChaosPrometheus(p) => p.run(ctx).await,
         }
     }
 }

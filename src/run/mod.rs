@@ -213,6 +213,9 @@ pub struct RunOptions {
     /// Bytes kept of each output stream or body, for providers that set no
     /// `output_limit` of their own.
     pub output_limit: u64,
+    /// Defaults of PromQL queries (the settings' `prometheus:` section), carried to
+    /// providers untouched.
+    pub prometheus: crate::provider::prometheus::Defaults,
 }
 
 impl Default for RunOptions {
@@ -225,6 +228,7 @@ impl Default for RunOptions {
             dry: None,
             activity_timeout: Duration::from_secs(300),
             output_limit: crate::provider::capture::DEFAULT_OUTPUT_LIMIT,
+            prometheus: Default::default(),
         }
     }
 }

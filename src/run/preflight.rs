@@ -109,7 +109,7 @@ pub async fn check(
                     p.get("func").and_then(Value::as_str),
                 ) {
                     // Run natively (`slo_is_met`): no Python needed.
-                    if crate::provider::slo::is_native_python(m, f) {
+                    if crate::provider::is_native_python(m, f) {
                         continue;
                     }
                     python

@@ -1041,6 +1041,7 @@ impl Runner {
         let started = Utc::now();
         let clock = Instant::now();
         let redactor = Redactor::new(secret_values(&self.resolved.secrets));
+        let prometheus = self.options.prometheus.clone();
         let mut shared = Shared {
             exp: self.experiment,
             opts: self.options,
@@ -1061,6 +1062,7 @@ impl Runner {
                 started,
                 slo: self.slo,
                 method: Default::default(),
+                prometheus,
             },
             state: Mutex::new(State::default()),
         };

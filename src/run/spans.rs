@@ -89,6 +89,14 @@ pub mod attr {
     pub const SLO_TARGET_PERCENT: &str = "chaos.slo.target_percent";
     pub const SLO_INDICATOR_ID: &str = "chaos.slo.indicator.id";
     pub const SLO_INDICATOR_PERCENT: &str = "chaos.slo.indicator.percent";
+    /// The `slo` probe's verdict: met, not_met or inconclusive.
+    pub const SLO_VERDICT: &str = "chaos.slo.verdict";
+    /// The `slo` probe's burn rate over its window.
+    pub const SLO_BURN_RATE: &str = "chaos.slo.burn_rate";
+    /// The events the `slo` probe counted.
+    pub const SLO_EVENTS: &str = "chaos.slo.events";
+    /// The share (0 to 1) of the period's error budget the run consumed.
+    pub const SLO_BUDGET_CONSUMED: &str = "chaos.slo.budget_consumed_by_run";
 }
 
 /// The fields `tracing-opentelemetry` reads as the OpenTelemetry span's name, kind
@@ -349,6 +357,10 @@ pub fn activity(parent: &Span, f: &ActivityFields<'_>) -> Span {
         { attr::SLO_TARGET_PERCENT } = Empty,
         { attr::SLO_INDICATOR_ID } = Empty,
         { attr::SLO_INDICATOR_PERCENT } = Empty,
+        { attr::SLO_VERDICT } = Empty,
+        { attr::SLO_BURN_RATE } = Empty,
+        { attr::SLO_EVENTS } = Empty,
+        { attr::SLO_BUDGET_CONSUMED } = Empty,
         { otel::STATUS_CODE } = Empty,
         { otel::STATUS_DESCRIPTION } = Empty,
     )

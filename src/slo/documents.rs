@@ -4,7 +4,7 @@
 //! is reported, each prefixed with the document's number, so one bad document stores
 //! nothing.
 
-use super::model::{parse_objective, Labels, Objective, SloProblem};
+use super::model::{parse_objective, Labels, Objective, Sli, SloProblem};
 use super::window::parse_window;
 use serde_json::{json, Value};
 
@@ -195,6 +195,19 @@ fn openslo(doc: &Value, slis: &[(String, Value)]) -> Result<Vec<Objective>, Vec<
             None
         }
     };
+    // The SLI's queries: inline, or from the document it names.
+    let sli_doc = match doc.pointer("/spec/indicator") {
+        Some(inline) => Some(("spec.indicator.spec", inline.get("spec"))),
+        None => doc
+            .pointer("/spec/indicatorRef")
+            .and_then(Value::as_str)
+            .and_then(|r| slis.iter().find(|(n, _)| n == r))
+            .map(|(_, d)| ("spec.indicatorRef", d.get("spec"))),
+    };
+    let queries = match sli_doc {
+        Some((path, spec)) => sli_queries(spec, path, &mut ps),
+        None => None,
+    };
     let window = match doc.pointer("/spec/timeWindow") {
         Some(Value::Array(ws)) if ws.len() == 1 => {
             let w = &ws[0];
@@ -300,7 +313,10 @@ fn openslo(doc: &Value, slis: &[(String, Value)]) -> Result<Vec<Objective>, Vec<
             "spec": {"indicatorSelector": {"service": service, "indicator_name": sli},
                      "objectivePercent": target, "window": window}});
         match parse_objective(&reliably) {
-            Ok(o) => out.push(o),
+            Ok(o) => out.push(Objective {
+                sli: queries.clone(),
+                ..o
+            }),
             Err(e) => ps.extend(e.into_iter().map(|p| SloProblem {
                 path: match p.path.as_str() {
                     "spec.objectivePercent" => format!("spec.objectives.{i}.target"),
@@ -315,6 +331,69 @@ fn openslo(doc: &Value, slis: &[(String, Value)]) -> Result<Vec<Objective>, Vec<
     } else {
         Err(ps)
     }
+}
+
+/// The queries of an SLI's `spec` (`ratioMetric` or `thresholdMetric`); problems
+/// name the unsupported feature (a metric source other than Prometheus, raw
+/// ratios).
+fn sli_queries(spec: Option<&Value>, path: &str, ps: &mut Vec<SloProblem>) -> Option<Sli> {
+    let spec = spec?;
+    let query = |v: Option<&Value>, at: &str, ps: &mut Vec<SloProblem>| -> Option<String> {
+        let v = v?;
+        let source = v.get("metricSource").unwrap_or(v);
+        match source.get("type").and_then(Value::as_str) {
+            None => {}
+            Some(t) if t.eq_ignore_ascii_case("prometheus") => {}
+            Some(t) => {
+                ps.push(problem(
+                    &format!("{at}.metricSource.type"),
+                    format!("metric source {t:?} is not supported: only Prometheus"),
+                ));
+                return None;
+            }
+        }
+        match source.pointer("/spec/query").and_then(Value::as_str) {
+            Some(q) if !q.trim().is_empty() => Some(q.trim().to_string()),
+            _ => {
+                ps.push(problem(
+                    &format!("{at}.metricSource.spec.query"),
+                    "is missing: a PromQL query",
+                ));
+                None
+            }
+        }
+    };
+    if let Some(r) = spec.get("ratioMetric") {
+        let at = format!("{path}.ratioMetric");
+        if r.get("raw").is_some() {
+            ps.push(problem(
+                &format!("{at}.raw"),
+                "raw ratio metrics are not supported: give good or bad, and total",
+            ));
+            return None;
+        }
+        let counter = r.get("counter").and_then(Value::as_bool).unwrap_or(false);
+        let good = query(r.get("good"), &format!("{at}.good"), ps);
+        let bad = query(r.get("bad"), &format!("{at}.bad"), ps);
+        let total = query(r.get("total"), &format!("{at}.total"), ps);
+        if r.get("total").is_none() {
+            ps.push(problem(&format!("{at}.total"), "is missing"));
+        }
+        if r.get("good").is_none() && r.get("bad").is_none() {
+            ps.push(problem(&format!("{at}.good"), "is missing (or give bad)"));
+        }
+        return Some(Sli::Ratio {
+            counter,
+            good,
+            bad,
+            total: total?,
+        });
+    }
+    if let Some(t) = spec.get("thresholdMetric") {
+        let q = query(Some(t), &format!("{path}.thresholdMetric"), ps)?;
+        return Some(Sli::Threshold { query: q });
+    }
+    None
 }
 
 #[cfg(test)]
@@ -410,6 +489,59 @@ spec:
             "{paths:?}"
         );
         assert!(paths.contains(&"document 3: kind"), "{paths:?}");
+    }
+
+    #[test]
+    fn openslo_sli_queries_are_kept() {
+        let o = &parse_objectives(OPENSLO).unwrap()[0];
+        assert_eq!(
+            o.sli,
+            Some(Sli::Ratio {
+                counter: true,
+                good: Some("sum(rate(http_requests_total{code!~\"5..\"}[1m]))".into()),
+                bad: None,
+                total: "sum(rate(http_requests_total[1m]))".into(),
+            })
+        );
+        let bad = OPENSLO.replace("good:", "bad:");
+        let o = &parse_objectives(&bad).unwrap()[0];
+        assert!(matches!(
+            &o.sli,
+            Some(Sli::Ratio {
+                bad: Some(_),
+                good: None,
+                ..
+            })
+        ));
+        let datadog = OPENSLO.replacen("type: Prometheus", "type: Datadog", 1);
+        let e = parse_objectives(&datadog).unwrap_err();
+        assert_eq!(
+            e[0].path,
+            "spec.indicator.spec.ratioMetric.good.metricSource.type"
+        );
+        assert!(e[0].message.contains("Datadog"), "{e:?}");
+        let raw = OPENSLO.replace("counter: true", "counter: true\n        raw: {}");
+        let e = parse_objectives(&raw).unwrap_err();
+        assert!(e[0].message.contains("raw"), "{e:?}");
+        let threshold = "apiVersion: openslo/v1
+kind: SLO
+metadata: {name: latency}
+spec:
+  service: api
+  indicator:
+    metadata: {name: p99}
+    spec:
+      thresholdMetric: {metricSource: {type: Prometheus, spec: {query: 'histogram_quantile(0.99, x)'}}}
+  timeWindow: [{duration: 1h, isRolling: true}]
+  objectives: [{target: 0.9, op: lt, value: 0.3}]
+";
+        let o = &parse_objectives(threshold).unwrap()[0];
+        assert_eq!(
+            o.sli,
+            Some(Sli::Threshold {
+                query: "histogram_quantile(0.99, x)".into()
+            })
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the clock.
 
 pub mod documents;
+pub mod eval;
 pub mod model;
 pub mod report;
 pub mod status;
@@ -14,7 +15,7 @@ pub mod window;
 pub use documents::parse_objectives;
 pub use model::{
     is_met, parse_indicator, parse_objective, selects, Indicator, Labels, Objective,
-    ObjectiveResult, SloProblem,
+    ObjectiveResult, Sli, SloProblem,
 };
 pub use report::{go_duration, ReportEntry};
 pub use status::{status, Sample, SloStatus, Verdict};

@@ -50,6 +50,31 @@ pub struct Objective {
     pub window: String,
     /// The window's length.
     pub window_length: Duration,
+    /// The SLI's queries, when the objective came from an OpenSLO document that
+    /// has them (a Reliably objective has none: its indicators are pushed).
+    pub sli: Option<Sli>,
+}
+
+/// An OpenSLO SLI's Prometheus queries, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sli {
+    /// `ratioMetric`: good or bad events over total events.
+    Ratio {
+        /// `counter: true`: the queries read counters.
+        counter: bool,
+        /// The good events' query (or none, when `bad` is given).
+        good: Option<String>,
+        /// The bad events' query (or none, when `good` is given).
+        bad: Option<String>,
+        /// Every event's query.
+        total: String,
+    },
+    /// `thresholdMetric`: one query whose value is compared with each objective's
+    /// `op` and `value` (kept; not evaluated by the `slo` provider yet).
+    Threshold {
+        /// The query.
+        query: String,
+    },
 }
 
 /// An indicator: the share of good events over `[from, to]`.
@@ -332,6 +357,7 @@ pub fn parse_objective(v: &Value) -> Result<Objective, Vec<SloProblem>> {
             objective_percent: p,
             window: w,
             window_length: d,
+            sli: None,
         }),
         _ => None,
     };

@@ -155,6 +155,7 @@ impl ObjectiveRecord {
             objective_percent: self.objective_percent,
             window: self.window.clone(),
             window_length: crate::slo::parse_window(&self.window).unwrap_or_default(),
+            sli: None,
         }
     }
 }

@@ -215,6 +215,15 @@ pub fn sh(kind: &str, name: &str, script: &str) -> Value {
 /// integration tests use.
 pub use crate::http_server::{Response, Server as HttpServer};
 
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Wait until `cond` holds (polling), or panic after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -10,14 +10,6 @@ use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A Prometheus with the remote-write receiver on, and nothing to scrape.
 fn prometheus(dir: &std::path::Path) -> Option<(ChildGuard, u16)> {
     let found = std::env::var_os("PATH")

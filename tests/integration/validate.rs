@@ -155,7 +155,7 @@ fn validate_reports_every_problem_with_path_location_and_hint() {
             "$.method[0].provider.type",
             loc(t, "\"type\": \"ftp\""),
             "unknown provider type 'ftp'",
-            Some("\"http\", \"process\" or \"python\""),
+            Some("\"http\", \"process\", \"python\" or \"prometheus\""),
         ),
         (
             "$.method[1].name",
