@@ -376,10 +376,14 @@ fn reliably_demo_script_succeeds_and_leaves_nothing_behind() {
     let dir = TempDir::new("ex-reliably-demo");
     let before = files_under(&example("reliably"));
     let script = example("reliably/demo.sh");
+    let demo = crate::otlp::demo::demo_binary();
     let (code, stdout, stderr) = bash(
         dir.path(),
         &format!("bash {}", script.display()),
-        &[("FAULTLINE", bin())],
+        &[
+            ("FAULTLINE", bin()),
+            ("DEMO_SERVICE", demo.to_str().unwrap()),
+        ],
     );
     // The first run a newcomer makes reads as a success, and so does the whole.
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -390,6 +394,22 @@ fn reliably_demo_script_succeeds_and_leaves_nothing_behind() {
         }
     }
     assert!(stdout.contains("demo: OK"), "{stdout}");
+    // Part D, with a real Prometheus: the same objective judged from the service's own
+    // metrics, met without faults and not met with 10 % errors.
+    if !stdout.contains("=== D: skipped") {
+        for (n, exit) in [(1, 0), (2, 0), (3, 1), (4, 0)] {
+            let line = format!("=== step D.{n}: exit {exit}, as expected");
+            assert!(stdout.contains(&line), "{line}\n{stdout}");
+        }
+        assert!(
+            stdout.contains("=== D.2: Prometheus verdict: met"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("=== D.3: Prometheus verdict: not_met"),
+            "{stdout}"
+        );
+    }
     // Each part's reports: 100 % after the healthy run, 90 % with the trend after
     // the unhealthy one; each unhealthy run printed the table.
     let report = |mark: &str, current: &str, trend: &str| {

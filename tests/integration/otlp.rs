@@ -1136,7 +1136,7 @@ pub(crate) mod demo {
     /// not, and a stale binary would test old code: so `cargo build --example
     /// demo-service` runs once per test process (a fraction of a second when fresh;
     /// cargo releases the build lock before it runs the tests).
-    fn demo_binary() -> PathBuf {
+    pub(crate) fn demo_binary() -> PathBuf {
         static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
         let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = built.as_ref() {
