@@ -50,6 +50,12 @@ pub struct PrometheusSettings {
     pub timeout: Option<f64>,
     /// Verify TLS certificates (default true).
     pub verify_tls: Option<bool>,
+    /// Seconds between Prometheus' scrapes, for the `slo` probe's data-quality rules
+    /// and its wait after a window (default 15).
+    pub scrape_interval: Option<f64>,
+    /// The objective file `slo` probes read when neither they nor the configuration
+    /// (`slo_objective_file`) name one.
+    pub objective_file: Option<String>,
 }
 
 impl PrometheusSettings {
@@ -61,6 +67,10 @@ impl PrometheusSettings {
                 .timeout
                 .and_then(|t| crate::duration::positive_seconds(t).ok()),
             verify_tls: self.verify_tls,
+            scrape_interval: self
+                .scrape_interval
+                .and_then(|t| crate::duration::positive_seconds(t).ok()),
+            objective_file: self.objective_file.clone(),
         }
     }
 }
@@ -200,6 +210,9 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                     if let Some(Err(e)) = p.timeout.map(crate::duration::positive_seconds) {
                         problems.push(Problem::new("$.prometheus.timeout", e).hint(crate::duration::HINT));
                     }
+                    if let Some(Err(e)) = p.scrape_interval.map(crate::duration::positive_seconds) {
+                        problems.push(Problem::new("$.prometheus.scrape_interval", e).hint(crate::duration::HINT));
+                    }
                     if let Some(u) = &p.base_url {
                         if !(u.starts_with("http://") || u.starts_with("https://")) || url::Url::parse(u).is_err() {
                             problems.push(
@@ -212,7 +225,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                 }
                 Err(e) => problems.push(
                     Problem::new("$.prometheus", format!("invalid prometheus settings: {e}"))
-                        .hint("keys are base_url, timeout (seconds), verify_tls"),
+                        .hint("keys are base_url, timeout (seconds), verify_tls, scrape_interval (seconds), objective_file"),
                 ),
             },
             "sinks" => match v {

@@ -595,3 +595,41 @@ spec:
     assert!(o["data_quality"]["resets"].is_null(), "{o}");
     assert!(o["data_quality"]["coverage"].is_null(), "{o}");
 }
+
+#[test]
+fn the_objective_file_prometheus_and_scrape_interval_can_come_from_settings() {
+    let Some(p) = prom::prometheus() else {
+        return;
+    };
+    let m = Arc::new(prom::Metrics::new("slo-settings"));
+    let _t = Traffic::start(m.clone(), 10, 0);
+    wait_traffic(p, &m);
+    let dir = TempDir::new("slo-settings");
+    let file = openslo(&dir, &m, 0.99);
+    let settings = dir.write(
+        "settings.yaml",
+        &serde_json::to_string(&json!({"prometheus": {
+            "base_url": p.url, "scrape_interval": 1, "objective_file": file}}))
+        .unwrap(),
+    );
+    // The probe names neither a file, a URL nor a scrape interval.
+    let probe = json!({"type": "probe", "name": "slo", "tolerance": {"type": "slo"},
+        "provider": {"type": "slo", "labels": {"service": "api"}, "window": "method", "min_events": 20}});
+    let exp = experiment(vec![probe], vec![sh("action", "wait", "sleep 5")], vec![]);
+    let out = run_experiment_env(
+        &dir,
+        &exp,
+        &[
+            "--hypothesis-strategy",
+            "after-method-only",
+            "--settings",
+            settings.to_str().unwrap(),
+        ],
+        &[("FAULTLINE_STORE", dir.join("store.db").to_str().unwrap())],
+    );
+    assert_no_panic(&out);
+    let o = &after(&out)["output"];
+    assert_eq!(o["verdict"], "met", "{}", out.all_text());
+    assert_eq!(o["source"], "prometheus", "{o}");
+    assert_eq!(o["window"]["scrape_interval"], 1.0, "{o}");
+}

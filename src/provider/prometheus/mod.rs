@@ -23,6 +23,11 @@ pub struct Defaults {
     pub timeout: Option<Duration>,
     /// Verify TLS certificates when the provider does not say.
     pub verify_tls: Option<bool>,
+    /// Prometheus' scrape interval, for `slo` probes that do not say.
+    pub scrape_interval: Option<Duration>,
+    /// The objective file of `slo` probes that name none (settings'
+    /// `prometheus.objective_file`).
+    pub objective_file: Option<String>,
 }
 
 /// The configuration key naming the Prometheus base URL (the Chaos Toolkit's).

@@ -823,7 +823,10 @@ impl SloProbe {
         ) {
             (Some(p), _) => p.clone(),
             (None, Some(Value::String(p))) if !p.trim().is_empty() => p.trim().to_string(),
-            _ => return Ok(None),
+            _ => match &ctx.run.prometheus.objective_file {
+                Some(p) if !p.trim().is_empty() => p.trim().to_string(),
+                _ => return Ok(None),
+            },
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("the objective file {path}: {e}"))?;
@@ -957,7 +960,11 @@ impl SloProbe {
                 duration_key(v, CONFIG_SCRAPE_INTERVAL, &mut ps)
                     .ok_or_else(|| ActivityError::new(join(&ps)))?
             }
-            (None, None) => DEFAULT_SCRAPE_INTERVAL,
+            (None, None) => ctx
+                .run
+                .prometheus
+                .scrape_interval
+                .unwrap_or(DEFAULT_SCRAPE_INTERVAL),
         };
         let (from, to) = self.bounds(ctx).map_err(ActivityError::new)?;
         let plan = promql::Plan {
