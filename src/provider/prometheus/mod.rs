@@ -974,6 +974,7 @@ pub(crate) mod tests {
             base_url: Some("http://settings:9090".into()),
             timeout: Some(Duration::from_secs(7)),
             verify_tls: Some(false),
+            ..Defaults::default()
         });
         let conf = json!({"prometheus_base_url": "http://conf:9090/"});
         with_ctx(conf.clone(), json!({}), &settings, |ctx| {
