@@ -115,28 +115,10 @@ impl HttpProvider {
     /// child. (Without spans, the activity's context, if any, is propagated.)
     pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Value, ActivityError> {
         use crate::run::spans::{self, attr};
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
         let Some(t) = &ctx.trace else {
             return self.send(ctx, &ctx.headers, None).await;
         };
-        let safe_url = ctx.redactor.text(&self.url);
-        let parsed = url::Url::parse(&self.url).ok();
-        let span = spans::http_request(
-            &t.parent,
-            &self.method,
-            &safe_url,
-            parsed.as_ref().and_then(|u| u.host_str()),
-            parsed
-                .as_ref()
-                .and_then(|u| u.port_or_known_default())
-                .map(i64::from),
-        );
-        let baggage: Vec<(&str, &str)> = t
-            .baggage
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let headers = crate::telemetry::propagation::http_headers(&span.context(), &baggage);
+        let (span, headers) = t.client_span(ctx.redactor, &self.method, &self.url);
         let result = self.send(ctx, &headers, Some(&span)).await;
         let mut error = None;
         match &result {

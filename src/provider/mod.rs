@@ -148,6 +148,37 @@ pub struct TraceCtx {
     pub baggage: Vec<(String, String)>,
 }
 
+impl TraceCtx {
+    /// A CLIENT span for one HTTP request to `url` (masked by `redactor`) under the
+    /// activity, and the trace headers (`traceparent`, `baggage`) that carry it.
+    pub fn client_span(
+        &self,
+        redactor: &crate::redact::Redactor,
+        method: &str,
+        url: &str,
+    ) -> (tracing::Span, Vec<(String, String)>) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let parsed = url::Url::parse(url).ok();
+        let span = crate::run::spans::http_request(
+            &self.parent,
+            method,
+            &redactor.text(url),
+            parsed.as_ref().and_then(|u| u.host_str()),
+            parsed
+                .as_ref()
+                .and_then(|u| u.port_or_known_default())
+                .map(i64::from),
+        );
+        let baggage: Vec<(&str, &str)> = self
+            .baggage
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let headers = crate::telemetry::propagation::http_headers(&span.context(), &baggage);
+        (span, headers)
+    }
+}
+
 impl Ctx<'_> {
     /// Keep a line for the console.
     pub fn log(&self, line: impl Into<String>) {

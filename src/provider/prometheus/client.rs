@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// How to reach one Prometheus (or a compatible API: Thanos, Mimir, VictoriaMetrics).
 #[derive(Debug, Clone, PartialEq)]
@@ -255,27 +254,8 @@ fn trace(
         headers.extend(ctx.headers.iter().cloned());
         return (headers, None);
     };
-    let safe = ctx.redactor.text(&url);
-    let parsed = url::Url::parse(&url).ok();
-    let span = spans::http_request(
-        &t.parent,
-        "GET",
-        &safe,
-        parsed.as_ref().and_then(|u| u.host_str()),
-        parsed
-            .as_ref()
-            .and_then(|u| u.port_or_known_default())
-            .map(i64::from),
-    );
-    let baggage: Vec<(&str, &str)> = t
-        .baggage
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    headers.extend(crate::telemetry::propagation::http_headers(
-        &span.context(),
-        &baggage,
-    ));
+    let (span, trace) = t.client_span(ctx.redactor, "GET", &url);
+    headers.extend(trace);
     (headers, Some(span))
 }
 
