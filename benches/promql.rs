@@ -118,9 +118,10 @@ fn main() {
         slo: Default::default(),
         method: Default::default(),
         prometheus: Default::default(),
+        python: faultline::provider::python::worker::Worker::new(processes.clone()),
     };
     let ctx = Ctx {
-        configuration: &configuration,
+        configuration: std::sync::Arc::new(configuration),
         secrets: Map::new(),
         http: &http,
         headers: Vec::new(),

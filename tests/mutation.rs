@@ -236,6 +236,8 @@ fn parse_and_dry_run(rt: &tokio::runtime::Runtime, doc: &Value, strategy: u8) ->
         layers: Vec::new(),
         processes: Default::default(),
         slo: Default::default(),
+        python: None,
+        live: None,
     };
     let outcome = rt.block_on(runner.run());
     let journal = serde_json::to_value(&outcome.record).expect("the record serialises");

@@ -5,6 +5,7 @@
 
 use crate::control::builtin::{lookup, Builtin, Confirm, Pause};
 use crate::control::metrics::RunMetrics;
+use crate::control::python::{Loaded, PythonControl, PythonEnv};
 use crate::control::{Control, Scope, Scoped};
 use crate::experiment::load::load_file;
 use crate::experiment::{ControlDecl, Experiment, Problem};
@@ -24,6 +25,8 @@ pub struct Global {
     pub arguments: Value,
     /// Where it came from, for messages.
     pub origin: String,
+    /// The declaration as written.
+    pub raw: Value,
 }
 
 /// Parse a `controls` value: `{name: {provider: {...}}}` (settings shape) or
@@ -42,6 +45,7 @@ pub fn parse_globals(v: &Value, origin: &str) -> Result<Vec<Global>, Problem> {
                 .map(str::to_string),
             arguments: provider.get("arguments").cloned().unwrap_or(Value::Null),
             origin: origin.to_string(),
+            raw: c.clone(),
         })
     };
     match v {
@@ -198,15 +202,27 @@ fn scope_of(d: &ControlDecl) -> Scope {
     }
 }
 
-fn install(
-    b: &mut Built,
-    name: &str,
-    module: Option<&str>,
+/// Where a declaration is, and what it says.
+struct Declared<'a> {
+    name: &'a str,
+    module: Option<&'a str>,
     scope: Scope,
-    origin: &str,
-    decl: Option<&ControlDecl>,
-    arguments: &Value,
-) {
+    origin: &'a str,
+    decl: Option<&'a ControlDecl>,
+    arguments: &'a Value,
+    raw: &'a Value,
+}
+
+fn install(b: &mut Built, d: Declared<'_>, python: Option<&PythonEnv>) {
+    let Declared {
+        name,
+        module,
+        scope,
+        origin,
+        decl,
+        arguments,
+        raw,
+    } = d;
     let Some(module) = module else {
         b.warnings.push(format!(
             "control '{name}' ({origin}) names no python module: ignored"
@@ -228,6 +244,7 @@ fn install(
                 automatic: true,
                 arguments: arguments.clone(),
                 secrets: vec!["humio".into()],
+                raw: Value::Null,
             }),
         },
         Some(Builtin::Safeguards) => safeguards(b, origin, arguments),
@@ -236,41 +253,66 @@ fn install(
             b.metrics.push(m.clone());
             b.controls.push(Box::new(m));
         }
-        None => b.warnings.push(format!(
-            "control '{name}' ({module}, {origin}) is a python control faultline does not know: the run goes on without it"
-        )),
+        // Any other module is a Python control: loaded in the run's worker, checked
+        // by its own `validate_control`, as the Chaos Toolkit loads it.
+        None => match python {
+            Some(env) => match env.load(module, raw) {
+                Loaded::Ready => b.controls.push(Box::new(Scoped {
+                    inner: PythonControl::new(name, module, raw, env.clone()),
+                    scope,
+                })),
+                Loaded::Missing(why) => b.warnings.push(format!(
+                    "control '{name}' ({module}, {origin}) cannot be loaded: {why}: the run goes on without it, as the Chaos Toolkit's does"
+                )),
+                Loaded::Refused(why) => b.problems.push(
+                    Problem::new(origin.to_string(), format!("control '{name}': its validate_control refused the declaration: {why}"))
+                        .hint("fix the control's declaration as its module asks"),
+                ),
+            },
+            None => b.warnings.push(format!(
+                "control '{name}' ({module}, {origin}) is a python control: not loaded here"
+            )),
+        },
     }
 }
 
 /// Build the global controls (settings file, `--control-file`): they exist before the
 /// experiment is loaded, so they see the loading hooks.
-pub fn build_globals(globals: &[Global]) -> Built {
+pub fn build_globals(globals: &[Global], python: Option<&PythonEnv>) -> Built {
     let mut b = Built::default();
     for g in globals {
         install(
             &mut b,
-            &g.name,
-            g.module.as_deref(),
-            Scope::Everything,
-            &g.origin,
-            None,
-            &g.arguments,
+            Declared {
+                name: &g.name,
+                module: g.module.as_deref(),
+                scope: Scope::Everything,
+                origin: &g.origin,
+                decl: None,
+                arguments: &g.arguments,
+                raw: &g.raw,
+            },
+            python,
         );
     }
     b
 }
 
 /// Add the controls the experiment declares.
-pub fn add_experiment(b: &mut Built, exp: &Experiment) {
+pub fn add_experiment(b: &mut Built, exp: &Experiment, python: Option<&PythonEnv>) {
     for d in &exp.controls {
         install(
             b,
-            &d.name,
-            d.module.as_deref(),
-            scope_of(d),
-            &d.path,
-            Some(d),
-            &d.arguments,
+            Declared {
+                name: &d.name,
+                module: d.module.as_deref(),
+                scope: scope_of(d),
+                origin: &d.path,
+                decl: Some(d),
+                arguments: &d.arguments,
+                raw: &d.raw,
+            },
+            python,
         );
     }
 }

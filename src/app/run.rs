@@ -180,6 +180,14 @@ pub fn fetch_options(flag: Option<f64>, settings: &Settings) -> Result<FetchOpti
     })
 }
 
+/// The settings as a Python control's `settings` argument sees them: the controls
+/// they declare (faultline's other settings have no Chaos Toolkit meaning).
+pub(crate) fn settings_value(settings: &crate::settings::Settings) -> serde_json::Value {
+    let controls: serde_json::Map<String, serde_json::Value> =
+        settings.controls.iter().cloned().collect();
+    serde_json::json!({ "controls": controls })
+}
+
 /// Run one experiment as `req` asks; what a person should read goes to `out`.
 ///
 /// Bad input (settings, vars, controls, the experiment, the machine) is reported and
@@ -255,6 +263,33 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         }
     };
 
+    // One Python worker for the run (started on first use): the pre-flight's checks,
+    // the python activities and the Python controls all go to it, so modules are
+    // imported once and keep their state, as under `chaos run`.
+    let python = crate::provider::python::worker::Worker::new(req.processes.clone());
+    python.set_env(overrides.env.clone());
+    let live = crate::experiment::config::LiveConfig::default();
+    let python_env = crate::control::python::PythonEnv::new(
+        python.clone(),
+        live.clone(),
+        req.interrupt.clone(),
+        settings_value(&settings),
+    );
+    {
+        let interrupt = req.interrupt.clone();
+        python.on_exit(Arc::new(move |exit| {
+            use crate::provider::python::worker::Exit;
+            let what = match exit {
+                Exit::Graceful => "chaoslib.exit.exit_gracefully() was called",
+                Exit::Ungraceful => {
+                    interrupt.forbid_rollbacks();
+                    "chaoslib.exit.exit_ungracefully() was called"
+                }
+            };
+            interrupt.trigger_from(crate::run::InterruptSource::PythonExit, what);
+        }));
+    }
+
     let globals = match controls::collect_globals(&settings, &req.control_files) {
         Ok(g) => g,
         Err(p) => {
@@ -262,7 +297,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             return RunEnd::refused();
         }
     };
-    let mut built = controls::build_globals(&globals);
+    let mut built = controls::build_globals(&globals, Some(&python_env));
     let globals_count = built.controls.len();
     for c in &built.controls {
         c.before_loading(&req.experiment);
@@ -314,7 +349,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     for c in &built.controls[..globals_count] {
         c.after_loading(&doc.value);
     }
-    controls::add_experiment(&mut built, &experiment);
+    controls::add_experiment(&mut built, &experiment, Some(&python_env));
     for w in &built.warnings {
         out.line(Level::Warning, "control.unsupported", w);
     }
@@ -343,6 +378,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     // Every message from here on may quote a resolved value: masked.
     let redactor = Redactor::new(secret_values(&resolved.secrets));
     out.learn(&redactor);
+    python_env.set_redactor(redactor.clone());
 
     if !req.no_validation {
         let mut problems = crate::run::preflight::check(
@@ -350,6 +386,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             &resolved.configuration,
             &resolved.secrets,
             &req.processes,
+            &python,
         )
         .await;
         if !problems.is_empty() {
@@ -439,8 +476,15 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         processes: req.processes.clone(),
         layers,
         slo: slo.clone(),
+        python: Some(python.clone()),
+        live: Some(live.clone()),
     };
     let outcome = runner.run().await;
+    // Every call was answered or dropped: the worker exits when its input closes.
+    {
+        let python = python.clone();
+        let _ = tokio::task::spawn_blocking(move || python.shutdown(Duration::from_secs(2))).await;
+    }
     // The run is over: an engagement from now on stops nothing.
     drop(watch);
     // What the SLO activities wrote is committed before the run says it ended.

@@ -105,13 +105,17 @@ async fn machine_warnings(exp: &Experiment) -> Vec<Problem> {
             Default::default()
         }
     };
+    let processes = Processes::new();
+    let python = crate::provider::python::worker::Worker::new(processes.clone());
     let preflight = crate::run::preflight::check(
         exp,
         &resolved.configuration,
         &resolved.secrets,
-        &Processes::new(),
+        &processes,
+        &python,
     )
     .await;
+    python.shutdown(std::time::Duration::from_secs(2));
     let redactor = Redactor::new(secret_values(&resolved.secrets));
     out.extend(preflight.into_iter().map(|mut p| {
         p.message = redactor.text(&p.message).into_owned();
@@ -130,8 +134,17 @@ fn built_controls(
         Ok(g) => g,
         Err(p) => return (vec![p], Vec::new()),
     };
-    let mut built = controls::build_globals(&globals);
-    controls::add_experiment(&mut built, exp);
+    // Python controls are imported and asked to validate themselves, as `run` does.
+    let processes = Processes::new();
+    let python = crate::control::python::PythonEnv::new(
+        crate::provider::python::worker::Worker::new(processes),
+        Default::default(),
+        Default::default(),
+        super::run::settings_value(settings),
+    );
+    let mut built = controls::build_globals(&globals, Some(&python));
+    controls::add_experiment(&mut built, exp, Some(&python));
+    python.worker.shutdown(std::time::Duration::from_secs(2));
     let warnings = built
         .warnings
         .iter()

@@ -19,6 +19,7 @@
 
 pub mod builtin;
 pub mod metrics;
+pub mod python;
 
 use crate::experiment::ActivityKind;
 use crate::run::journal::{HypothesisState, RunEntry};

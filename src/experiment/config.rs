@@ -128,6 +128,79 @@ pub struct Resolved {
     pub pending: Vec<(String, Activity)>,
 }
 
+/// The configuration and secrets of a run as they are now: the runner reads them for
+/// each activity, and Python controls may change them between activities (as the
+/// Chaos Toolkit's controls change its dicts in place). Clones share them.
+#[derive(Clone, Default)]
+pub struct LiveConfig {
+    inner: std::sync::Arc<std::sync::RwLock<Snapshot>>,
+}
+
+/// One reading of a [`LiveConfig`]: cheap to take, never changes.
+#[derive(Clone, Default, Debug)]
+pub struct Snapshot {
+    /// Configuration key -> value.
+    pub configuration: std::sync::Arc<Map<String, Value>>,
+    /// Scope -> {key -> value}.
+    pub secrets: std::sync::Arc<Map<String, Value>>,
+}
+
+impl Snapshot {
+    /// Substitution over this reading.
+    pub fn vars(&self) -> super::substitute::Vars<'_> {
+        super::substitute::Vars {
+            configuration: &self.configuration,
+            secrets: &self.secrets,
+        }
+    }
+
+    /// `${}` substitution of a value.
+    pub fn value(&self, v: &Value) -> Value {
+        self.vars().value(v)
+    }
+
+    /// `${}` substitution of a string.
+    pub fn text(&self, s: &str) -> String {
+        self.vars().text(s)
+    }
+}
+
+impl LiveConfig {
+    /// The current configuration and secrets.
+    pub fn get(&self) -> Snapshot {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replace both.
+    pub fn set(&self, configuration: Map<String, Value>, secrets: Map<String, Value>) {
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Snapshot {
+            configuration: configuration.into(),
+            secrets: secrets.into(),
+        };
+    }
+
+    /// Replace the configuration, the secrets, or both (`None` keeps it).
+    pub fn replace(
+        &self,
+        configuration: Option<Map<String, Value>>,
+        secrets: Option<Map<String, Value>>,
+    ) {
+        let mut w = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = configuration {
+            w.configuration = c.into();
+        }
+        if let Some(s) = secrets {
+            w.secrets = s.into();
+        }
+    }
+
+    /// Set one configuration key.
+    pub fn insert(&self, key: String, value: Value) {
+        let mut w = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        std::sync::Arc::make_mut(&mut w.configuration).insert(key, value);
+    }
+}
+
 fn env_value(
     what: &str,
     name: &str,

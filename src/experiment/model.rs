@@ -186,6 +186,8 @@ pub struct ControlDecl {
     pub arguments: Value,
     /// The secret scopes the provider lists.
     pub secrets: Vec<String>,
+    /// The declaration as written (what a Python control's `validate_control` gets).
+    pub raw: Value,
 }
 
 /// A valid experiment.

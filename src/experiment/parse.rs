@@ -495,6 +495,7 @@ impl Checker {
                     secrets: provider
                         .map(crate::provider::Provider::secret_scopes)
                         .unwrap_or_default(),
+                    raw: c.clone(),
                 });
             }
         }

@@ -92,6 +92,8 @@ pub struct RunFacts {
     pub method: std::sync::Mutex<MethodTimes>,
     /// The settings' `prometheus:` defaults (base URL, timeout, TLS) of PromQL queries.
     pub prometheus: prometheus::Defaults,
+    /// The run's Python worker, started on first use.
+    pub python: python::worker::Worker,
 }
 
 /// When the method ran.
@@ -113,7 +115,7 @@ impl RunFacts {
 /// What a provider gets from the run besides its definition.
 pub struct Ctx<'a> {
     /// Resolved configuration.
-    pub configuration: &'a Map<String, Value>,
+    pub configuration: std::sync::Arc<Map<String, Value>>,
     /// The secrets of the scopes this provider lists (scope -> {key -> value}).
     pub secrets: Map<String, Value>,
     /// Shared HTTP clients.

@@ -203,6 +203,17 @@ impl Processes {
         self.live().clone()
     }
 
+    /// Register a long-lived child (the Python worker) while it runs, so that a second
+    /// signal kills it with the rest.
+    pub fn register(&self, tree: Tree) {
+        self.live().push(tree);
+    }
+
+    /// Forget a child registered with [`Processes::register`].
+    pub fn unregister(&self, tree: &Tree) {
+        self.live().retain(|l| l != tree);
+    }
+
     /// Kill every running activity's processes, daemonised descendants included (used
     /// on a second signal). What activities that ended left running is not touched,
     /// nor any other run's processes.

@@ -14,6 +14,9 @@ pub enum Source {
     KillSwitch,
     /// A safeguard probe tripped.
     Safeguard,
+    /// A Python function called `chaoslib.exit.exit_gracefully()` or
+    /// `exit_ungracefully()`.
+    PythonExit,
 }
 
 impl Source {
@@ -23,6 +26,7 @@ impl Source {
             Source::Signal => "signal",
             Source::KillSwitch => "kill_switch",
             Source::Safeguard => "safeguard",
+            Source::PythonExit => "python_exit",
         }
     }
 }
@@ -35,6 +39,8 @@ type Trigger = (String, Option<Source>);
 pub struct Interrupt {
     tx: Arc<watch::Sender<Option<Trigger>>>,
     rollbacks: Arc<std::sync::atomic::AtomicBool>,
+    /// Rollbacks must not be played (`chaoslib.exit.exit_ungracefully()`).
+    no_rollbacks: Arc<std::sync::atomic::AtomicBool>,
     /// When it was first triggered: the start of the abort latency.
     at: Arc<std::sync::OnceLock<std::time::Instant>>,
 }
@@ -51,6 +57,7 @@ impl Interrupt {
         Interrupt {
             tx: Arc::new(watch::channel(None).0),
             rollbacks: Arc::default(),
+            no_rollbacks: Arc::default(),
             at: Arc::default(),
         }
     }
@@ -59,6 +66,17 @@ impl Interrupt {
     pub fn mark_rollbacks(&self) {
         self.rollbacks
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Say that this run must stop without playing its rollbacks.
+    pub fn forbid_rollbacks(&self) {
+        self.no_rollbacks
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the rollbacks must not be played.
+    pub fn rollbacks_forbidden(&self) -> bool {
+        self.no_rollbacks.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether rollbacks are being played.

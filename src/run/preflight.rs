@@ -10,6 +10,7 @@
 use crate::experiment::substitute::Vars;
 use crate::experiment::{Activity, Experiment, Problem};
 use crate::provider::process::Processes;
+use crate::provider::python::worker::Worker;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -30,39 +31,21 @@ fn activities(exp: &Experiment) -> Vec<(String, &Activity)> {
     out
 }
 
-const CHECK: &str = r#"
-import importlib, json, os, sys
-out_fd = os.dup(1)
-os.dup2(2, 1)
-sys.stdout = sys.stderr
-if os.getcwd() not in sys.path:
-    sys.path.insert(0, os.getcwd())
-out = {}
-for key in json.load(sys.stdin):
-    mod, func = key.split(":", 1)
-    try:
-        m = importlib.import_module(mod)
-    except BaseException as e:
-        out[key] = "cannot import module '%s' (%s: %s)" % (mod, type(e).__name__, e)
-        continue
-    if not callable(getattr(m, func, None)):
-        out[key] = "module '%s' has no function '%s'" % (mod, func)
-os.write(out_fd, json.dumps(out).encode())
-"#;
-
 /// Check executables and python modules; every problem found, with its path.
 pub async fn check(
     exp: &Experiment,
     configuration: &Map<String, Value>,
     secrets: &Map<String, Value>,
     processes: &Processes,
+    python: &Worker,
 ) -> Vec<Problem> {
     let vars = Vars {
         configuration,
         secrets,
     };
     let mut problems = Vec::new();
-    let mut python: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // The python activities to check, by path: module, function, arguments, name.
+    let mut checks: Vec<Value> = Vec::new();
     // Each executable is looked up on PATH once, however many activities run it.
     let mut found: BTreeMap<String, bool> = BTreeMap::new();
     for (path, a) in activities(exp) {
@@ -112,66 +95,70 @@ pub async fn check(
                     if crate::provider::is_native_python(m, f) {
                         continue;
                     }
-                    python
-                        .entry(format!("{m}:{f}"))
-                        .or_default()
-                        .push(format!("{path}.provider.module"));
+                    checks.push(serde_json::json!({
+                        "key": path,
+                        "module": m,
+                        "func": f,
+                        "arguments": p.get("arguments").cloned().unwrap_or(Value::Null),
+                        "name": a.name,
+                    }));
                 }
             }
             _ => {}
         }
     }
-    if python.is_empty() {
+    if checks.is_empty() {
         return problems;
     }
-    let interpreter = std::env::var("FAULTLINE_PYTHON").unwrap_or_else(|_| "python3".into());
-    if processes.which(&interpreter).is_none() {
-        let first = python
-            .values()
-            .flatten()
-            .next()
-            .cloned()
-            .unwrap_or_else(|| "$".into());
+    let interpreter = python.python().to_string();
+    if !python.is_running() && processes.which(&interpreter).is_none() {
+        let first = checks
+            .first()
+            .and_then(|c| c["key"].as_str())
+            .map_or_else(|| "$".to_string(), |k| format!("{k}.provider.module"));
         problems.push(
             Problem::new(first, format!("python activities need a Python interpreter, and '{interpreter}' is not found on PATH"))
                 .hint("install python3, or set FAULTLINE_PYTHON to the interpreter that has your modules"),
         );
         return problems;
     }
-    let mut cmd = tokio::process::Command::new(&interpreter);
-    cmd.arg("-c").arg(CHECK);
-    let keys: Vec<&String> = python.keys().collect();
-    let input = serde_json::to_vec(&keys).unwrap_or_default();
-    match crate::provider::process::run_captured(
-        cmd,
-        Some(input),
-        crate::provider::capture::DEFAULT_OUTPUT_LIMIT,
-        processes,
-    )
-    .await
+    // Through the run's worker, as chaos validates in its own process: the modules
+    // imported here stay imported for the run.
+    let mut req = Map::new();
+    req.insert("op".into(), "check".into());
+    req.insert("items".into(), Value::Array(checks));
+    match python
+        .call(req, "the pre-flight check of python activities")
+        .await
     {
-        Ok(out) => match serde_json::from_str::<Map<String, Value>>(out.stdout.text().trim()) {
-            Ok(missing) => {
-                for (key, why) in missing {
-                    for path in python.get(&key).into_iter().flatten() {
+        Ok(reply) => match (reply.get("ok"), reply.get("error")) {
+            (Some(Value::Object(found)), _) => {
+                for (path, f) in found {
+                    let why = f["why"].as_str().unwrap_or("cannot be loaded").to_string();
+                    if f["kind"] == "arguments" {
                         problems.push(
-                            Problem::new(path.clone(), why.as_str().unwrap_or("cannot be loaded").to_string())
+                            Problem::new(format!("{path}.provider.arguments"), why)
+                                .hint("give the function's required arguments and only those (configuration and secrets are passed by faultline when the function declares them)"),
+                        );
+                    } else {
+                        problems.push(
+                            Problem::new(format!("{path}.provider.module"), why)
                                 .hint("install the module where this interpreter finds it (or run from the directory holding it; FAULTLINE_PYTHON picks the interpreter)"),
                         );
                     }
                 }
             }
-            Err(_) => problems.push(Problem::new(
+            (_, e) => problems.push(Problem::new(
                 "$",
                 format!(
                     "could not check python modules with {interpreter}: {}",
-                    out.stderr.text().trim()
+                    e.and_then(Value::as_str).unwrap_or("no answer")
                 ),
             )),
         },
         Err(e) => problems.push(Problem::new(
             "$",
-            format!("could not start {interpreter} to check python modules: {e}"),
+            format!("could not check python modules with {interpreter}: {e}"),
         )),
     }
     problems

@@ -173,6 +173,10 @@ pub struct FaultlineExtension {
     /// signal) to the rollbacks starting, when the run was interrupted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_latency_ms: Option<f64>,
+    /// The run's Python worker, when the run needed one: its interpreter, how many
+    /// were started, and each one killed mid-call (with when and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_worker: Option<Value>,
 }
 
 impl FaultlineExtension {
@@ -184,7 +188,7 @@ impl Serialize for FaultlineExtension {
     // By hand: `name` comes first and is not a field anyone sets.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("FaultlineExtension", 8)?;
+        let mut st = s.serialize_struct("FaultlineExtension", 9)?;
         st.serialize_field("name", Self::NAME)?;
         st.serialize_field("version", &self.version)?;
         st.serialize_field("run_id", &self.run_id)?;
@@ -194,6 +198,9 @@ impl Serialize for FaultlineExtension {
         st.serialize_field("interrupted_by", &self.interrupted_by)?;
         if let Some(ms) = self.abort_latency_ms {
             st.serialize_field("abort_latency_ms", &ms)?;
+        }
+        if let Some(w) = &self.python_worker {
+            st.serialize_field("python_worker", w)?;
         }
         st.end()
     }
@@ -480,6 +487,7 @@ mod tests {
             rollback_strategy: "always".into(),
             interrupted_by: None,
             abort_latency_ms: None,
+            python_worker: None,
         }
     }
 

@@ -13,8 +13,7 @@ use super::spans::{self, attr, Trace};
 use super::{Dry, Interrupt, Phase, RunOptions, Status};
 use crate::control::{ActivityInfo, Control, Decision, RunInfo};
 use crate::event::{Event, TraceIds};
-use crate::experiment::config::{secret_values, Resolved};
-use crate::experiment::substitute::Vars;
+use crate::experiment::config::{secret_values, LiveConfig, Resolved, Snapshot};
 use crate::experiment::tolerance::{self, Check, Verdict};
 use crate::experiment::{Activity, ActivityKind, Experiment};
 use crate::provider::{self, http::Clients, Ctx, Provider};
@@ -60,6 +59,11 @@ pub struct Runner {
     /// The SLO store of the run's SLO activities, carried to them untouched (opened
     /// on first use).
     pub slo: crate::provider::slo::SloAccess,
+    /// The run's Python worker (started on first use); `None`: a new one for this run.
+    pub python: Option<crate::provider::python::worker::Worker>,
+    /// Where the run keeps its configuration and secrets, shared with the Python
+    /// controls that may change them; `None`: the run's own.
+    pub live: Option<LiveConfig>,
 }
 
 /// The result of a run.
@@ -96,8 +100,8 @@ struct State {
 struct Shared {
     exp: Experiment,
     opts: RunOptions,
-    configuration: Map<String, Value>,
-    secrets: Map<String, Value>,
+    /// Configuration and secrets, as Python controls may change them mid-run.
+    live: LiveConfig,
     redactor: Redactor,
     controls: Arc<dyn Control>,
     interrupt: Interrupt,
@@ -115,11 +119,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn vars(&self) -> Vars<'_> {
-        Vars {
-            configuration: &self.configuration,
-            secrets: &self.secrets,
-        }
+    /// The configuration and secrets as they are now, for substitution.
+    fn vars(&self) -> Snapshot {
+        self.live.get()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -164,9 +166,10 @@ impl Shared {
 
     fn provider_ctx(&self, provider: &Value, span: &Span) -> Ctx<'_> {
         let scopes = Provider::secret_scopes(provider);
+        let now = self.live.get();
         let secrets = scopes
             .iter()
-            .filter_map(|s| self.secrets.get(s).map(|v| (s.clone(), v.clone())))
+            .filter_map(|s| now.secrets.get(s).map(|v| (s.clone(), v.clone())))
             .collect();
         // Trace context goes as headers on HTTP requests (from the CLIENT span an HTTP
         // provider makes when spans are recorded) and as variables for children.
@@ -174,7 +177,7 @@ impl Shared {
         let tracing = self.trace.is_recording();
         let cx = self.trace.context(span);
         Ctx {
-            configuration: &self.configuration,
+            configuration: now.configuration.clone(),
             secrets,
             http: &self.http,
             headers: if !tracing {
@@ -1042,11 +1045,15 @@ impl Runner {
         let clock = Instant::now();
         let redactor = Redactor::new(secret_values(&self.resolved.secrets));
         let prometheus = self.options.prometheus.clone();
+        let live = self.live.clone().unwrap_or_default();
+        live.set(self.resolved.configuration, self.resolved.secrets);
+        let python = self.python.clone().unwrap_or_else(|| {
+            crate::provider::python::worker::Worker::new(self.processes.clone())
+        });
         let mut shared = Shared {
             exp: self.experiment,
             opts: self.options,
-            configuration: self.resolved.configuration,
-            secrets: self.resolved.secrets,
+            live,
             redactor,
             controls: self.controls,
             interrupt: self.interrupt,
@@ -1063,6 +1070,7 @@ impl Runner {
                 slo: self.slo,
                 method: Default::default(),
                 prometheus,
+                python,
             },
             state: Mutex::new(State::default()),
         };
@@ -1133,7 +1141,7 @@ impl Runner {
             match flag {
                 Flag::Ok => {
                     shared
-                        .configuration
+                        .live
                         .insert(key.clone(), entry.map(|e| e.output).unwrap_or_default());
                 }
                 Flag::Interrupted => {
@@ -1347,7 +1355,12 @@ impl Runner {
             shared.exp_span.record(attr::ABORT_LATENCY_MS, ms);
         }
         let strategy = shared.opts.rollback_strategy;
-        if strategy.plays(status, deviated) {
+        if cancel.rollbacks_forbidden() {
+            shared.emit(Event::RollbacksSkipped {
+                strategy: strategy.to_string(),
+                reason: "chaoslib.exit.exit_ungracefully() asked to stop at once".to_string(),
+            });
+        } else if strategy.plays(status, deviated) {
             shared.emit(Event::RollbacksStarted);
             if shared.exp.rollbacks.is_empty() {
                 shared.emit(Event::NoRollbacks);
@@ -1429,6 +1442,13 @@ impl Runner {
                 None
             },
             abort_latency_ms,
+            python_worker: (shared.facts.python.started() > 0).then(|| {
+                serde_json::json!({
+                    "interpreter": shared.facts.python.python(),
+                    "started": shared.facts.python.started(),
+                    "restarts": shared.facts.python.restarts(),
+                })
+            }),
         };
         let record = RunRecord::build(
             RecordParts {
@@ -1560,6 +1580,8 @@ mod tests {
                     layers: Vec::new(),
                     processes: Default::default(),
                     slo: Default::default(),
+                    python: None,
+                    live: None,
                 };
                 let out = runner.run().await;
                 let report = telemetry.shutdown().await;
@@ -1677,6 +1699,8 @@ mod tests {
             layers: vec![Box::new(seen.clone())],
             processes: Default::default(),
             slo: Default::default(),
+            python: None,
+            live: None,
         };
         runner.run().await;
         let seen = seen.0.lock().unwrap().clone();
@@ -1736,6 +1760,8 @@ mod tests {
             layers: Vec::new(),
             processes: Default::default(),
             slo: Default::default(),
+            python: None,
+            live: None,
         };
         let out = runner.run().await;
         assert_eq!(out.status, Status::Completed);

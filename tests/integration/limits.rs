@@ -221,7 +221,7 @@ fn a_python_function_printing_or_returning_too_much_is_bounded_and_said_plainly(
     let msg = exception_text(huge);
     assert_eq!(huge["status"], "failed");
     assert!(
-        msg.contains("the result of loudmod.huge is 3000010 bytes as JSON, over the output_limit of 1048576 bytes"),
+        msg.contains("the result of loudmod.huge is 3000002 bytes as JSON, over the output_limit of 1048576 bytes"),
         "{msg}"
     );
 }

@@ -839,12 +839,39 @@ fn python_sys_exit_and_bad_arguments_fail_the_activity_with_a_message() {
     let out = run_ok(&dir, &e, &[]);
     assert_failed_with(method_entry(&out, "leave"), "SystemExit");
     assert_eq!(method_entry(&out, "good-args")["output"], 3);
-    let (_, t) = run_invalid(
-        &dir,
-        python("bad-args", "quitter", "needs", json!({"a": 1, "c": 2})),
-        &[],
+    // Arguments that do not fit the signature are refused by the validation, with
+    // the activity's path, as `chaos run` refuses them...
+    let bad = python(
+        "bad-args",
+        "quitter",
+        "needs",
+        json!({"a": 1, "b": 2, "c": 3}),
     );
-    assert!(t.contains("needs"), "{t}");
+    let err = refused_before_run(&dir, bad.clone(), &[]);
+    assert!(
+        err.contains("$.method[0].provider.arguments")
+            && err.contains(
+                "argument 'c' is not part of the function signature in activity 'bad-args'"
+            )
+            && err.contains("needs(a, b)"),
+        "{err}"
+    );
+    let missing = python("missing-arg", "quitter", "needs", json!({"a": 1}));
+    let err = refused_before_run(&dir, missing.clone(), &[]);
+    assert!(
+        err.contains("required argument 'b' is missing from activity 'missing-arg'"),
+        "{err}"
+    );
+    // ... and with --no-validation the activity fails and the run goes on, as chaos.
+    let out = run_experiment_env(&dir, &cannot_run(bad), &["--no-validation"], &[]);
+    assert_no_panic(&out);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(out.status(), "completed");
+    assert_eq!(out.run_names(), ["bad-args", "after"]);
+    assert_failed_with(
+        &out.journal()["run"][0],
+        "argument 'c' is not part of the function signature",
+    );
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub fn endpoint_with(
         Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         v => Err(format!("{what} must be a non-empty string, got {v}")),
     };
-    let base_url = match (field(m, "base_url"), field(ctx.configuration, CONFIG_BASE_URL)) {
+    let base_url = match (field(m, "base_url"), field(&ctx.configuration, CONFIG_BASE_URL)) {
         (Some(v), _) => text(v, "base_url")?,
         (None, Some(v)) => text(v, &format!("the configuration's {CONFIG_BASE_URL}"))?,
         (None, None) => match (&defaults.base_url, fallback) {
@@ -934,6 +934,7 @@ pub(crate) mod tests {
             slo: Default::default(),
             method: Default::default(),
             prometheus,
+            python: crate::provider::python::worker::Worker::new(Processes::new()),
         }
     }
 
@@ -948,7 +949,7 @@ pub(crate) mod tests {
         let processes = Processes::default();
         let redactor = crate::redact::Redactor::new(Vec::<String>::new());
         let ctx = Ctx {
-            configuration: &configuration,
+            configuration: std::sync::Arc::new(configuration.clone()),
             secrets: secrets.as_object().cloned().unwrap_or_default(),
             http: &http,
             headers: Vec::new(),
