@@ -167,8 +167,7 @@ impl Overrides {
                                 self.set_config(key, entry, source);
                             }
                             Err(ps) => problems.extend(ps.into_iter().map(|mut p| {
-                                p.message =
-                                    format!("{name}: configuration '{key}': {}", p.message);
+                                p.message = format!("{name}: configuration '{key}': {}", p.message);
                                 p
                             })),
                         }
@@ -430,10 +429,8 @@ mod tests {
     }
 
     fn var_file(name: &str, text: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "faultline-config-{}-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("faultline-config-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
@@ -498,7 +495,10 @@ mod tests {
         assert_eq!(p.len(), 1);
         let text = p[0].to_string();
         assert!(text.contains("missing.json"), "{text}");
-        assert!(text.contains("'token'") && text.contains("NOPE_TOKEN"), "{text}");
+        assert!(
+            text.contains("'token'") && text.contains("NOPE_TOKEN"),
+            "{text}"
+        );
         // Located in the var file, not the experiment.
         assert_eq!((p[0].line, p[0].column), (Some(3), Some(5)), "{text}");
     }
@@ -519,7 +519,11 @@ mod tests {
             assert!(p.line.is_some(), "not located: {text}");
         }
         assert!(all[0].contains("missing required key 'key'"), "{}", all[0]);
-        assert!(all[1].contains("unknown configuration type 'envv'"), "{}", all[1]);
+        assert!(
+            all[1].contains("unknown configuration type 'envv'"),
+            "{}",
+            all[1]
+        );
         assert!(all[2].contains("unknown env_var_type"), "{}", all[2]);
         assert!(all[3].contains("provider"), "{}", all[3]);
     }

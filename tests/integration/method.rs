@@ -448,7 +448,13 @@ fn var_file_declarations_are_resolved_env_with_and_without_default_then_dynamic(
         vec![
             process("action", "here", "echo", &["${here}"]),
             process("action", "fallback", "echo", &["${fallback}"]),
-            python("action", "exists", "json", "dumps", json!({"obj": "${exists}"})),
+            python(
+                "action",
+                "exists",
+                "json",
+                "dumps",
+                json!({"obj": "${exists}"}),
+            ),
         ],
         vec![],
     );
