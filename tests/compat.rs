@@ -107,6 +107,9 @@ struct Case {
     dead_url: bool,
     /// Put `tests/compat` on `PYTHONPATH`, for the cases' own python modules.
     python_modules: bool,
+    /// Pass `--var-file` with this file of `tests/compat/` (by absolute path: each
+    /// tool runs in its own temporary directory).
+    var_file: Option<&'static str>,
     rollbacks: RollbackStrategy,
     /// Also run faultline with its own default strategy (`always`) and expect
     /// these rollbacks, where the Chaos Toolkit (`default`) plays none.
@@ -123,6 +126,7 @@ const BASE: Case = Case {
     server: false,
     dead_url: false,
     python_modules: false,
+    var_file: None,
     rollbacks: RollbackStrategy::CompareWithCtkDefault,
     faultline_default_rollbacks: None,
     min_seconds: None,
@@ -221,6 +225,15 @@ compat_cases! {
     var_substitution: Case { args: &["--var", "greeting=bonjour", "--var", "count:int=3"], ..BASE };
     env_configuration: Case {
         env: &[("FAULTLINE_COMPAT_WHO", "compat"), ("FAULTLINE_COMPAT_NUMBER", "42")],
+        ..BASE
+    };
+    var_file_declarations: Case {
+        var_file: Some("var-files/var-file-declarations.json"),
+        env: &[
+            ("FAULTLINE_COMPAT_VF_WHO", "compat"),
+            ("FAULTLINE_COMPAT_VF_NUMBER", "42"),
+            ("FAULTLINE_COMPAT_VF_DIR", "/"),
+        ],
         ..BASE
     };
 
@@ -872,6 +885,9 @@ fn run_tool(tool: Tool<'_>, experiment: &Path, case: &Case, cwd: &Path, extra: &
     cmd.arg("--journal-path").arg(&journal_path).args(case.args);
     for v in &vars {
         cmd.arg("--var").arg(v);
+    }
+    if let Some(f) = case.var_file {
+        cmd.arg("--var-file").arg(compat_dir().join(f));
     }
     cmd.args(extra).arg(experiment).current_dir(cwd);
     // hermetic: no user settings, no telemetry export

@@ -210,14 +210,14 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     let mut overrides = Overrides::default();
     for f in &req.var_files {
         if let Err(p) = overrides.add_file(f) {
-            report(&*out, &[p]);
+            report(&*out, &p);
             return RunEnd::refused();
         }
     }
     for v in &req.vars {
         match parse_var(v) {
             Ok((k, v)) => {
-                overrides.configuration.insert(k, v);
+                overrides.set_var(&k, v);
             }
             Err(e) => {
                 out.line(Level::Error, "input.invalid", &e);
@@ -358,7 +358,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         report(&*out, &built.problems);
         return RunEnd::refused();
     }
-    for key in overrides.configuration.keys() {
+    for (key, _) in &overrides.configuration {
         if !experiment.declares_config(key) {
             out.line(
                 Level::Warning,

@@ -1,19 +1,50 @@
 //! Resolving configuration and secrets: literals, environment variables, `--var`,
 //! `--var-file`, in the Chaos Toolkit's order (overrides win over the experiment).
 //!
+//! A var file's configuration value may be a full declaration, as in the experiment
+//! (`{"type": "env", "key": ...}`, a dynamic `{"type": "probe", ...}`: chaoslib issue
+//! #252): it replaces the experiment's entry of that key and is resolved exactly as the
+//! experiment's own would be (chaoslib's `load_configuration`).
+//!
 //! Dynamic `{type: probe}` configuration needs providers, so it is returned as pending
 //! and run by the runner once static configuration and secrets are known.
 
 use super::model::*;
-use super::{load::load_file, Problem};
+use super::{load::load_file, locate::locate_all, Problem};
 use serde_json::{Map, Value};
 use std::path::Path;
+
+/// Where a configuration override came from, for messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// `--var KEY[:TYPE]=VALUE`: always a literal.
+    Flag,
+    /// A var file, with the entry's place in it when known.
+    File {
+        /// The file, as given.
+        name: String,
+        /// 1-based line of the entry in the file.
+        line: Option<usize>,
+        /// 1-based column of the entry in the file.
+        column: Option<usize>,
+    },
+}
+
+/// One configuration override: what replaces the experiment's entry of its key.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// A literal, or a declaration checked like the experiment's.
+    pub entry: ConfigEntry,
+    /// Where it was given.
+    pub source: Source,
+}
 
 /// Values given on the command line or in var files.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    /// Configuration keys to override (only keys the experiment declares are used).
-    pub configuration: Map<String, Value>,
+    /// Configuration keys to override, in the order first given (a later value
+    /// replaces an earlier one); only keys the experiment declares are used.
+    pub configuration: Vec<(String, Override)>,
     /// Secrets to override, by scope.
     pub secrets: Map<String, Value>,
     /// `KEY=VALUE` pairs from `.env` files, for the environment.
@@ -45,13 +76,43 @@ pub fn parse_var(s: &str) -> Result<(String, Value), String> {
 }
 
 impl Overrides {
+    /// Set (or replace) the override of configuration key `key`.
+    pub fn set_config(&mut self, key: &str, entry: ConfigEntry, source: Source) {
+        let o = Override { entry, source };
+        match self.configuration.iter_mut().find(|(k, _)| k == key) {
+            Some((_, existing)) => *existing = o,
+            None => self.configuration.push((key.to_string(), o)),
+        }
+    }
+
+    /// `--var KEY=VALUE`: a literal, over every var file.
+    pub fn set_var(&mut self, key: &str, value: Value) {
+        self.set_config(key, ConfigEntry::Literal(value), Source::Flag);
+    }
+
+    /// The override of configuration key `key`, if any.
+    pub fn config(&self, key: &str) -> Option<&Override> {
+        self.configuration
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, o)| o)
+    }
+
     /// Merge one var file: `.env` files add environment pairs; JSON/YAML files add
     /// their top-level `configuration` and `secrets`. Later files win.
-    pub fn add_file(&mut self, path: &Path) -> Result<(), Problem> {
+    ///
+    /// Configuration values are checked like the experiment's `configuration`: a
+    /// declaration that is not valid is refused here, every problem at once, each
+    /// naming the file and the key, located in the file.
+    pub fn add_file(&mut self, path: &Path) -> Result<(), Vec<Problem>> {
         let name = path.display().to_string();
         if path.extension().and_then(|e| e.to_str()) == Some("env") || name.ends_with(".env") {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Problem::new("$", format!("cannot read var file {name}: {e}")))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                vec![Problem::new(
+                    "$",
+                    format!("cannot read var file {name}: {e}"),
+                )]
+            })?;
             for (i, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
@@ -62,7 +123,7 @@ impl Overrides {
                     let mut p = Problem::new("$", format!("{name}: expected KEY=VALUE"));
                     p.line = Some(i + 1);
                     p.column = Some(1);
-                    return Err(p);
+                    return Err(vec![p]);
                 };
                 let v = v.trim();
                 let v = v
@@ -77,21 +138,41 @@ impl Overrides {
         let doc = load_file(path).map_err(|e| {
             let mut p = e.to_problem();
             p.message = format!("{name}: {}", p.message);
-            p
+            vec![p]
         })?;
         let Some(obj) = doc.value.as_object() else {
-            return Err(Problem::new(
+            return Err(vec![Problem::new(
                 "$",
                 format!(
                     "{name}: a var file must be an object with 'configuration' and/or 'secrets'"
                 ),
-            ));
+            )]);
         };
+        let mut problems = Vec::new();
         for (k, v) in obj {
             match (k.as_str(), v) {
-                ("configuration", Value::Object(m)) => self
-                    .configuration
-                    .extend(m.iter().map(|(k, v)| (k.clone(), v.clone()))),
+                ("configuration", Value::Object(m)) => {
+                    for (key, value) in m {
+                        let at = format!("$.configuration.{key}");
+                        match super::parse::configuration_entry(value, &at) {
+                            Ok(entry) => {
+                                let mut here = [Problem::new(at, "")];
+                                locate_all(&mut here, &doc.text, doc.format);
+                                let [here] = here;
+                                let source = Source::File {
+                                    name: name.clone(),
+                                    line: here.line,
+                                    column: here.column,
+                                };
+                                self.set_config(key, entry, source);
+                            }
+                            Err(ps) => problems.extend(ps.into_iter().map(|mut p| {
+                                p.message = format!("{name}: configuration '{key}': {}", p.message);
+                                p
+                            })),
+                        }
+                    }
+                }
                 ("secrets", Value::Object(m)) => {
                     for (scope, entries) in m {
                         match (self.secrets.get_mut(scope), entries) {
@@ -104,16 +185,19 @@ impl Overrides {
                         }
                     }
                 }
-                ("configuration" | "secrets", _) => {
-                    return Err(Problem::new(
-                        format!("$.{k}"),
-                        format!("{name}: '{k}' must be an object"),
-                    ))
-                }
+                ("configuration" | "secrets", _) => problems.push(Problem::new(
+                    format!("$.{k}"),
+                    format!("{name}: '{k}' must be an object"),
+                )),
                 _ => {}
             }
         }
-        Ok(())
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            locate_all(&mut problems, &doc.text, doc.format);
+            Err(problems)
+        }
     }
 }
 
@@ -236,6 +320,17 @@ fn env_value(
     }
 }
 
+/// A problem with an override's entry is in the var file that gave it: say which,
+/// and where (so it is not located in the experiment).
+fn from_source(mut p: Problem, source: Option<&Source>) -> Problem {
+    if let Some(Source::File { name, line, column }) = source {
+        p.message = format!("{name}: {}", p.message);
+        p.line = *line;
+        p.column = *column;
+    }
+    p
+}
+
 /// Resolve the experiment's configuration and secrets against overrides and the
 /// environment. Every missing variable is reported at once.
 pub fn resolve(
@@ -247,10 +342,12 @@ pub fn resolve(
     let mut out = Resolved::default();
     for (name, entry) in &exp.configuration {
         let path = format!("$.configuration.{name}");
-        if let Some(v) = overrides.configuration.get(name) {
-            out.configuration.insert(name.clone(), v.clone());
-            continue;
-        }
+        // An override replaces the experiment's entry and is resolved in its place,
+        // as chaoslib's `load_configuration` swaps a var file's declaration in (#252).
+        let (entry, source) = match overrides.config(name) {
+            Some(o) => (&o.entry, Some(&o.source)),
+            None => (entry, None),
+        };
         match entry {
             ConfigEntry::Literal(v) => {
                 out.configuration.insert(name.clone(), v.clone());
@@ -271,7 +368,7 @@ pub fn resolve(
                 Ok(v) => {
                     out.configuration.insert(name.clone(), v);
                 }
-                Err(p) => problems.push(p),
+                Err(p) => problems.push(from_source(p, source)),
             },
             ConfigEntry::Probe(a) => out.pending.push((name.clone(), (**a).clone())),
         }
@@ -374,9 +471,8 @@ mod tests {
             _ => None,
         };
         let mut o = Overrides::default();
-        o.configuration.insert("over".into(), json!("z"));
-        o.configuration
-            .insert("undeclared".into(), json!("ignored"));
+        o.set_var("over", json!("z"));
+        o.set_var("undeclared", json!("ignored"));
         let r = resolve(&e, &o, &env).unwrap();
         assert_eq!(r.configuration["port"], json!(8080));
         assert_eq!(r.configuration["host"], json!("localhost"));
@@ -393,5 +489,115 @@ mod tests {
         let p = resolve(&e, &Overrides::default(), &|_| None).unwrap_err();
         assert_eq!(p.len(), 2);
         assert!(p[0].hint.as_deref().unwrap().contains("--var a="));
+    }
+
+    /// A var file written to a fresh temporary directory, read into overrides (the
+    /// directory removed again).
+    fn read_var_file(name: &str, text: &str) -> Result<Overrides, Vec<Problem>> {
+        let path = var_file(name, text);
+        let mut o = Overrides::default();
+        let r = o.add_file(&path);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        r.map(|()| o)
+    }
+
+    fn var_file(name: &str, text: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("faultline-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn var_file_declarations_are_resolved_like_the_experiments() {
+        // chaoslib's env_vars_issue252 fixture, plus a default and a type.
+        let e = exp(json!({"title": "t", "description": "d", "method": [],
+            "configuration": {"some_config_1": "hello", "some_config_2": "there",
+                "port": "p", "host": "h", "lit": "l", "kept": "k"}}));
+        let mut o = read_var_file(
+            "issue252.json",
+            &json!({"configuration": {
+                "some_config_1": {"key": "PWD_LIKE", "type": "env"},
+                "some_config_2": {"name": "some config 2", "type": "probe",
+                    "provider": {"type": "python", "module": "os.path", "func": "exists",
+                        "arguments": {"path": "${some_config_1}"}}},
+                "port": {"type": "env", "key": "NOPE_PORT", "default": "8080",
+                    "env_var_type": "int"},
+                "host": {"type": "env", "key": "HOST_X", "default": "localhost"},
+                "lit": {"no": "type"},
+                "undeclared": {"type": "env", "key": "NOPE_UNDECLARED"}}})
+            .to_string(),
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "PWD_LIKE" => Some("/some/dir".to_string()),
+            "HOST_X" => Some("example.org".to_string()),
+            _ => None,
+        };
+        let r = resolve(&e, &o, &env).unwrap();
+        assert_eq!(r.configuration["some_config_1"], json!("/some/dir"));
+        assert_eq!(r.configuration["port"], json!(8080));
+        assert_eq!(r.configuration["host"], json!("example.org"));
+        assert_eq!(r.configuration["lit"], json!({"no": "type"}));
+        assert_eq!(r.configuration["kept"], json!("k"));
+        // The probe replaces the literal: run by the runner, not substituted raw.
+        assert!(!r.configuration.contains_key("some_config_2"));
+        assert_eq!(r.pending.len(), 1);
+        assert_eq!(r.pending[0].0, "some_config_2");
+        assert_eq!(r.pending[0].1.name, "some config 2");
+        // A declaration for a key the experiment does not declare is not used.
+        assert!(!r.configuration.contains_key("undeclared"));
+        // --var wins over the file, as a literal.
+        o.set_var("port", json!("9"));
+        let r = resolve(&e, &o, &env).unwrap();
+        assert_eq!(r.configuration["port"], json!("9"));
+    }
+
+    #[test]
+    fn a_var_file_env_declaration_without_its_variable_names_the_file() {
+        let e = exp(json!({"title": "t", "description": "d", "method": [],
+            "configuration": {"token": {"type": "env", "key": "SET_IN_EXPERIMENT"}}}));
+        let o = read_var_file(
+            "missing.json",
+            "{\n  \"configuration\": {\n    \"token\": {\"type\": \"env\", \"key\": \"NOPE_TOKEN\"}\n  }\n}\n",
+        )
+        .unwrap();
+        let p = resolve(&e, &o, &|k| (k == "SET_IN_EXPERIMENT").then(|| "x".into())).unwrap_err();
+        assert_eq!(p.len(), 1);
+        let text = p[0].to_string();
+        assert!(text.contains("missing.json"), "{text}");
+        assert!(
+            text.contains("'token'") && text.contains("NOPE_TOKEN"),
+            "{text}"
+        );
+        // Located in the var file, not the experiment.
+        assert_eq!((p[0].line, p[0].column), (Some(3), Some(5)), "{text}");
+    }
+
+    #[test]
+    fn bad_var_file_declarations_are_refused_naming_file_and_key() {
+        let problems = read_var_file(
+            "bad.yaml",
+            "configuration:\n  ok: 1\n  nokey:\n    type: env\n  typo:\n    type: envv\n    key: X\n  badtype:\n    type: env\n    key: X\n    env_var_type: integer-ish\n  probe:\n    type: probe\n    name: p\n",
+        )
+        .unwrap_err();
+        let all: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 4, "{all:#?}");
+        for (p, key) in problems.iter().zip(["nokey", "typo", "badtype", "probe"]) {
+            let text = p.to_string();
+            assert!(text.contains("bad.yaml"), "{text}");
+            assert!(text.contains(&format!("configuration '{key}'")), "{text}");
+            assert!(p.line.is_some(), "not located: {text}");
+        }
+        assert!(all[0].contains("missing required key 'key'"), "{}", all[0]);
+        assert!(
+            all[1].contains("unknown configuration type 'envv'"),
+            "{}",
+            all[1]
+        );
+        assert!(all[2].contains("unknown env_var_type"), "{}", all[2]);
+        assert!(all[3].contains("provider"), "{}", all[3]);
     }
 }

@@ -33,6 +33,20 @@ pub fn runtime(v: &Value, path: &str) -> Result<Runtime, Vec<Problem>> {
     }
 }
 
+/// One configuration value outside an experiment (a `--var-file`'s), checked exactly
+/// as the experiment's own `configuration` entries are; `path` locates its problems.
+pub fn configuration_entry(v: &Value, path: &str) -> Result<ConfigEntry, Vec<Problem>> {
+    let mut c = Checker::default();
+    match c.config_entry(v, path) {
+        Some(e) if c.problems.is_empty() => Ok(e),
+        _ if c.problems.is_empty() => Err(vec![Problem::new(
+            path,
+            "not a valid configuration declaration",
+        )]),
+        _ => Err(c.problems),
+    }
+}
+
 /// The last key of a JSON path (`$.method[1].provider.url` -> `url`).
 fn last_key(path: &str) -> &str {
     let end = path.trim_end_matches(|c: char| c == ']' || c.is_ascii_digit() || c == '[');
@@ -514,63 +528,67 @@ impl Checker {
         };
         let mut out = Vec::new();
         for (k, v) in m {
-            let p = format!("$.configuration.{k}");
-            let entry = match v {
-                Value::Object(o) if o.contains_key("type") => {
-                    match o.get("type").and_then(Value::as_str) {
-                        Some("env") => {
-                            let env_var_type = match o.get("env_var_type") {
-                                None | Some(Value::Null) => None,
-                                Some(Value::String(t)) => match EnvVarType::parse(t) {
-                                    Some(t) => Some(t),
-                                    None => {
-                                        self.err_hint(
-                                            &format!("{p}.env_var_type"),
-                                            format!("unknown env_var_type '{t}'"),
-                                            "use one of str, int, float, bytes, bool, json",
-                                        );
-                                        None
-                                    }
-                                },
-                                Some(t) => {
-                                    self.wrong_type(&format!("{p}.env_var_type"), "a string", t);
-                                    None
-                                }
-                            };
-                            self.env_ref(o, &p).map(|(key, default)| ConfigEntry::Env {
-                                key,
-                                default,
-                                env_var_type,
-                            })
-                        }
-                        Some("probe") => {
-                            let mut ignored = Vec::new();
-                            match self.activity(v, &p, false, &mut ignored) {
-                                Slot::Defined(a) => Some(ConfigEntry::Probe(a)),
-                                _ => None,
-                            }
-                        }
-                        Some(t) => {
-                            self.err_hint(
-                            &format!("{p}.type"),
-                            format!("unknown configuration type '{t}'"),
-                            "a configuration value is a literal, {\"type\": \"env\", \"key\": ...} or {\"type\": \"probe\", ...}",
-                        );
-                            None
-                        }
-                        None => {
-                            self.wrong_type(&format!("{p}.type"), "a string", &o["type"]);
-                            None
-                        }
-                    }
-                }
-                v => Some(ConfigEntry::Literal(v.clone())),
-            };
-            if let Some(e) = entry {
+            if let Some(e) = self.config_entry(v, &format!("$.configuration.{k}")) {
                 out.push((k.clone(), e));
             }
         }
         out
+    }
+
+    /// One configuration value at `p`: a literal, or a declaration (an object with a
+    /// `type`): `env` or a dynamic `probe`.
+    fn config_entry(&mut self, v: &Value, p: &str) -> Option<ConfigEntry> {
+        match v {
+            Value::Object(o) if o.contains_key("type") => {
+                match o.get("type").and_then(Value::as_str) {
+                    Some("env") => {
+                        let env_var_type = match o.get("env_var_type") {
+                            None | Some(Value::Null) => None,
+                            Some(Value::String(t)) => match EnvVarType::parse(t) {
+                                Some(t) => Some(t),
+                                None => {
+                                    self.err_hint(
+                                        &format!("{p}.env_var_type"),
+                                        format!("unknown env_var_type '{t}'"),
+                                        "use one of str, int, float, bytes, bool, json",
+                                    );
+                                    None
+                                }
+                            },
+                            Some(t) => {
+                                self.wrong_type(&format!("{p}.env_var_type"), "a string", t);
+                                None
+                            }
+                        };
+                        self.env_ref(o, p).map(|(key, default)| ConfigEntry::Env {
+                            key,
+                            default,
+                            env_var_type,
+                        })
+                    }
+                    Some("probe") => {
+                        let mut ignored = Vec::new();
+                        match self.activity(v, p, false, &mut ignored) {
+                            Slot::Defined(a) => Some(ConfigEntry::Probe(a)),
+                            _ => None,
+                        }
+                    }
+                    Some(t) => {
+                        self.err_hint(
+                            &format!("{p}.type"),
+                            format!("unknown configuration type '{t}'"),
+                            "a configuration value is a literal, {\"type\": \"env\", \"key\": ...} or {\"type\": \"probe\", ...}",
+                        );
+                        None
+                    }
+                    None => {
+                        self.wrong_type(&format!("{p}.type"), "a string", &o["type"]);
+                        None
+                    }
+                }
+            }
+            v => Some(ConfigEntry::Literal(v.clone())),
+        }
     }
 
     fn secrets(&mut self, v: Option<&Value>) -> Vec<(String, Vec<(String, SecretEntry)>)> {

@@ -427,6 +427,111 @@ fn dotenv_var_file_reaches_child_processes_and_env_configuration() {
     );
 }
 
+/// chaoslib issue #252: a var file may hold full configuration declarations, which
+/// replace the experiment's entries and are resolved like them, in order.
+#[test]
+fn var_file_declarations_are_resolved_env_with_and_without_default_then_dynamic() {
+    let dir = TempDir::new("m-varfile-decl");
+    let vars = dir.write(
+        "vars.json",
+        &json!({"configuration": {
+            "here": {"type": "env", "key": "FAULTLINE_IT_VF_DIR"},
+            "fallback": {"type": "env", "key": "FAULTLINE_IT_VF_SURELY_UNSET",
+                "default": "the-default"},
+            "exists": {"name": "here exists", "type": "probe",
+                "provider": {"type": "python", "module": "os.path", "func": "exists",
+                    "arguments": {"path": "${here}"}}}}})
+        .to_string(),
+    );
+    let mut exp = experiment(
+        vec![],
+        vec![
+            process("action", "here", "echo", &["${here}"]),
+            process("action", "fallback", "echo", &["${fallback}"]),
+            python(
+                "action",
+                "exists",
+                "json",
+                "dumps",
+                json!({"obj": "${exists}"}),
+            ),
+        ],
+        vec![],
+    );
+    // Literals in the experiment: the var file's declarations replace them.
+    exp["configuration"] = json!({"here": "raw", "fallback": "raw", "exists": "raw"});
+    let here = dir.path().to_str().unwrap().to_string();
+    let out = run_experiment_env(
+        &dir,
+        &exp,
+        &["--var-file", vars.to_str().unwrap()],
+        &[("FAULTLINE_IT_VF_DIR", &here)],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(
+        entry(&out, "here")["output"]["stdout"],
+        json!(format!("{here}\n"))
+    );
+    assert_eq!(
+        entry(&out, "fallback")["output"]["stdout"],
+        json!("the-default\n")
+    );
+    // The probe ran with the env entry before it: the directory exists.
+    assert_eq!(entry(&out, "exists")["output"], json!("true"));
+}
+
+#[test]
+fn a_var_file_env_declaration_without_its_variable_is_invalid_input() {
+    let dir = TempDir::new("m-varfile-decl-unset");
+    let vars = dir.write(
+        "vars.json",
+        &json!({"configuration": {
+            "greeting": {"type": "env", "key": "FAULTLINE_IT_VF_SURELY_UNSET_TOO"}}})
+        .to_string(),
+    );
+    let mut exp = experiment(vec![], vec![tracer("action", "act", "method")], vec![]);
+    exp["configuration"] = json!({"greeting": "hello"});
+    let out = run_experiment(&dir, &exp, &["--var-file", vars.to_str().unwrap()]);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    assert!(out.stderr.contains("vars.json"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("configuration 'greeting' reads environment variable FAULTLINE_IT_VF_SURELY_UNSET_TOO, which is not set"),
+        "{}",
+        out.stderr
+    );
+    assert!(lines(&dir, "trace").is_empty());
+}
+
+#[test]
+fn a_bad_var_file_declaration_is_refused_naming_the_file_and_key() {
+    let dir = TempDir::new("m-varfile-decl-bad");
+    let vars = dir.write(
+        "vars.json",
+        "{\"configuration\": {\n  \"greeting\": {\"type\": \"env\", \"default\": \"x\"},\n  \"n\": {\"type\": \"envv\", \"key\": \"X\"}\n}}\n",
+    );
+    let mut exp = experiment(vec![], vec![tracer("action", "act", "method")], vec![]);
+    exp["configuration"] = json!({"greeting": "hello", "n": 1});
+    let out = run_experiment(&dir, &exp, &["--var-file", vars.to_str().unwrap()]);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    let file = vars.to_str().unwrap();
+    assert!(
+        out.stderr.contains(&format!(
+            "$.configuration.greeting.key (line 2, column 3): {file}: configuration 'greeting': missing required key 'key'"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "{file}: configuration 'n': unknown configuration type 'envv'"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(lines(&dir, "trace").is_empty());
+}
+
 #[test]
 fn a_failing_rollback_does_not_stop_the_others() {
     let dir = TempDir::new("m-rollbacks");
