@@ -1043,7 +1043,8 @@ impl Runner {
     async fn run_traced(self, trace: Trace) -> Outcome {
         let started = Utc::now();
         let clock = Instant::now();
-        let redactor = Redactor::new(secret_values(&self.resolved.secrets));
+        let initial_secrets = self.resolved.secrets.clone();
+        let redactor = Redactor::new(secret_values(&initial_secrets));
         let prometheus = self.options.prometheus.clone();
         let live = self.live.clone().unwrap_or_default();
         live.set(self.resolved.configuration, self.resolved.secrets);
@@ -1450,6 +1451,16 @@ impl Runner {
                 })
             }),
         };
+        // A Python control may have set secrets during the run: the journal masks
+        // those too.
+        let now = shared.live.get();
+        let final_redactor = (*now.secrets != initial_secrets).then(|| {
+            Redactor::new(
+                secret_values(&initial_secrets)
+                    .into_iter()
+                    .chain(secret_values(&now.secrets)),
+            )
+        });
         let record = RunRecord::build(
             RecordParts {
                 experiment,
@@ -1465,7 +1476,7 @@ impl Runner {
                 rollbacks: &rollbacks,
                 extension,
             },
-            &shared.redactor,
+            final_redactor.as_ref().unwrap_or(&shared.redactor),
         );
         Outcome {
             record,

@@ -19,6 +19,7 @@ mod outcomes;
 mod prom;
 mod prometheus;
 mod providers;
+mod python;
 mod remote_write;
 mod safeguards;
 mod secrets;
