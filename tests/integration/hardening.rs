@@ -300,7 +300,12 @@ fn validate_and_run_agree_on_controls() {
     let (v, r, text) = both(&dir, "ok.json", &ok.to_string());
     assert_eq!((v, r), (0, 0), "{text}");
     assert!(!text.contains("not supported yet"), "{text}");
-    assert_eq!(text.matches("my.own.control").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("control 'mine' (my.own.control, $.controls[2]) cannot be loaded")
+            .count(),
+        2,
+        "{text}"
+    );
     // A safeguard run refuses is an error for validate too.
     let bad = guarded(json!("not a list"));
     let (v, r, text) = both(&dir, "bad.json", &bad.to_string());
