@@ -43,8 +43,8 @@ use std::process::{Command, ExitCode};
 
 mod common;
 use common::{
-    check_journal, fixtures_dir, hundred_echo_probes, is_executable, median, render, tail,
-    three_activities, Expect, Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
+    check_journal, fixtures_dir, hundred_echo_probes, median, render, tail, three_activities,
+    Expect, Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
 };
 
 /// Rounds run and thrown away before measuring (page cache, Python bytecode cache).
@@ -127,63 +127,6 @@ fn spawn_floor(n: usize) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-// ---------------------------------------------------------------------------
-// Locating the binaries
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
-}
-
-/// The Chaos Toolkit: `FAULTLINE_BENCH_CHAOS`, else `chaos` on PATH, else the venv the
-/// CI creates, else `/tmp/ctk`. `Err` carries the note printed instead of its columns.
-fn chaos_bin() -> Result<PathBuf, String> {
-    if let Some(p) = env::var_os("FAULTLINE_BENCH_CHAOS") {
-        let p = PathBuf::from(p);
-        let resolved = if p.components().count() == 1 {
-            find_on_path(&p.to_string_lossy())
-        } else {
-            Some(p.clone()).filter(|p| is_executable(p))
-        };
-        return resolved.ok_or_else(|| {
-            format!(
-                "FAULTLINE_BENCH_CHAOS={} is not an executable; Chaos Toolkit columns skipped",
-                p.display()
-            )
-        });
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ctk-venv/bin/chaos");
-    find_on_path("chaos")
-        .or_else(|| Some(venv.clone()).filter(|p| is_executable(p)))
-        .or_else(|| Some(PathBuf::from("/tmp/ctk/bin/chaos")).filter(|p| is_executable(p)))
-        .ok_or_else(|| {
-            format!(
-                "no Chaos Toolkit found (FAULTLINE_BENCH_CHAOS, `chaos` on PATH, {}, \
-                 /tmp/ctk/bin/chaos); Chaos Toolkit columns skipped",
-                venv.display()
-            )
-        })
-}
-
-/// First line of `<bin> --version`, for the header (best effort, unmeasured, and
-/// bounded like every other child).
-fn version_of(bin: &Path, pre: &[&str], dir: &Path) -> String {
-    let mut argv = vec![os(bin)];
-    argv.extend(pre.iter().map(|p| os(*p)));
-    argv.push(os("--version"));
-    let (out, err) = (dir.join("version.out"), dir.join("version.err"));
-    match measure(&argv, dir, Output::Files(&out, &err)) {
-        Ok(s) if s.code == Some(0) => fs::read_to_string(&out)
-            .ok()
-            .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))
-            .filter(|l| !l.is_empty())
-            .unwrap_or_else(|| "version unknown".to_string()),
-        _ => "version unknown".to_string(),
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -483,7 +426,7 @@ fn bench() -> Result<ExitCode, String> {
         Err(_) => DEFAULT_RUNS,
     };
     let faultline = common::faultline_bin()?;
-    let chaos = chaos_bin();
+    let chaos = common::chaos_bin();
 
     let tmp = TempDir(env::temp_dir().join(format!("faultline-bench-{}", std::process::id())));
     fs::create_dir_all(&tmp.0).map_err(|e| format!("cannot create {}: {e}", tmp.0.display()))?;
@@ -501,13 +444,13 @@ fn bench() -> Result<ExitCode, String> {
     println!(
         "  faultline: {} ({})",
         faultline.display(),
-        version_of(&faultline, &[], &tmp.0)
+        common::version_of(&faultline, &[], &tmp.0)
     );
     match &chaos {
         Ok(c) => println!(
             "  chaos:     {} ({})",
             c.display(),
-            version_of(c, &["--no-version-check"], &tmp.0)
+            common::version_of(c, &["--no-version-check"], &tmp.0)
         ),
         Err(note) => println!("  chaos:     none: {note}"),
     }

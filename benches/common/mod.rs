@@ -52,6 +52,21 @@ pub fn measure_with(
     output: Output<'_>,
     prepare: impl FnOnce(&mut Command),
 ) -> std::io::Result<Sample> {
+    measure_watched(argv, cwd, output, prepare, |_| (), |()| ()).map(|(s, ())| s)
+}
+
+/// [`measure_with`], with an observer of the running child: `start` gets its pid right
+/// after the spawn, `finish` gets what `start` returned once the child has exited but
+/// before it is reaped (so its pid cannot name another process in between). If
+/// measuring fails in between, what `start` returned is dropped instead.
+pub fn measure_watched<W, T>(
+    argv: &[OsString],
+    cwd: &Path,
+    output: Output<'_>,
+    prepare: impl FnOnce(&mut Command),
+    start: impl FnOnce(libc::pid_t) -> W,
+    finish: impl FnOnce(W) -> T,
+) -> std::io::Result<(Sample, T)> {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(cwd)
@@ -68,11 +83,12 @@ pub fn measure_with(
         }
     }
 
-    let start = Instant::now();
+    let started = Instant::now();
     let child = cmd.spawn()?;
     let pid = child.id() as libc::pid_t;
     // The child is reaped below with wait4; std's handle must not wait for it too.
     drop(child);
+    let watch = start(pid);
 
     let (cancel, cancelled) = mpsc::channel::<()>();
     let watchdog = thread::spawn(move || {
@@ -106,7 +122,8 @@ pub fn measure_with(
             return Err(err);
         }
     }
-    let wall = start.elapsed();
+    let wall = started.elapsed();
+    let watched = finish(watch);
     let _ = cancel.send(());
     let timed_out = watchdog.join().unwrap_or(false);
     // Anything the child left behind in its group goes too (its leader is still a
@@ -128,13 +145,14 @@ pub fn measure_with(
         }
     }
     let tv_ms = |tv: libc::timeval| tv.tv_sec as f64 * 1e3 + tv.tv_usec as f64 / 1e3;
-    Ok(Sample {
+    let sample = Sample {
         wall_ms: wall.as_secs_f64() * 1e3,
         maxrss_kib: usage.ru_maxrss,
         cpu_ms: tv_ms(usage.ru_utime) + tv_ms(usage.ru_stime),
         code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
         timed_out,
-    })
+    };
+    Ok((sample, watched))
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -349,4 +367,61 @@ pub fn faultline_bin() -> Result<PathBuf, String> {
                 manifest.join("target/release/faultline").display()
             )
         })
+}
+
+// ---------------------------------------------------------------------------
+// Locating the binaries
+
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+/// The Chaos Toolkit: `FAULTLINE_BENCH_CHAOS`, else `chaos` on PATH, else the venv the
+/// CI creates, else `/tmp/ctk`. `Err` carries the note printed instead of its columns.
+pub fn chaos_bin() -> Result<PathBuf, String> {
+    if let Some(p) = env::var_os("FAULTLINE_BENCH_CHAOS") {
+        let p = PathBuf::from(p);
+        let resolved = if p.components().count() == 1 {
+            find_on_path(&p.to_string_lossy())
+        } else {
+            Some(p.clone()).filter(|p| is_executable(p))
+        };
+        return resolved.ok_or_else(|| {
+            format!(
+                "FAULTLINE_BENCH_CHAOS={} is not an executable; Chaos Toolkit columns skipped",
+                p.display()
+            )
+        });
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ctk-venv/bin/chaos");
+    find_on_path("chaos")
+        .or_else(|| Some(venv.clone()).filter(|p| is_executable(p)))
+        .or_else(|| Some(PathBuf::from("/tmp/ctk/bin/chaos")).filter(|p| is_executable(p)))
+        .ok_or_else(|| {
+            format!(
+                "no Chaos Toolkit found (FAULTLINE_BENCH_CHAOS, `chaos` on PATH, {}, \
+                 /tmp/ctk/bin/chaos); Chaos Toolkit columns skipped",
+                venv.display()
+            )
+        })
+}
+
+/// First line of `<bin> --version`, for the header (best effort, unmeasured, and
+/// bounded like every other child).
+pub fn version_of(bin: &Path, pre: &[&str], dir: &Path) -> String {
+    let mut argv: Vec<OsString> = vec![bin.into()];
+    argv.extend(pre.iter().map(OsString::from));
+    argv.push("--version".into());
+    let (out, err) = (dir.join("version.out"), dir.join("version.err"));
+    match measure_with(&argv, dir, Output::Files(&out, &err), |_| {}) {
+        Ok(s) if s.code == Some(0) => fs::read_to_string(&out)
+            .ok()
+            .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "version unknown".to_string()),
+        _ => "version unknown".to_string(),
+    }
 }
