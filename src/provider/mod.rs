@@ -56,7 +56,7 @@ pub enum Provider {
     Http(http::HttpProvider),
     /// A local process.
     Process(process::ProcessProvider),
-    /// A Python function, through the bridge.
+    /// A Python function, in the run's Python worker.
     Python(python::PythonProvider),
     /// An indicator pushed to the run's SLO store.
     Indicator(slo::IndicatorProvider),
