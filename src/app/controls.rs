@@ -257,10 +257,13 @@ fn install(b: &mut Built, d: Declared<'_>, python: Option<&PythonEnv>) {
         // by its own `validate_control`, as the Chaos Toolkit loads it.
         None => match python {
             Some(env) => match env.load(module, raw) {
-                Loaded::Ready => b.controls.push(Box::new(Scoped {
-                    inner: PythonControl::new(name, module, raw, env.clone()),
-                    scope,
-                })),
+                Loaded::Ready => {
+                    let top = matches!(scope, Scope::Everything | Scope::ExperimentOnly);
+                    b.controls.push(Box::new(Scoped {
+                        inner: PythonControl::new(name, module, raw, env.clone(), top),
+                        scope,
+                    }))
+                }
                 Loaded::Missing(why) => b.warnings.push(format!(
                     "control '{name}' ({module}, {origin}) cannot be loaded: {why}: the run goes on without it, as the Chaos Toolkit's does"
                 )),

@@ -120,6 +120,9 @@ pub struct PythonControl {
     /// The declaration as written, for `validate_control` and messages.
     pub declaration: Value,
     env: PythonEnv,
+    /// Declared at the experiment level (top, settings, --control-file): it sees the
+    /// experiment's hooks; one declared on an activity or the hypothesis does not.
+    experiment_level: bool,
     experiment: Mutex<Value>,
     source: Mutex<String>,
     collected: Mutex<Collected>,
@@ -141,7 +144,13 @@ enum Outcome {
 
 impl PythonControl {
     /// A control of `module` for one run.
-    pub fn new(name: &str, module: &str, declaration: &Value, env: PythonEnv) -> Self {
+    pub fn new(
+        name: &str,
+        module: &str,
+        declaration: &Value,
+        env: PythonEnv,
+        experiment_level: bool,
+    ) -> Self {
         let provider = declaration.get("provider");
         PythonControl {
             name: name.to_string(),
@@ -156,6 +165,7 @@ impl PythonControl {
                 .map(str::to_string),
             declaration: declaration.clone(),
             env,
+            experiment_level,
             experiment: Mutex::new(Value::Null),
             source: Mutex::new(String::new()),
             collected: Mutex::default(),
@@ -257,6 +267,22 @@ impl PythonControl {
         self.settle(hook, self.env.worker.call(req, &what).await)
     }
 
+    /// `configure_control`, once per control name, before the control's first hook
+    /// of the run (chaos configures every declared control before the experiment
+    /// starts; a control declared on an activity sees no experiment hook, so it is
+    /// configured at its first hook).
+    fn configured_first(&self) -> bool {
+        Self::lock(&self.env.configured).insert(self.name.clone())
+    }
+
+    fn ensure_configured(&self) -> Outcome {
+        if self.configured_first() {
+            self.call("configure_control", Value::Null, None)
+        } else {
+            Outcome::Fine
+        }
+    }
+
     fn before(&self, o: Outcome) -> Decision {
         match o {
             Outcome::Fine => Decision::Continue,
@@ -328,8 +354,7 @@ impl Control for PythonControl {
         Box::pin(async move {
             // As chaos: configured once per name, after the configuration (dynamic
             // entries included) is loaded, just before the experiment starts.
-            let first = Self::lock(&self.env.configured).insert(self.name.clone());
-            if first {
+            if self.configured_first() {
                 let o = self
                     .call_async("configure_control", Value::Null, None)
                     .await;
@@ -348,6 +373,9 @@ impl Control for PythonControl {
     }
 
     fn before_hypothesis(&self, _phase: Phase) -> Decision {
+        if let Outcome::Interrupt(r) = self.ensure_configured() {
+            return Decision::Interrupt(r);
+        }
         if !self.applies("before") {
             return Decision::Continue;
         }
@@ -402,6 +430,14 @@ impl Control for PythonControl {
 
     fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
         Box::pin(async move {
+            if self.configured_first() {
+                let o = self
+                    .call_async("configure_control", Value::Null, None)
+                    .await;
+                if let Outcome::Interrupt(r) = o {
+                    return Decision::Interrupt(r);
+                }
+            }
             if !self.applies("before") {
                 return Decision::Continue;
             }
@@ -429,7 +465,7 @@ impl Control for PythonControl {
     }
 
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
-        if !self.applies("after") {
+        if !self.applies("after") || !self.experiment_level {
             return;
         }
         // The journal as far as it is known at this point (the Chaos Toolkit's

@@ -146,6 +146,41 @@ fn a_call_stopped_by_its_timeout_restarts_the_worker_and_the_journal_says_so() {
     assert!(!out.all_text().contains("panicked"));
 }
 
+#[test]
+fn an_interpreter_that_exits_on_its_own_is_replaced_and_recorded() {
+    let dir = TempDir::new("py-os-exit");
+    dir.write("counter.py", COUNTER);
+    dir.write("quit.py", "import os\ndef now():\n    os._exit(7)\n");
+    let e = experiment(
+        vec![],
+        vec![
+            python("probe", "one", "counter", "bump", json!({})),
+            python("action", "die", "quit", "now", json!({})),
+            python("probe", "again", "counter", "bump", json!({})),
+        ],
+        vec![],
+    );
+    let out = run_experiment(&dir, &e, &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let run = &out.journal()["run"];
+    assert_eq!(entry(run, "die")["status"], "failed");
+    assert!(
+        exception_text(entry(run, "die")).contains("the Python worker ended"),
+        "{:#}",
+        entry(run, "die")
+    );
+    assert_eq!(entry(run, "again")["output"], 1);
+    let w = &extension(&out)["python_worker"];
+    assert_eq!(w["started"], 2, "{w:#}");
+    assert!(
+        w["restarts"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exited on its own"),
+        "{w:#}"
+    );
+}
+
 fn exit_experiment(func: &str) -> Value {
     experiment(
         vec![],
@@ -418,7 +453,8 @@ fn python_controls_from_settings_and_control_files_and_on_one_activity() {
     let dir = TempDir::new("py-ctl-global");
     dir.write(
         "marks.py",
-        "def before_activity_control(context, tag='?', **kwargs):\n    open('marks', 'a').write(tag + ':' + context['name'] + '\\n')\n",
+        "def configure_control(tag='?'):\n    open('marks', 'a').write('configured:' + tag + '\\n')\n\
+         def before_activity_control(context, tag='?', **kwargs):\n    open('marks', 'a').write(tag + ':' + context['name'] + '\\n')\n",
     );
     let settings = dir.write(
         "settings.yaml",
@@ -454,6 +490,9 @@ fn python_controls_from_settings_and_control_files_and_on_one_activity() {
         marks,
         [
             "activity:second",
+            "configured:activity",
+            "configured:file",
+            "configured:settings",
             "file:first",
             "file:second",
             "settings:first",

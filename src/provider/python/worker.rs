@@ -398,9 +398,21 @@ fn read_replies(out: std::process::ChildStdout, live: &Arc<Live>, inner: &std::s
         .wait()
         .map(|s| s.to_string())
         .unwrap_or_else(|e| e.to_string());
-    live.dead.store(true, Ordering::SeqCst);
+    let unexpected = !live.dead.swap(true, Ordering::SeqCst) && lock(&live.stdin).is_some();
     if let Some(inner) = inner.upgrade() {
         inner.processes.unregister(&live.tree);
+        // Neither killed nor shut down by faultline: a function ended the interpreter
+        // (`os._exit`, a crash). The next call starts a new worker; say so.
+        if unexpected {
+            let reason = format!("the Python worker exited on its own ({status})");
+            *lock(&inner.notice) = Some(format!(
+                "{reason}: a new one runs the calls from here, and module state from before is lost"
+            ));
+            lock(&inner.restarts).push(Restart {
+                at: crate::timefmt::now_iso(),
+                reason,
+            });
+        }
     }
     let waiting: Vec<Waiter> = lock(&live.pending).drain().map(|(_, w)| w).collect();
     if !waiting.is_empty() {
