@@ -1402,6 +1402,19 @@ impl Runner {
         shared.emit(Event::RunEnded { status, deviated });
         let exp_span = &shared.exp_span;
         exp_span.record(attr::EXPERIMENT_STATUS, status.as_str());
+        let workers = shared.facts.python.started();
+        if workers > 0 {
+            // As i64: OpenTelemetry has no unsigned integers (a u64 becomes text).
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            exp_span.record(
+                attr::PYTHON_WORKERS,
+                count(usize::try_from(workers).unwrap_or(usize::MAX)),
+            );
+            exp_span.record(
+                attr::PYTHON_WORKER_RESTARTS,
+                count(shared.facts.python.restarts().len()),
+            );
+        }
         exp_span.record(attr::EXPERIMENT_DEVIATED, deviated);
         if status == Status::Interrupted {
             spans::interrupted(

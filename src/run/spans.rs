@@ -39,6 +39,10 @@ pub mod attr {
     pub const EXPERIMENT_STATUS: &str = "chaos.experiment.status";
     pub const EXPERIMENT_DEVIATED: &str = "chaos.experiment.deviated";
     pub const ABORT_LATENCY_MS: &str = "chaos.abort.latency_ms";
+    /// How many Python workers the run started (set when it started one).
+    pub const PYTHON_WORKERS: &str = "chaos.python.workers";
+    /// How many of them were killed mid-call or exited on their own.
+    pub const PYTHON_WORKER_RESTARTS: &str = "chaos.python.worker_restarts";
     pub const EXPERIMENT_TAGS: &str = "chaos.experiment.tags";
     pub const HYPOTHESIS_STRATEGY: &str = "chaos.hypothesis.strategy";
     pub const ROLLBACK_STRATEGY: &str = "chaos.rollback.strategy";
@@ -268,6 +272,8 @@ pub fn experiment(
         { attr::EXPERIMENT_DEVIATED } = Empty,
         { attr::ABORT_LATENCY_MS } = Empty,
         { attr::INTERRUPT_SOURCE } = Empty,
+        { attr::PYTHON_WORKERS } = Empty,
+        { attr::PYTHON_WORKER_RESTARTS } = Empty,
         { otel::STATUS_CODE } = Empty,
         { otel::STATUS_DESCRIPTION } = Empty,
     );
