@@ -46,6 +46,7 @@ use common::{
     check_journal, fixtures_dir, hundred_echo_probes, median, render, tail, three_activities,
     Expect, Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
 };
+use common::{verdict, TempDir};
 
 /// Rounds run and thrown away before measuring (page cache, Python bytecode cache).
 const WARMUP_ROUNDS: usize = 2;
@@ -397,22 +398,6 @@ fn find(list: &[Contender], scenario: Scenario, tool: Tool) -> Option<Summary> {
     list.iter()
         .find(|c| c.scenario == scenario && c.tool == tool)
         .and_then(summarise)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "PASS"
-    } else {
-        "MISS"
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 fn bench() -> Result<ExitCode, String> {

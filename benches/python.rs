@@ -53,6 +53,7 @@ use serde_json::{json, Value};
 
 mod common;
 use common::{check_journal, median, tail, Expect, Output, Sample, CHILD_TIMEOUT};
+use common::{verdict, TempDir};
 
 const DEFAULT_RUNS: usize = 5;
 /// Rounds run and thrown away before measuring (page cache, Python bytecode cache).
@@ -462,22 +463,6 @@ fn find(list: &[Contender], scenario: Scenario, tool: Tool) -> Option<Summary> {
     list.iter()
         .find(|c| c.scenario == scenario && c.tool == tool)
         .and_then(summarise)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "PASS"
-    } else {
-        "MISS"
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `python3` as faultline finds it on PATH, said plainly when it is a script (a

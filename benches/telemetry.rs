@@ -77,6 +77,7 @@ use common::{
     check_journal, fixtures_dir, hundred_echo_probes, median, render, tail, three_activities,
     Expect, Output, Sample, CHILD_TIMEOUT, ECHO_PROBES,
 };
+use common::{verdict, TempDir};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -945,22 +946,6 @@ fn loadavg() -> String {
         .ok()
         .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".to_string())
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "PASS"
-    } else {
-        "MISS"
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 fn bench() -> Result<ExitCode, String> {

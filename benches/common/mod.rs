@@ -425,3 +425,21 @@ pub fn version_of(bin: &Path, pre: &[&str], dir: &Path) -> String {
         _ => "version unknown".to_string(),
     }
 }
+
+/// `PASS` or `MISS`, for a goal's line.
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+/// A directory removed (with its contents) when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
