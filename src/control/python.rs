@@ -283,6 +283,24 @@ impl PythonControl {
         }
     }
 
+    /// `configure_control` if this control was not configured yet, then the
+    /// before-hook `hook` with `context`: the asynchronous before-hooks.
+    async fn configure_then(&self, hook: &str, context: Value) -> Decision {
+        if self.configured_first() {
+            let o = self
+                .call_async("configure_control", Value::Null, None)
+                .await;
+            if let Outcome::Interrupt(r) = o {
+                return Decision::Interrupt(r);
+            }
+        }
+        if !self.applies("before") {
+            return Decision::Continue;
+        }
+        let o = self.call_async(hook, context, None).await;
+        self.before(o)
+    }
+
     fn before(&self, o: Outcome) -> Decision {
         match o {
             Outcome::Fine => Decision::Continue,
@@ -351,25 +369,9 @@ impl Control for PythonControl {
     }
 
     fn before_experiment<'a>(&'a self, _run: &'a RunInfo) -> Hook<'a> {
-        Box::pin(async move {
-            // As chaos: configured once per name, after the configuration (dynamic
-            // entries included) is loaded, just before the experiment starts.
-            if self.configured_first() {
-                let o = self
-                    .call_async("configure_control", Value::Null, None)
-                    .await;
-                if let Outcome::Interrupt(r) = o {
-                    return Decision::Interrupt(r);
-                }
-            }
-            if !self.applies("before") {
-                return Decision::Continue;
-            }
-            let o = self
-                .call_async("before_experiment_control", self.experiment(), None)
-                .await;
-            self.before(o)
-        })
+        // As chaos: configured once per name, after the configuration (dynamic
+        // entries included) is loaded, just before the experiment starts.
+        Box::pin(self.configure_then("before_experiment_control", self.experiment()))
     }
 
     fn before_hypothesis(&self, _phase: Phase) -> Decision {
@@ -429,23 +431,7 @@ impl Control for PythonControl {
     }
 
     fn before_activity<'a>(&'a self, a: &'a ActivityInfo<'a>) -> Hook<'a> {
-        Box::pin(async move {
-            if self.configured_first() {
-                let o = self
-                    .call_async("configure_control", Value::Null, None)
-                    .await;
-                if let Outcome::Interrupt(r) = o {
-                    return Decision::Interrupt(r);
-                }
-            }
-            if !self.applies("before") {
-                return Decision::Continue;
-            }
-            let o = self
-                .call_async("before_activity_control", a.activity.clone(), None)
-                .await;
-            self.before(o)
-        })
+        Box::pin(self.configure_then("before_activity_control", a.activity.clone()))
     }
 
     fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
