@@ -22,6 +22,11 @@ def pid():
 def slow(seconds=30):
     time.sleep(seconds)
     return "done"
+def poll(seconds=30):
+    end = time.time() + seconds
+    while time.time() < end:
+        time.sleep(0.05)
+    return "done"
 _events = {"a": threading.Event(), "b": threading.Event()}
 def meet(me, other):
     # Both calls must be running at once: each waits for the other (bounded).
@@ -185,6 +190,34 @@ fn an_interpreter_that_exits_on_its_own_is_replaced_and_recorded() {
             .contains("exited on its own"),
         "{w:#}"
     );
+}
+
+#[test]
+fn a_call_in_python_code_is_stopped_in_place_and_the_worker_keeps_its_state() {
+    let dir = TempDir::new("py-stop");
+    dir.write("counter.py", COUNTER);
+    let e = experiment(
+        vec![],
+        vec![
+            python("probe", "one", "counter", "bump", json!({})),
+            with(
+                python("probe", "polling", "counter", "poll", json!({})),
+                "timeout",
+                json!(0.5),
+            ),
+            python("probe", "again", "counter", "bump", json!({})),
+        ],
+        vec![],
+    );
+    let out = run_experiment(&dir, &e, &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let run = &out.journal()["run"];
+    assert_eq!(entry(run, "polling")["status"], "failed");
+    // Stopped where it was (CallStopped raised in its thread): same worker, same state.
+    assert_eq!(entry(run, "again")["output"], 2);
+    let w = &extension(&out)["python_worker"];
+    assert_eq!(w["started"], 1, "{w:#}");
+    assert_eq!(w["restarts"], json!([]), "{w:#}");
 }
 
 fn exit_experiment(func: &str) -> Value {

@@ -259,6 +259,27 @@ def op_control(req):
 _OPS = {"call": op_call, "check": op_check, "control": op_control}
 
 
+class CallStopped(BaseException):
+    """Raised in a call's thread when faultline stops the call (its timeout, an
+    interrupt); a BaseException, so `except Exception` in user code lets it through."""
+
+
+_running = {}
+
+
+def _stop(req):
+    """Raise CallStopped in the thread of call `target` (it takes effect at the
+    thread's next Python instruction; a call waiting in C ends its wait first)."""
+    ident = _running.get(req.get("target"))
+    if ident is None:
+        return
+    try:
+        import ctypes
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(CallStopped))
+    except Exception:
+        pass
+
+
 def _kind(e):
     if isinstance(e, _Refused):
         return e.kind
@@ -271,6 +292,7 @@ def _kind(e):
 
 def _handle(req):
     rid = req.get("id")
+    _running[rid] = threading.get_ident()
     _local.buf, _local.kept, _local.total = [], 0, 0
     _local.limit = int(req.get("limit") or (1 << 20))
     token = None
@@ -303,10 +325,22 @@ def _handle(req):
                 _otel_context.detach(token)
             except Exception:
                 pass
-    output, total = "".join(_local.buf), _local.total
+    # A stop that comes as the call ends must not lose its reply.
+    for _ in range(3):
+        try:
+            _running.pop(rid, None)
+            _reply(req, rid, reply)
+            break
+        except CallStopped:
+            continue
+
+
+def _reply(req, rid, reply):
+    output, total = "".join(_local.buf or []), _local.total
     _local.buf = None
     try:
-        ok = _dumps(reply.pop("ok")) if "ok" in reply else None
+        ok = _dumps(reply["ok"]) if "ok" in reply else None
+        reply = {k: v for k, v in reply.items() if k != "ok"}
     except Exception as e:
         reply = {"error": "the result cannot be written as JSON: %s" % e, "kind": "exception"}
         ok = None
@@ -330,6 +364,9 @@ def _main():
             req = json.loads(raw)
         except ValueError as e:
             _emit({"event": "bad_request", "error": str(e)})
+            continue
+        if req.get("op") == "stop":
+            _stop(req)
             continue
         t = threading.Thread(target=_handle, args=(req,), daemon=True)
         t.start()

@@ -8,10 +8,14 @@
 //! writing are plain threads, so a call can be awaited (activities) or waited for
 //! (control hooks, which are synchronous).
 //!
-//! A call that must stop before it ends (its timeout, an interrupt) cannot be stopped
-//! inside Python: the worker is killed with its whole process tree, the kill is
-//! recorded ([`Worker::restarts`], in the journal), and the next call starts a new
-//! worker, without the state the old one held.
+//! A call that must stop before it ends (its timeout, an interrupt) is first asked to:
+//! the worker raises `CallStopped` in the call's thread, which ends Python code at its
+//! next instruction (a polling loop, say). If the call has not ended within
+//! [`STOP_GRACE`] (it waits in C: a long `time.sleep`, a blocking socket), the worker
+//! is killed with its whole process tree, the kill is recorded ([`Worker::restarts`],
+//! in the journal), and the next call starts a new worker, without the state the old
+//! one held. Calls made during the grace wait for its outcome, so they never run in a
+//! worker about to be killed.
 
 use super::super::process::Processes;
 use super::super::tree::{self, Tree};
@@ -23,6 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 const SCRIPT: &str = include_str!("worker.py");
+
+/// How long a call asked to stop may take to end before its worker is killed.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// What `chaoslib.exit` asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +66,9 @@ struct Inner {
     next_id: AtomicU64,
     started: AtomicU64,
     restarts: Mutex<Vec<Restart>>,
+    /// Calls asked to stop whose grace is running: new calls wait for none to be left.
+    stopping: Mutex<usize>,
+    stopped: std::sync::Condvar,
     /// Said once by the next call: a worker was killed, its state is gone.
     notice: Mutex<Option<String>>,
     on_exit: Mutex<Option<ExitHandler>>,
@@ -114,6 +124,8 @@ impl Worker {
                 next_id: AtomicU64::new(1),
                 started: AtomicU64::new(0),
                 restarts: Mutex::default(),
+                stopping: Mutex::default(),
+                stopped: std::sync::Condvar::new(),
                 notice: Mutex::default(),
                 on_exit: Mutex::default(),
             }),
@@ -155,6 +167,15 @@ impl Worker {
 
     /// The running worker, started if needed.
     fn live(&self) -> Result<Arc<Live>, String> {
+        // A call asked to stop may get its worker killed: wait for the outcome (at
+        // most the grace, and a margin).
+        {
+            let stopping = lock(&self.inner.stopping);
+            let _ = self
+                .inner
+                .stopped
+                .wait_timeout_while(stopping, STOP_GRACE * 2, |n| *n > 0);
+        }
         let mut slot = lock(&self.inner.live);
         if let Some(l) = slot.as_ref() {
             if !l.dead.load(Ordering::SeqCst) {
@@ -243,7 +264,7 @@ impl Worker {
         lock(&live.pending).insert(id, Waiter::Async(tx));
         let mut guard = Unanswered {
             worker: self,
-            live: &live,
+            live: live.clone(),
             id,
             what,
             armed: true,
@@ -341,7 +362,7 @@ impl Worker {
 /// Kills the worker when a call is dropped before its reply.
 struct Unanswered<'a> {
     worker: &'a Worker,
-    live: &'a Live,
+    live: Arc<Live>,
     id: u64,
     what: &'a str,
     armed: bool,
@@ -352,16 +373,42 @@ impl Drop for Unanswered<'_> {
         if !self.armed {
             return;
         }
-        let still_waiting = lock(&self.live.pending).remove(&self.id).is_some();
-        if still_waiting {
-            self.worker.kill(
-                self.live,
-                format!(
-                    "{} was stopped before it returned: timeout or interrupt",
-                    self.what
-                ),
-            );
+        // Still running: ask the worker to stop it, and watch for its end.
+        let (tx, rx) = mpsc::channel();
+        {
+            let mut pending = lock(&self.live.pending);
+            if pending.remove(&self.id).is_none() {
+                return;
+            }
+            pending.insert(self.id, Waiter::Sync(tx));
         }
+        let mut stop = Map::new();
+        stop.insert("op".into(), "stop".into());
+        stop.insert("target".into(), self.id.into());
+        let id = self.worker.inner.next_id.fetch_add(1, Ordering::SeqCst);
+        if self.worker.send(&self.live, id, stop).is_err() {
+            return;
+        }
+        *lock(&self.worker.inner.stopping) += 1;
+        let worker = self.worker.clone();
+        let live = self.live.clone();
+        let what = self.what.to_string();
+        let call = self.id;
+        std::thread::spawn(move || {
+            let ended = rx.recv_timeout(STOP_GRACE).is_ok();
+            if !ended {
+                lock(&live.pending).remove(&call);
+                worker.kill(
+                    &live,
+                    format!(
+                        "{what} was stopped before it returned (timeout or interrupt) and did not end within {} ms",
+                        STOP_GRACE.as_millis()
+                    ),
+                );
+            }
+            *lock(&worker.inner.stopping) -= 1;
+            worker.inner.stopped.notify_all();
+        });
     }
 }
 
