@@ -43,7 +43,7 @@ pub enum Exit {
 /// Called from the worker's reader thread when a function calls `chaoslib.exit`.
 pub type ExitHandler = Arc<dyn Fn(Exit) + Send + Sync>;
 
-/// A worker that had to be killed mid-call.
+/// A worker that had to be replaced: killed mid-call, or exited on its own.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Restart {
     /// When it was killed (RFC 3339).
@@ -153,7 +153,8 @@ impl Worker {
         self.inner.started.load(Ordering::SeqCst)
     }
 
-    /// The workers killed mid-call, in order.
+    /// The workers that were replaced (killed mid-call, or exited on their own), in
+    /// order.
     pub fn restarts(&self) -> Vec<Restart> {
         lock(&self.inner.restarts).clone()
     }
@@ -252,7 +253,8 @@ impl Worker {
     }
 
     /// One request, awaited. Dropping the future before the reply (a timeout, an
-    /// interrupt) kills the worker: `what` names the call in the record of it.
+    /// interrupt) stops the call, and kills the worker if it does not end within
+    /// [`STOP_GRACE`]: `what` names the call in the record of that.
     pub async fn call(
         &self,
         req: Map<String, Value>,
@@ -359,7 +361,7 @@ impl Worker {
     }
 }
 
-/// Kills the worker when a call is dropped before its reply.
+/// Stops a call dropped before its reply (and kills the worker if it does not end).
 struct Unanswered<'a> {
     worker: &'a Worker,
     live: Arc<Live>,
