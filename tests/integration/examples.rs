@@ -157,6 +157,44 @@ fn book_controls_example_pauses_before_each_activity_and_completes() {
 }
 
 #[test]
+fn python_example_keeps_extension_state_and_runs_its_control() {
+    let dir = TempDir::new("ex-python");
+    let journal = dir.join("journal.json");
+    let mut child = Command::new(bin())
+        .args(["run", "experiment.json", "--journal-path"])
+        .arg(&journal)
+        .current_dir(example("python"))
+        .env("NO_COLOR", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdout(std::fs::File::create(dir.join("stdout.txt")).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let code = wait_with_limit(&mut child, Duration::from_secs(120));
+    let out = collect(&dir, code, &journal);
+    // The method's change is seen by the hypothesis after it: one interpreter.
+    assert_eq!(out.code, 1, "{}", out.all_text());
+    assert!(out.deviated());
+    assert_eq!(
+        out.journal()["steady_states"]["after"]["probes"][0]["output"],
+        1
+    );
+    assert_eq!(out.rollback_names(), ["scale-web-back"]);
+    let owner = &out.journal()["run"][1]["output"]["stdout"];
+    assert_eq!(owner, "game day run by platform-team\n");
+    assert!(
+        out.stderr
+            .contains("[control gameday] game day: 5 activities"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.journal()["extensions"][0]["python_worker"]["started"],
+        1
+    );
+}
+
+#[test]
 fn reliably_guide_sequence_healthy_then_unhealthy() {
     let dir = TempDir::new("ex-reliably");
     // The guide's objective, from the example's own reliably.yaml, in a store of
