@@ -120,6 +120,56 @@ signal.signal(signal.SIGUSR1, _on_exit)
 signal.signal(signal.SIGUSR2, _on_exit)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+
+# Called from a call (a background activity, typically), chaoslib.exit's functions
+# tell the run once that call has replied (the event names it: `after`, and the run
+# lets its caller take the reply first): under chaos the signal stops the run's main
+# thread while the calling function itself returns normally (its activity succeeds),
+# where the interrupt would cut the call short. A call that goes on after asking
+# does not hold the run: the exit is told after a second anyway.
+_EXIT_GRACE = 1.0
+
+
+def _exit_later(signum):
+    rid = getattr(_local, "rid", None)
+    if not getattr(_local, "in_call", False):
+        os.kill(os.getpid(), signum)
+        return
+    once = threading.Lock()
+
+    def send(replied):
+        if once.acquire(False):
+            event = {"event": "exit", "graceful": signum == signal.SIGUSR1}
+            if replied:
+                event["after"] = rid
+            _emit(event)
+
+    timer = threading.Timer(_EXIT_GRACE, send, args=(False,))
+    timer.daemon = True
+    timer.start()
+    _local.pending_exits.append(send)
+
+
+def _exit_gracefully():
+    """chaoslib.exit.exit_gracefully(): interrupt the run, rollbacks per strategy."""
+    _exit_later(signal.SIGUSR1)
+
+
+def _exit_ungracefully():
+    """chaoslib.exit.exit_ungracefully(): interrupt the run, no rollbacks."""
+    _exit_later(signal.SIGUSR2)
+
+
+def _patch_chaoslib_exit():
+    try:
+        import chaoslib.exit as ce
+    except Exception:
+        return
+    ce.exit_gracefully, ce.exit_ungracefully = _exit_gracefully, _exit_ungracefully
+
+
+_patch_chaoslib_exit()
+
 try:
     from opentelemetry import context as _otel_context
     from opentelemetry.propagate import extract as _otel_extract
@@ -271,6 +321,7 @@ def _handle(req):
     rid = req.get("id")
     _local.buf, _local.kept, _local.total = [], 0, 0
     _local.limit = int(req.get("limit") or (1 << 20))
+    _local.in_call, _local.pending_exits, _local.rid = True, [], rid
     token = None
     # For the processes the function starts, as for every child of faultline (under
     # concurrent calls, the last call to start sets them).
@@ -316,6 +367,9 @@ def _handle(req):
     if ok is not None:
         line = line[:-1] + ', "ok": ' + ok + "}"
     _emit_line(line)
+    _local.in_call = False
+    for send in _local.pending_exits:
+        send(True)
 
 
 def _main():
