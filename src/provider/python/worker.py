@@ -101,8 +101,8 @@ def _shim_chaoslib():
               "ExperimentExitedException", "InvalidControl", "InvalidSource"):
         setattr(exc, n, type(n, (ChaosException,), {}))
     ext = types.ModuleType("chaoslib.exit")
-    ext.exit_gracefully = lambda: os.kill(os.getpid(), signal.SIGUSR1)
-    ext.exit_ungracefully = lambda: os.kill(os.getpid(), signal.SIGUSR2)
+    ext.exit_gracefully = lambda: _exit_gracefully()
+    ext.exit_ungracefully = lambda: _exit_ungracefully()
     ty = types.ModuleType("chaoslib.types")
     ty.__getattr__ = lambda name: typing.Any
     pkg.exceptions, pkg.exit, pkg.types = exc, ext, ty
@@ -121,6 +121,75 @@ def _on_exit(signum, frame):
 signal.signal(signal.SIGUSR1, _on_exit)
 signal.signal(signal.SIGUSR2, _on_exit)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# Called from a call (a background activity, typically), chaoslib.exit's functions
+# tell the run once that call has replied (the event names it: `after`, and the run
+# lets its caller take the reply first): under chaos the signal stops the run's main
+# thread while the calling function itself returns normally (its activity succeeds),
+# where the interrupt would cut the call short. A call that goes on after asking
+# does not hold the run: the exit is told after a second anyway.
+_EXIT_GRACE = 1.0
+
+
+def _exit_later(signum):
+    rid = getattr(_local, "rid", None)
+    if not getattr(_local, "in_call", False):
+        os.kill(os.getpid(), signum)
+        return
+    once = threading.Lock()
+
+    def send(replied):
+        if once.acquire(False):
+            event = {"event": "exit", "graceful": signum == signal.SIGUSR1}
+            if replied:
+                event["after"] = rid
+            _emit(event)
+
+    timer = threading.Timer(_EXIT_GRACE, send, args=(False,))
+    timer.daemon = True
+    timer.start()
+    _local.pending_exits.append(send)
+
+
+def _exit_gracefully():
+    """chaoslib.exit.exit_gracefully(): interrupt the run, rollbacks per strategy."""
+    _exit_later(signal.SIGUSR1)
+
+
+def _exit_ungracefully():
+    """chaoslib.exit.exit_ungracefully(): interrupt the run, no rollbacks."""
+    _exit_later(signal.SIGUSR2)
+
+
+class _PatchExit:
+    """Patches chaoslib.exit when, and only if, something imports it: importing it up
+    front would cost every run the import of chaoslib (tens of milliseconds)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "chaoslib.exit":
+            return None
+        spec = None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                break
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        real = spec.loader.exec_module
+
+        def exec_module(module):
+            real(module)
+            module.exit_gracefully, module.exit_ungracefully = _exit_gracefully, _exit_ungracefully
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _PatchExit())
 
 try:
     from opentelemetry import context as _otel_context
@@ -295,6 +364,7 @@ def _handle(req):
     _running[rid] = threading.get_ident()
     _local.buf, _local.kept, _local.total = [], 0, 0
     _local.limit = int(req.get("limit") or (1 << 20))
+    _local.in_call, _local.pending_exits, _local.rid = True, [], rid
     token = None
     # For the processes the function starts, as for every child of faultline (under
     # concurrent calls, the last call to start sets them).
@@ -352,6 +422,9 @@ def _reply(req, rid, reply):
     if ok is not None:
         line = line[:-1] + ', "ok": ' + ok + "}"
     _emit_line(line)
+    _local.in_call = False
+    for send in _local.pending_exits:
+        send(True)
 
 
 def _main():

@@ -20,11 +20,12 @@
 use super::super::process::Processes;
 use super::super::tree::{self, Tree};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::Duration;
 
 const SCRIPT: &str = include_str!("worker.py");
 
@@ -100,6 +101,39 @@ struct Live {
     /// Lines the worker printed outside any call (its children's output, say).
     stray: Mutex<Vec<String>>,
     dead: AtomicBool,
+    /// Awaited calls whose reply was delivered but not yet taken by their caller
+    /// (`taken` is notified when one is): an exit that follows a reply waits for it.
+    untaken: Mutex<HashSet<u64>>,
+    taken: Condvar,
+}
+
+/// How long an exit that follows a call's reply waits for the caller to take it.
+const EXIT_AFTER_REPLY_WAIT: Duration = Duration::from_secs(1);
+
+impl Live {
+    /// The caller of `id` has its reply (or gave up on it).
+    fn take(&self, id: u64) {
+        if lock(&self.untaken).remove(&id) {
+            self.taken.notify_all();
+        }
+    }
+
+    /// Until the caller of `id` took its reply (at most [`EXIT_AFTER_REPLY_WAIT`]).
+    fn wait_taken(&self, id: u64) {
+        let mut untaken = lock(&self.untaken);
+        let deadline = std::time::Instant::now() + EXIT_AFTER_REPLY_WAIT;
+        while untaken.contains(&id) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            untaken = self
+                .taken
+                .wait_timeout(untaken, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -215,6 +249,8 @@ impl Worker {
             pending: Mutex::default(),
             stray: Mutex::default(),
             dead: AtomicBool::new(false),
+            untaken: Mutex::default(),
+            taken: Condvar::new(),
         });
         self.inner.processes.register(live.tree.clone());
         self.inner.started.fetch_add(1, Ordering::SeqCst);
@@ -278,6 +314,7 @@ impl Worker {
         }
         let reply = rx.await;
         guard.armed = false;
+        live.take(id);
         reply.unwrap_or_else(|_| Err("the Python worker stopped before answering".into()))
     }
 
@@ -375,6 +412,7 @@ impl Drop for Unanswered<'_> {
         if !self.armed {
             return;
         }
+        self.live.take(self.id);
         // Still running: ask the worker to stop it, and watch for its end.
         let (tx, rx) = mpsc::channel();
         {
@@ -423,13 +461,25 @@ fn read_replies(out: std::process::ChildStdout, live: &Arc<Live>, inner: &std::s
         if let Some(event) = msg.get("event").and_then(Value::as_str) {
             if event == "exit" {
                 let graceful = msg.get("graceful").and_then(Value::as_bool) == Some(true);
+                let exit = if graceful {
+                    Exit::Graceful
+                } else {
+                    Exit::Ungraceful
+                };
                 let handler = inner.upgrade().and_then(|i| lock(&i.on_exit).clone());
-                if let Some(h) = handler {
-                    h(if graceful {
-                        Exit::Graceful
-                    } else {
-                        Exit::Ungraceful
-                    });
+                match (handler, msg.get("after").and_then(Value::as_u64)) {
+                    // Asked by a call that has replied (worker.py): as under chaos, that
+                    // call ends normally, so its caller takes the reply before the run
+                    // hears the exit (else the interrupt may win the race against it).
+                    (Some(h), Some(after)) => {
+                        let live = Arc::clone(live);
+                        std::thread::spawn(move || {
+                            live.wait_taken(after);
+                            h(exit);
+                        });
+                    }
+                    (Some(h), None) => h(exit),
+                    (None, _) => {}
                 }
             }
             continue;
@@ -439,6 +489,9 @@ fn read_replies(out: std::process::ChildStdout, live: &Arc<Live>, inner: &std::s
         };
         let waiter = lock(&live.pending).remove(&id);
         if let Some(w) = waiter {
+            if matches!(w, Waiter::Async(_)) {
+                lock(&live.untaken).insert(id);
+            }
             w.send(Ok(msg));
         }
     }
