@@ -63,8 +63,9 @@ struct Outcome {
 #[derive(Debug, Clone, Copy)]
 enum Difference {
     /// The Chaos Toolkit crashes (traceback, no journal, exit 1) on an
-    /// unexpected error in a hypothesis probe or a tolerance; faultline writes
-    /// a journal with a status instead.
+    /// unexpected error in a hypothesis probe or a tolerance, or in a control's
+    /// `cleanup_control` after the run; faultline writes a journal with a status
+    /// instead.
     CtkCrashes { faultline: Outcome },
     /// faultline's http output has lowercase `headers` keys; the Chaos Toolkit
     /// keeps the server's spelling.
@@ -73,8 +74,19 @@ enum Difference {
     /// as JSON; the Chaos Toolkit only does for exactly `application/json`.
     JsonBodyWithCharset { ctk: Outcome, faultline: Outcome },
     /// An invalid experiment: the Chaos Toolkit exits 1 without a journal,
-    /// faultline exits 3 (invalid input).
-    InvalidExperiment,
+    /// faultline exits 3 (invalid input) without one. Each tool's console
+    /// output must name the problem (`ctk_says`, `faultline_says`), so a case
+    /// cannot pass on an unrelated refusal.
+    InvalidExperiment {
+        ctk_says: &'static str,
+        faultline_says: &'static str,
+    },
+    /// What a control hook changes in its `state` argument: the Chaos Toolkit's
+    /// `state` is the journal itself (or its `run`/`rollbacks` list, a hypothesis
+    /// state, a run entry), so a change shows in the journal it writes, even a
+    /// string appended to `run` (fixture controls/dummy.py); faultline passes the
+    /// hook a copy and keeps only what it changes in `configuration`/`secrets`.
+    ControlStateNotInJournal { ctk: Outcome, faultline: Outcome },
     /// `--no-validation` skips validation, but faultline still refuses an
     /// experiment it cannot run (README, `run` options), such as a ref to an
     /// activity that does not exist: exit 3 and no journal, where the Chaos
@@ -110,6 +122,8 @@ struct Case {
     /// Pass `--var-file` with this file of `tests/compat/` (by absolute path: each
     /// tool runs in its own temporary directory).
     var_file: Option<&'static str>,
+    /// Pass `--control-file` with this file of `tests/compat/` (by absolute path).
+    control_file: Option<&'static str>,
     rollbacks: RollbackStrategy,
     /// Also run faultline with its own default strategy (`always`) and expect
     /// these rollbacks, where the Chaos Toolkit (`default`) plays none.
@@ -127,6 +141,7 @@ const BASE: Case = Case {
     dead_url: false,
     python_modules: false,
     var_file: None,
+    control_file: None,
     rollbacks: RollbackStrategy::CompareWithCtkDefault,
     faultline_default_rollbacks: None,
     min_seconds: None,
@@ -292,6 +307,93 @@ compat_cases! {
         ..BASE
     };
 
+    // -- the python worker: module state, chaoslib.exit, signatures -------------------------
+    python_module_state: Case { python_modules: true, ..BASE };
+    // `always`, so that graceful (rollbacks per strategy) and ungraceful (none) differ
+    python_exit_gracefully: Case { args: &["--rollback-strategy", "always"], python_modules: true, ..BASE };
+    python_exit_ungracefully: Case { args: &["--rollback-strategy", "always"], python_modules: true, ..BASE };
+    python_missing_argument_invalid: Case {
+        difference: Some(Difference::InvalidExperiment {
+            ctk_says: "required argument 'path' is missing from activity 'exists'",
+            faultline_says: "required argument 'path' is missing from activity 'missing-argument'",
+        }),
+        ..BASE
+    };
+    python_extra_argument_invalid: Case {
+        difference: Some(Difference::InvalidExperiment {
+            ctk_says: "argument 'should_not_be_here' is not part of the function signature in activity 'exists'",
+            faultline_says: "argument 'should_not_be_here' is not part of the function signature in activity 'too-many-args'",
+        }),
+        ..BASE
+    };
+    python_arguments_mismatch_no_validation: Case { args: &["--no-validation"], ..BASE };
+
+    // -- python controls (the Chaos Toolkit's fixtures, tests/compat/ctk_fixtures) ----------
+    control_dummy: Case {
+        python_modules: true,
+        difference: Some(Difference::ControlStateNotInJournal {
+            ctk: Outcome {
+                status: "completed",
+                deviated: false,
+                activities: &[
+                    "before:echo-ok",
+                    "after:echo-ok",
+                    "run:say-hello",
+                    "run:<not an activity: \"after_method_control\"> [no status]",
+                    "rollback:rollback-echo",
+                    "rollback:<not an activity: \"after_rollback_control\"> [no status]",
+                ],
+                exit: 0,
+            },
+            faultline: Outcome {
+                status: "completed",
+                deviated: false,
+                activities: &["before:echo-ok", "after:echo-ok", "run:say-hello", "rollback:rollback-echo"],
+                exit: 0,
+            },
+        }),
+        ..BASE
+    };
+    control_changed_configuration: Case { python_modules: true, ..BASE };
+    control_changed_secrets: Case { python_modules: true, ..BASE };
+    control_scope_before: Case { python_modules: true, ..BASE };
+    control_interrupter: Case { python_modules: true, ..BASE };
+    control_interrupted_activity: Case {
+        python_modules: true,
+        faultline_default_rollbacks: Some(&["rollback-echo"]),
+        ..BASE
+    };
+    control_exited_activity: Case { python_modules: true, ..BASE };
+    control_on_activity: Case { python_modules: true, ..BASE };
+    control_file_global: Case {
+        python_modules: true,
+        control_file: Some("control-files/interrupt-on-target.json"),
+        ..BASE
+    };
+    control_failing_init: Case { python_modules: true, ..BASE };
+    control_failing_init_still_applied: Case { python_modules: true, ..BASE };
+    control_validator_refuses: Case {
+        python_modules: true,
+        difference: Some(Difference::InvalidExperiment {
+            ctk_says: "invalid key on control",
+            faultline_says: "its validate_control refused the declaration: InvalidActivity: invalid key on control",
+        }),
+        ..BASE
+    };
+    control_failing_cleanup: Case {
+        python_modules: true,
+        difference: Some(Difference::CtkCrashes {
+            // cleanup_control raised after the run: logged, the outcome stands
+            faultline: Outcome {
+                status: "completed",
+                deviated: false,
+                activities: &["before:echo-ok", "after:echo-ok", "run:say-hello", "rollback:rollback-echo"],
+                exit: 0,
+            },
+        }),
+        ..BASE
+    };
+
     // -- where the Chaos Toolkit crashes or refuses ---------------------------------------
     crash_hypothesis_import: Case {
         args: &["--no-validation"],
@@ -322,7 +424,13 @@ compat_cases! {
         }),
         ..BASE
     };
-    invalid_no_method: Case { difference: Some(Difference::InvalidExperiment), ..BASE };
+    invalid_no_method: Case {
+        difference: Some(Difference::InvalidExperiment {
+            ctk_says: "an experiment requires a method",
+            faultline_says: "missing required key 'method'",
+        }),
+        ..BASE
+    };
 }
 
 /// Every experiment file must have a case (and every case a file), so an
@@ -438,7 +546,21 @@ fn compare(case: &Case, ctk: &ToolRun, fl: &ToolRun, problems: &mut Vec<String>)
         }
     }
     match case.difference {
-        Some(Difference::InvalidExperiment) => {
+        Some(Difference::InvalidExperiment {
+            ctk_says,
+            faultline_says,
+        }) => {
+            for (run, says) in [(ctk, ctk_says), (fl, faultline_says)] {
+                if !run.stdout.contains(says) && !run.stderr.contains(says) {
+                    problems.push(format!(
+                        "{} was expected to say {says:?} (why the experiment is invalid)",
+                        run.label
+                    ));
+                }
+            }
+            if fl.journal.is_some() {
+                problems.push("faultline wrote a journal for an invalid experiment".into());
+            }
             if ctk.exit != Some(1) || ctk.journal.is_some() {
                 problems.push(format!(
                     "documented difference InvalidExperiment no longer holds: CTK was expected to refuse the experiment (exit 1, no journal), got exit {:?}, journal written: {}",
@@ -490,10 +612,15 @@ fn compare(case: &Case, ctk: &ToolRun, fl: &ToolRun, problems: &mut Vec<String>)
         | Some(Difference::JsonBodyWithCharset {
             ctk: c,
             faultline: f,
+        })
+        | Some(Difference::ControlStateNotInJournal {
+            ctk: c,
+            faultline: f,
         }) => {
             let which = match case.difference {
                 Some(Difference::HttpHeaderKeysLowercase { .. }) => "HttpHeaderKeysLowercase",
-                _ => "JsonBodyWithCharset",
+                Some(Difference::JsonBodyWithCharset { .. }) => "JsonBodyWithCharset",
+                _ => "ControlStateNotInJournal",
             };
             expect_outcome(
                 &format!("CTK (documented difference {which})"),
@@ -758,6 +885,17 @@ fn push_entries(
     list: Option<&Vec<Value>>,
 ) -> Result<(), String> {
     for item in list.into_iter().flatten() {
+        // a control's hook may append anything to the Chaos Toolkit's `run` or
+        // `rollbacks` list (its `state`): kept, rendered as what it is
+        if !item.is_object() {
+            out.push(Entry {
+                phase,
+                name: format!("<not an activity: {item}>"),
+                status: None,
+                tolerance_met: None,
+            });
+            continue;
+        }
         let name = item
             .get("activity")
             .and_then(|a| a.get("name"))
@@ -888,6 +1026,9 @@ fn run_tool(tool: Tool<'_>, experiment: &Path, case: &Case, cwd: &Path, extra: &
     }
     if let Some(f) = case.var_file {
         cmd.arg("--var-file").arg(compat_dir().join(f));
+    }
+    if let Some(f) = case.control_file {
+        cmd.arg("--control-file").arg(compat_dir().join(f));
     }
     cmd.args(extra).arg(experiment).current_dir(cwd);
     // hermetic: no user settings, no telemetry export

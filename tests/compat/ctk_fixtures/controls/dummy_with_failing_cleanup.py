@@ -1,0 +1,2 @@
+def cleanup_control():
+    raise RuntimeError("cleanup control")
