@@ -76,15 +76,20 @@ impl PythonProvider {
             )));
         }
         let limit = ctx.output_limit;
-        let mut request = serde_json::json!({
-            "op": "call",
-            "module": self.module,
-            "func": self.func,
-            "arguments": self.arguments,
-            "configuration": *ctx.configuration,
-            "secrets": self.secrets(ctx),
-            "limit": limit,
-        });
+        let mut request = Map::new();
+        request.insert("op".into(), "call".into());
+        request.insert("module".into(), self.module.clone().into());
+        request.insert("func".into(), self.func.clone().into());
+        request.insert("arguments".into(), Value::Object(self.arguments.clone()));
+        request.insert(
+            "configuration".into(),
+            Value::Object((*ctx.configuration).clone()),
+        );
+        request.insert(
+            "secrets".into(),
+            self.secrets(ctx).map_or(Value::Null, Value::Object),
+        );
+        request.insert("limit".into(), limit.into());
         // The call's trace context: spans the function makes through Python's
         // `opentelemetry` join the run's trace under the activity.
         for (var, key) in [
@@ -93,12 +98,9 @@ impl PythonProvider {
             ("BAGGAGE", "baggage"),
         ] {
             if let Some((_, v)) = ctx.env.iter().find(|(k, v)| k == var && !v.is_empty()) {
-                request[key] = Value::String(v.clone());
+                request.insert(key.into(), Value::String(v.clone()));
             }
         }
-        let Value::Object(request) = request else {
-            unreachable!("a JSON object literal")
-        };
         let what = format!("{}.{}", self.module, self.func);
         let reply = worker
             .call(request, &what)
