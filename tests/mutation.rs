@@ -238,6 +238,7 @@ fn parse_and_dry_run(rt: &tokio::runtime::Runtime, doc: &Value, strategy: u8) ->
         slo: Default::default(),
         python: None,
         live: None,
+        labels: Default::default(),
     };
     let outcome = rt.block_on(runner.run());
     let journal = serde_json::to_value(&outcome.record).expect("the record serialises");

@@ -68,6 +68,10 @@ pub struct RunRequest {
     /// The kill switch file (`--kill-switch`); `None`: `FAULTLINE_KILL_SWITCH`, else
     /// the settings' `kill_switch`, else the default (see [`super::kill`]).
     pub kill_switch: Option<PathBuf>,
+    /// Target labels given for this run (`--label k=v`), over the experiment's.
+    pub labels: Vec<String>,
+    /// Record the run in the run history of its store (`--no-record`: false).
+    pub record: bool,
 }
 
 impl RunRequest {
@@ -96,6 +100,8 @@ impl RunRequest {
             org: None,
             token: None,
             kill_switch: None,
+            labels: Vec::new(),
+            record: true,
         }
     }
 }
@@ -221,6 +227,19 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             }
             Err(e) => {
                 out.line(Level::Error, "input.invalid", &e);
+                return RunEnd::refused();
+            }
+        }
+    }
+
+    let mut given_labels = crate::experiment::labels::TargetLabels::new();
+    for l in &req.labels {
+        match crate::experiment::labels::parse_label(l) {
+            Ok((k, v)) => {
+                given_labels.insert(k, v);
+            }
+            Err(e) => {
+                out.line(Level::Error, "input.invalid", &format!("--label: {e}"));
                 return RunEnd::refused();
             }
         }
@@ -379,6 +398,21 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     let redactor = Redactor::new(secret_values(&resolved.secrets));
     out.learn(&redactor);
     python_env.set_redactor(redactor.clone());
+    for p in crate::experiment::labels::problems(&resolved.configuration) {
+        out.line(
+            Level::Warning,
+            "input.ignored",
+            &format!("{p}: these labels are ignored"),
+        );
+    }
+    let labels: crate::experiment::labels::TargetLabels = crate::experiment::labels::target_labels(
+        &experiment.raw,
+        &resolved.configuration,
+        &given_labels,
+    )
+    .into_iter()
+    .map(|(k, v)| (k, redactor.text(&v).into_owned()))
+    .collect();
 
     if !req.no_validation {
         let mut problems = crate::run::preflight::check(
@@ -478,6 +512,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         slo: slo.clone(),
         python: Some(python.clone()),
         live: Some(live.clone()),
+        labels: labels.clone(),
     };
     let outcome = runner.run().await;
     // Every call was answered or dropped: the worker exits when its input closes.

@@ -66,6 +66,14 @@ pub struct RunArgs {
     /// $XDG_RUNTIME_DIR/faultline/kill-switch and /tmp/faultline-<uid>/kill-switch].
     #[arg(long, value_name = "PATH")]
     pub kill_switch: Option<PathBuf>,
+    /// A target label of this run (`service=checkout`), over the experiment's tags
+    /// and configuration; repeatable. Run history, correlation, run metrics and
+    /// annotations carry the labels.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Do not record this run in the run history of its store.
+    #[arg(long)]
+    pub no_record: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -106,6 +114,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         org: args.org,
         token: args.token,
         kill_switch: args.kill_switch,
+        labels: args.labels,
+        record: !args.no_record,
         ..RunRequest::new(run_id, args.experiment, args.journal_path)
     };
     let signals = spawn_signal_handler(

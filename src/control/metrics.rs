@@ -509,6 +509,8 @@ mod tests {
             title: "t".into(),
             experiment: serde_json::json!({"title": "t"}),
             trace_id: None,
+            labels: Default::default(),
+            experiment_ref: String::new(),
         };
         m.configure(&run);
         m.before_experiment(&run).await;

@@ -54,6 +54,10 @@ pub struct RunInfo {
     pub experiment: Value,
     /// The run's trace id, when spans are recorded.
     pub trace_id: Option<String>,
+    /// What the run targets (`service`, …): `crate::experiment::labels::target_labels`.
+    pub labels: crate::experiment::labels::TargetLabels,
+    /// The experiment's stable reference (`crate::experiment::labels::experiment_ref`).
+    pub experiment_ref: String,
 }
 
 /// One activity about to run (or just run).

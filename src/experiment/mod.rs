@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod duplicates;
+pub mod labels;
 pub mod load;
 pub mod locate;
 pub mod model;

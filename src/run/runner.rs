@@ -64,6 +64,9 @@ pub struct Runner {
     /// Where the run keeps its configuration and secrets, shared with the Python
     /// controls that may change them; `None`: the run's own.
     pub live: Option<LiveConfig>,
+    /// What the run targets (`service`, …), secrets masked: controls see them in
+    /// `RunInfo`, the run history and metrics carry them.
+    pub labels: crate::experiment::labels::TargetLabels,
 }
 
 /// The result of a run.
@@ -1111,6 +1114,8 @@ impl Runner {
             title: safe_title.clone(),
             trace_id: trace_id.clone(),
             experiment: shared.redactor.value(&shared.exp.raw),
+            labels: self.labels.clone(),
+            experiment_ref: crate::experiment::labels::experiment_ref(&shared.exp.raw),
         };
         shared.controls.configure(&run_info);
         shared.emit(Event::RunStarted {
@@ -1606,6 +1611,7 @@ mod tests {
                     slo: Default::default(),
                     python: None,
                     live: None,
+                    labels: Default::default(),
                 };
                 let out = runner.run().await;
                 let report = telemetry.shutdown().await;
@@ -1725,6 +1731,7 @@ mod tests {
             slo: Default::default(),
             python: None,
             live: None,
+            labels: Default::default(),
         };
         runner.run().await;
         let seen = seen.0.lock().unwrap().clone();
@@ -1786,6 +1793,7 @@ mod tests {
             slo: Default::default(),
             python: None,
             live: None,
+            labels: Default::default(),
         };
         let out = runner.run().await;
         assert_eq!(out.status, Status::Completed);
