@@ -12,8 +12,10 @@
 //! telemetry pipeline, sinks, controls and temporary names (`run_id`).
 
 pub mod controls;
+pub mod history;
 pub mod kill;
 pub mod run;
+pub mod runs;
 pub mod serve;
 pub mod sinks;
 pub mod slo;

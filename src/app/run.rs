@@ -494,6 +494,14 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         let title = redactor.text(&vars.text(&experiment.title)).into_owned();
         layers.extend(s.layers(&req.run_id, &title));
     }
+    let history = req.record.then(|| {
+        let vars = crate::experiment::substitute::Vars {
+            configuration: &resolved.configuration,
+            secrets: &resolved.secrets,
+        };
+        let title = redactor.text(&vars.text(&experiment.title)).into_owned();
+        (title, history_target(&req, &settings.store, &env))
+    });
     let runner = Runner {
         experiment,
         options,
@@ -576,6 +584,10 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             crate::run::journal::Written::Fallback { fallback, .. } => Some(fallback),
             _ => None,
         };
+        if let Some((title, target)) = &history {
+            let summary = super::history::summary(&outcome, title, &labels, journal.as_deref());
+            super::history::record(target, &summary, &*out).await;
+        }
         return RunEnd {
             code: ExitCode::Failed,
             outcome: Some(outcome),
@@ -587,6 +599,11 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         "journal.written",
         &format!("Journal written to {}", req.journal_path.display()),
     );
+    if let Some((title, target)) = &history {
+        let summary =
+            super::history::summary(&outcome, title, &labels, Some(req.journal_path.as_path()));
+        super::history::record(target, &summary, &*out).await;
+    }
     if outcome.deviated {
         out.line(
             Level::Info,
@@ -667,6 +684,27 @@ fn slo_access(
         .with_remote_write(env("FAULTLINE_REMOTE_WRITE"))
         .with_objectives(objectives),
     )
+}
+
+/// Where the run records itself: the run's store (as its SLO activities use it) and
+/// organisation, and the spool beside it.
+fn history_target(
+    req: &RunRequest,
+    settings: &crate::settings::StoreSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> super::history::Target {
+    use crate::store::{org_name, StoreSpec, DEFAULT_ORG};
+    let (store, token) = store_choice(req, settings, env);
+    let org =
+        given(&req.org, env("FAULTLINE_ORG"), &settings.org).unwrap_or_else(|| DEFAULT_ORG.into());
+    let spec = StoreSpec::parse(store.as_deref(), token, env)
+        .map_err(|e| e.to_string())
+        .and_then(|s| org_name(&org).map(|_| s).map_err(|e| format!("--org: {e}")));
+    super::history::Target {
+        spec,
+        org: org_name(&org).unwrap_or_else(|_| DEFAULT_ORG.into()),
+        spool: super::history::spool_root(env),
+    }
 }
 
 /// The first of flag, variable and setting that says something.

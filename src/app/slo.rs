@@ -66,14 +66,14 @@ impl SloError {
 }
 
 /// An open store and how it is named.
-struct Opened {
-    store: Store,
-    name: String,
-    org: String,
+pub(super) struct Opened {
+    pub(super) store: Store,
+    pub(super) name: String,
+    pub(super) org: String,
 }
 
 impl Opened {
-    fn fail(&self, error: StoreError) -> SloError {
+    pub(super) fn fail(&self, error: StoreError) -> SloError {
         SloError::Store {
             store: self.name.clone(),
             error,
@@ -81,7 +81,7 @@ impl Opened {
     }
 }
 
-async fn open(req: &StoreRequest) -> Result<Opened, SloError> {
+pub(super) async fn open(req: &StoreRequest) -> Result<Opened, SloError> {
     let spec = StoreSpec::parse(req.store.as_deref(), req.token.clone(), &|k| {
         std::env::var(k).ok()
     })

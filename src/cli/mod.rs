@@ -8,6 +8,7 @@ mod console;
 mod indicator;
 mod kill;
 mod run;
+mod runs;
 mod serve;
 mod slo;
 mod token;
@@ -53,6 +54,10 @@ enum Command {
     Token(token::TokenArgs),
     /// Operate the kill switch: stop every run obeying it and refuse new ones.
     Kill(kill::KillArgs),
+    /// The run history: list, show, flush the spool, scores, programme stats.
+    Runs(runs::RunsArgs),
+    /// The chaos runs that overlapped an incident (a time and a window), newest first.
+    Correlate(runs::CorrelateArgs),
 }
 
 /// Options shared by the subcommands.
@@ -115,6 +120,8 @@ pub fn main() -> i32 {
         Command::Serve(args) => runtime.block_on(serve::serve(args)),
         Command::Token(args) => runtime.block_on(token::token(args)),
         Command::Kill(args) => runtime.block_on(kill::kill(args)),
+        Command::Runs(args) => runtime.block_on(runs::runs(args)),
+        Command::Correlate(args) => runtime.block_on(runs::correlate(args)),
     };
     // Background tasks (a stuck pipe writer, say) must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -17,31 +17,9 @@ pub type TargetLabels = BTreeMap<String, String>;
 /// drivers often carry them.
 const SERVICE_KEYS: [&str; 3] = ["service", "service_name", "target_service"];
 
-/// A label key as Prometheus and Grafana take it: `[a-zA-Z_][a-zA-Z0-9_]*`, at most
-/// 64 characters.
-pub fn valid_key(k: &str) -> bool {
-    let mut chars = k.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && k.len() <= 64
-}
+pub use crate::slo::model::valid_label_key as valid_key;
 
-/// `k=v` as a label, every problem named (`--label` and the serve queries).
-pub fn parse_label(text: &str) -> Result<(String, String), String> {
-    let Some((k, v)) = text.split_once('=') else {
-        return Err(format!("label {text:?}: expected key=value"));
-    };
-    let (k, v) = (k.trim(), v.trim());
-    if !valid_key(k) {
-        return Err(format!(
-            "label {text:?}: the key must be letters, digits and '_', not starting with a digit (at most 64)"
-        ));
-    }
-    if v.is_empty() {
-        return Err(format!("label {text:?}: the value is empty"));
-    }
-    Ok((k.to_string(), v.to_string()))
-}
+pub use crate::slo::model::parse_label;
 
 /// The run's target labels, lowest precedence first:
 /// 1. the experiment's tags written `key:value` or `key=value` (other tags stay tags);

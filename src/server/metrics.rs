@@ -7,7 +7,11 @@
 //!   actual percent), target, met (0/1) and error budget remaining over its own
 //!   window (`slo::status`), labelled with its labels and `org`. These are rendered
 //!   from a fresh recorder at each scrape, so a deleted objective disappears;
-//! - the kill switch: 1 while engaged, read at each scrape.
+//! - the kill switch: 1 while engaged, read at each scrape;
+//! - the run history: runs recorded by status, and per experiment (its newest ten
+//!   runs) its grade, freshness and newest run (end time, duration, deviated, status),
+//!   labelled with `org`, `experiment`, `experiment_ref` and the newest run's target
+//!   labels, so alert rules and dashboards join on `service`.
 //!
 //! Every name is defined here once and documented in `docs/telemetry.md`.
 
@@ -33,6 +37,21 @@ pub const TARGET: &str = "faultline_slo_target_percent";
 pub const MET: &str = "faultline_slo_met";
 /// The share of the window's error budget left, in percent (negative: overspent).
 pub const BUDGET: &str = "faultline_slo_error_budget_remaining_percent";
+
+/// Runs recorded, by `org`, `status`, `deviated`.
+pub const RUNS_RECORDED: &str = "faultline_runs_recorded";
+/// An experiment's trend grade over its last ten runs: 4 (A) to 1 (D).
+pub const GRADE: &str = "faultline_experiment_grade";
+/// An experiment's freshness, 0 to 100.
+pub const FRESHNESS: &str = "faultline_experiment_freshness";
+/// When an experiment's newest run ended (Unix seconds).
+pub const LAST_RUN: &str = "faultline_experiment_last_run_timestamp_seconds";
+/// How long an experiment's newest run took.
+pub const LAST_DURATION: &str = "faultline_experiment_last_run_duration_seconds";
+/// 1 when an experiment's newest run deviated.
+pub const LAST_DEVIATED: &str = "faultline_experiment_last_run_deviated";
+/// 1 for the status of an experiment's newest run (label `status`).
+pub const LAST_STATUS: &str = "faultline_experiment_last_run_status";
 
 /// 1 while the kill switch (`/v1/kill`) is engaged, else 0.
 pub const KILL_SWITCH: &str = "faultline_kill_switch_engaged";
@@ -145,6 +164,10 @@ pub async fn scrape(State(st): State<ServerState>) -> Response {
         Ok(t) => text.push_str(&t),
         Err(e) => return e.into_response(),
     }
+    match runs(&st).await {
+        Ok(t) => text.push_str(&t),
+        Err(e) => return e.into_response(),
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -205,6 +228,86 @@ async fn objectives(st: &ServerState) -> Result<String, super::ApiError> {
                 if let Some(b) = status.error_budget_remaining_percent {
                     metrics::gauge!(BUDGET, &labels).set(b);
                 }
+            });
+        }
+    }
+    Ok(recorder.handle().render())
+}
+
+/// The run history's gauges, rendered from a recorder made for this scrape.
+async fn runs(st: &ServerState) -> Result<String, super::ApiError> {
+    use crate::store::scores;
+    let recorder = PrometheusBuilder::new().build_recorder();
+    metrics::with_local_recorder(&recorder, || {
+        metrics::describe_gauge!(RUNS_RECORDED, "Runs recorded in the run history");
+        metrics::describe_gauge!(
+            GRADE,
+            "Trend grade over the last ten runs: 4 A, 3 B, 2 C, 1 D"
+        );
+        metrics::describe_gauge!(FRESHNESS, "Freshness of the experiment, 0 to 100");
+        metrics::describe_gauge!(LAST_RUN, "When the experiment's newest run ended");
+        metrics::describe_gauge!(
+            LAST_DURATION,
+            metrics::Unit::Seconds,
+            "How long the experiment's newest run took"
+        );
+        metrics::describe_gauge!(LAST_DEVIATED, "1 when the experiment's newest run deviated");
+        metrics::describe_gauge!(
+            LAST_STATUS,
+            "1 for the status of the experiment's newest run"
+        );
+    });
+    let now = chrono::Utc::now();
+    for org in st.store.run_organisations().await? {
+        for c in st.store.run_counts(&org).await? {
+            let labels = [
+                ("org", org.clone()),
+                ("status", c.status.clone()),
+                ("deviated", c.deviated.to_string()),
+            ];
+            metrics::with_local_recorder(&recorder, || {
+                metrics::gauge!(RUNS_RECORDED, &labels).set(c.count as f64);
+            });
+        }
+        let latest = st.store.latest_runs(&org, scores::GRADE_RUNS).await?;
+        for s in scores::scores(&latest, now, scores::HALF_LIFE) {
+            let Some(newest) = latest
+                .iter()
+                .filter(|r| r.experiment_ref == s.experiment_ref)
+                .max_by_key(|r| (r.started, r.ended))
+            else {
+                continue;
+            };
+            let mut labels: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| {
+                    let k = match k.as_str() {
+                        "org" | "experiment" | "experiment_ref" | "status" => format!("label_{k}"),
+                        _ => k.clone(),
+                    };
+                    (k, v.clone())
+                })
+                .collect();
+            labels.push(("org".into(), org.clone()));
+            labels.push(("experiment".into(), s.title.clone()));
+            labels.push(("experiment_ref".into(), s.experiment_ref.clone()));
+            let grade = f64::from(b'E' - s.grade as u8);
+            let mut status_labels = labels.clone();
+            status_labels.push(("status".into(), newest.status.clone()));
+            metrics::with_local_recorder(&recorder, || {
+                metrics::gauge!(GRADE, &labels).set(grade);
+                metrics::gauge!(FRESHNESS, &labels).set(f64::from(s.freshness));
+                metrics::gauge!(LAST_RUN, &labels)
+                    .set(newest.ended.timestamp_millis() as f64 / 1000.0);
+                metrics::gauge!(LAST_DURATION, &labels)
+                    .set(newest.duration().num_milliseconds() as f64 / 1000.0);
+                metrics::gauge!(LAST_DEVIATED, &labels).set(if newest.deviated {
+                    1.0
+                } else {
+                    0.0
+                });
+                metrics::gauge!(LAST_STATUS, &status_labels).set(1.0);
             });
         }
     }

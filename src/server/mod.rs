@@ -22,6 +22,7 @@ pub mod kill;
 pub mod metrics;
 pub mod native;
 pub mod reliably;
+pub mod runs;
 pub mod tls;
 
 pub use error::ApiError;
@@ -82,6 +83,7 @@ pub fn router(state: ServerState) -> Router {
     r = reliably::routes(r);
     r = native::routes(r);
     r = kill::routes(r);
+    r = runs::routes(r);
     r.fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(

@@ -12,6 +12,32 @@ use std::time::Duration;
 /// Labels: string keys to string values, sorted.
 pub type Labels = BTreeMap<String, String>;
 
+/// A label key as Prometheus and Grafana take it: `[a-zA-Z_][a-zA-Z0-9_]*`, at most
+/// 64 characters (run target labels; SLO labels are Reliably's and looser).
+pub fn valid_label_key(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && k.len() <= 64
+}
+
+/// `k=v` as a label, every problem named (`--label` and the serve queries).
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    let Some((k, v)) = text.split_once('=') else {
+        return Err(format!("label {text:?}: expected key=value"));
+    };
+    let (k, v) = (k.trim(), v.trim());
+    if !valid_label_key(k) {
+        return Err(format!(
+            "label {text:?}: the key must be letters, digits and '_', not starting with a digit (at most 64)"
+        ));
+    }
+    if v.is_empty() {
+        return Err(format!("label {text:?}: the value is empty"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
 /// The only `apiVersion` of Reliably documents.
 pub const API_VERSION: &str = "reliably.com/v1";
 

@@ -11,6 +11,8 @@
 pub mod postgres;
 pub mod remote;
 pub mod remote_write;
+pub mod runs;
+pub mod scores;
 pub mod sqlite;
 
 use crate::slo::{Indicator, Labels, Objective, ObjectiveResult};
@@ -452,6 +454,106 @@ impl Store {
             Store::Postgres(s) => s.token_org(token_hash(token)).await,
             Store::Remote(_) => Err(StoreError::Invalid(
                 "a remote store checks its own tokens".into(),
+            )),
+        }
+    }
+
+    /// Record a run in the history (replacing one with the same id: delivering a
+    /// spooled record twice is harmless). Whether it is new.
+    pub async fn put_run(&self, org: &str, run: &runs::RunSummary) -> Result<bool, StoreError> {
+        let org = org_name(org)?;
+        run.check()?;
+        match self {
+            Store::Sqlite(s) => s.put_run(org, run.clone()).await,
+            Store::Postgres(s) => s.put_run(org, run.clone()).await,
+            Store::Remote(r) => r.put_run(&org, run).await,
+        }
+    }
+
+    /// The runs `filter` selects, newest first.
+    pub async fn runs(
+        &self,
+        org: &str,
+        filter: &runs::RunFilter,
+    ) -> Result<Vec<runs::RunSummary>, StoreError> {
+        let org = org_name(org)?;
+        filter.check()?;
+        match self {
+            Store::Sqlite(s) => s.runs(org, filter.clone()).await,
+            Store::Postgres(s) => s.runs(org, filter.clone()).await,
+            Store::Remote(r) => r.runs(&org, filter).await,
+        }
+    }
+
+    /// One run by its id.
+    pub async fn run(&self, org: &str, run_id: &str) -> Result<runs::RunSummary, StoreError> {
+        let org = org_name(org)?;
+        let found = match self {
+            Store::Sqlite(s) => s.run(org.clone(), run_id.to_string()).await?,
+            Store::Postgres(s) => s.run(org.clone(), run_id.to_string()).await?,
+            Store::Remote(r) => r.run(&org, run_id).await?,
+        };
+        found.ok_or_else(|| {
+            StoreError::NotFound(format!("no run {run_id:?} in organisation {org:?}"))
+        })
+    }
+
+    /// The runs that overlapped a window, newest first.
+    pub async fn overlapping(
+        &self,
+        org: &str,
+        overlap: &runs::Overlap,
+    ) -> Result<Vec<runs::RunSummary>, StoreError> {
+        let org = org_name(org)?;
+        if overlap.to < overlap.from {
+            return Err(StoreError::Invalid(format!(
+                "the window ends ({}) before it starts ({})",
+                overlap.to.to_rfc3339(),
+                overlap.from.to_rfc3339()
+            )));
+        }
+        match self {
+            Store::Sqlite(s) => s.overlapping(org, overlap.clone()).await,
+            Store::Postgres(s) => s.overlapping(org, overlap.clone()).await,
+            Store::Remote(r) => r.overlapping(&org, overlap).await,
+        }
+    }
+
+    /// Every organisation with a recorded run, sorted (what `/metrics` walks).
+    pub async fn run_organisations(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.run_organisations().await,
+            Store::Postgres(s) => s.run_organisations().await,
+            Store::Remote(_) => Err(StoreError::Invalid(
+                "a remote store lists its organisations itself".into(),
+            )),
+        }
+    }
+
+    /// The newest `n` runs of each experiment (any order): what scores need.
+    pub async fn latest_runs(
+        &self,
+        org: &str,
+        n: usize,
+    ) -> Result<Vec<runs::RunSummary>, StoreError> {
+        let org = org_name(org)?;
+        match self {
+            Store::Sqlite(s) => s.latest_runs(org, n).await,
+            Store::Postgres(s) => s.latest_runs(org, n).await,
+            Store::Remote(_) => Err(StoreError::Invalid(
+                "a remote store computes its own scores: GET /api/v1/orgs/{org}/scores".into(),
+            )),
+        }
+    }
+
+    /// How many runs are recorded, by status and deviation.
+    pub async fn run_counts(&self, org: &str) -> Result<Vec<runs::RunCount>, StoreError> {
+        let org = org_name(org)?;
+        match self {
+            Store::Sqlite(s) => s.run_counts(org).await,
+            Store::Postgres(s) => s.run_counts(org).await,
+            Store::Remote(_) => Err(StoreError::Invalid(
+                "a remote store counts its own runs".into(),
             )),
         }
     }

@@ -7,6 +7,7 @@
 //! once. Labels are JSONB, so a selector is a containment query (`@>`).
 
 use super::remote_write::{Forwarded, Forwarder};
+use super::runs::{Overlap, Param, RunFilter, RunSummary, Where};
 use super::{
     entity_id, IndicatorRecord, ObjectiveRecord, Origin, ReportLine, ResultRecord, StoreError,
 };
@@ -76,6 +77,34 @@ const MIGRATIONS: &[&str] = &[
         status TEXT,
         record JSONB
     );",
+    // 2: as SQLite's second migration.
+    "DROP TABLE runs;
+    CREATE TABLE runs (
+        seq BIGSERIAL PRIMARY KEY,
+        org TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        experiment_ref TEXT NOT NULL,
+        started_us BIGINT NOT NULL,
+        ended_us BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        deviated BOOLEAN NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (org, run_id)
+    );
+    CREATE INDEX runs_org_started ON runs(org, started_us);
+    CREATE INDEX runs_org_experiment ON runs(org, experiment_ref, started_us);
+    CREATE TABLE run_labels (
+        org TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        seq BIGINT NOT NULL REFERENCES runs(seq) ON DELETE CASCADE,
+        PRIMARY KEY (org, key, value, seq)
+    );
+    CREATE INDEX run_labels_seq ON run_labels(seq);
+    CREATE TABLE run_orgs (
+        org TEXT PRIMARY KEY,
+        longest_us BIGINT NOT NULL
+    );",
 ];
 
 /// Taken while migrating: one replica migrates, the others wait and find it done.
@@ -94,6 +123,7 @@ enum Write {
     Indicator(String, Indicator, Origin, Reply<IndicatorRecord>),
     Delete(String, Labels, Reply<usize>),
     Token(String, String, Reply<()>),
+    Run(String, RunSummary, Reply<bool>),
     Close(oneshot::Sender<()>),
 }
 
@@ -310,6 +340,98 @@ impl PgStore {
         )
     }
 
+    pub(super) async fn put_run(&self, org: String, run: RunSummary) -> Result<bool, StoreError> {
+        self.write(|tx| Write::Run(org, run, tx)).await
+    }
+
+    pub(super) async fn runs(
+        &self,
+        org: String,
+        filter: RunFilter,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        let c = self.reader().await;
+        let w = Where::new(true, &org).filter(&org, &filter);
+        select_runs(&*c, w, filter.limit).await
+    }
+
+    pub(super) async fn run(
+        &self,
+        org: String,
+        run_id: String,
+    ) -> Result<Option<RunSummary>, StoreError> {
+        let c = self.reader().await;
+        let mut w = Where::new(true, &org);
+        w.and("r.run_id = ?", Param::Text(run_id));
+        Ok(select_runs(&*c, w, 1).await?.pop())
+    }
+
+    pub(super) async fn overlapping(
+        &self,
+        org: String,
+        o: Overlap,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        let c = self.reader().await;
+        let longest: Option<i64> = c
+            .query_opt("SELECT longest_us FROM run_orgs WHERE org = $1", &[&org])
+            .await
+            .map_err(|e| db("store read", e))?
+            .map(|r| r.get(0));
+        let Some(longest) = longest else {
+            return Ok(Vec::new());
+        };
+        let w = Where::new(true, &org).overlap(&org, &o, longest);
+        select_runs(&*c, w, o.limit).await
+    }
+
+    pub(super) async fn run_organisations(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.reader().await;
+        Ok(c.query("SELECT org FROM run_orgs ORDER BY org", &[])
+            .await
+            .map_err(|e| db("store read", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    pub(super) async fn latest_runs(
+        &self,
+        org: String,
+        n: usize,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        let c = self.reader().await;
+        let sql = super::runs::LATEST_SQL
+            .replace("?1", "$1")
+            .replace("?2", "$2");
+        let rows = c
+            .query(sql.as_str(), &[&org, &(n as i64)])
+            .await
+            .map_err(|e| db("store read", e))?;
+        rows.iter()
+            .map(|r| {
+                serde_json::from_str(r.get::<_, &str>(0))
+                    .map_err(|e| unavailable("a stored run record is unreadable", e))
+            })
+            .collect()
+    }
+
+    pub(super) async fn run_counts(
+        &self,
+        org: String,
+    ) -> Result<Vec<super::runs::RunCount>, StoreError> {
+        let c = self.reader().await;
+        let sql = super::runs::COUNTS_SQL.replace("?1", "$1");
+        Ok(c.query(sql.as_str(), &[&org])
+            .await
+            .map_err(|e| db("store read", e))?
+            .iter()
+            .map(|r| super::runs::RunCount {
+                status: r.get(0),
+                deviated: r.get(1),
+                count: r.get::<_, i64>(2).max(0) as u64,
+            })
+            .collect())
+    }
+
     pub(super) async fn organisations(&self) -> Result<Vec<String>, StoreError> {
         let c = self.reader().await;
         Ok(
@@ -513,6 +635,81 @@ async fn finish(sp: tokio_postgres::Transaction<'_>, ok: bool) -> Result<(), Sto
     .map_err(|e| db("store write", e))
 }
 
+async fn select_runs(
+    c: &impl GenericClient,
+    w: Where,
+    limit: usize,
+) -> Result<Vec<RunSummary>, StoreError> {
+    let sql = format!(
+        "SELECT r.record FROM runs r WHERE {}{}",
+        w.sql,
+        Where::order(limit)
+    );
+    let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = w
+        .params
+        .into_iter()
+        .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+            match p {
+                Param::Int(i) => Box::new(i),
+                Param::Text(t) => Box::new(t),
+            }
+        })
+        .collect();
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let rows = c
+        .query(sql.as_str(), &refs)
+        .await
+        .map_err(|e| db("store read", e))?;
+    rows.iter()
+        .map(|r| {
+            serde_json::from_str(r.get::<_, &str>(0))
+                .map_err(|e| unavailable("a stored run record is unreadable", e))
+        })
+        .collect()
+}
+
+/// Store (or replace: a spooled record delivered twice) one run and its labels.
+async fn put_run(c: &impl GenericClient, org: &str, run: &RunSummary) -> Result<bool, StoreError> {
+    let w = |e| db("store write", e);
+    let replaced = c
+        .execute(
+            "DELETE FROM runs WHERE org = $1 AND run_id = $2",
+            &[&org, &run.run_id],
+        )
+        .await
+        .map_err(w)?;
+    let record = serde_json::to_string(run).map_err(|e| unavailable("store write", e))?;
+    let (started, ended) = (micros(run.started), micros(run.ended));
+    let seq: i64 = c
+        .query_one(
+            "INSERT INTO runs (org, run_id, experiment_ref, started_us, ended_us, status, deviated, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
+            &[&org, &run.run_id, &run.experiment_ref, &started, &ended, &run.status, &run.deviated, &record],
+        )
+        .await
+        .map_err(w)?
+        .get(0);
+    for (k, v) in &run.labels {
+        c.execute(
+            "INSERT INTO run_labels (org, key, value, seq) VALUES ($1, $2, $3, $4)",
+            &[&org, k, v, &seq],
+        )
+        .await
+        .map_err(w)?;
+    }
+    c.execute(
+        "INSERT INTO run_orgs (org, longest_us) VALUES ($1, $2)
+         ON CONFLICT (org) DO UPDATE SET longest_us = GREATEST(run_orgs.longest_us, excluded.longest_us)",
+        &[&org, &(ended - started)],
+    )
+    .await
+    .map_err(w)?;
+    Ok(replaced == 0)
+}
+
 /// The writer task: batch, apply each in a savepoint, commit once, answer.
 async fn writer_loop(
     mut c: Client,
@@ -576,6 +773,12 @@ async fn writer_loop(
                         objectives.remove(&org);
                         let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
                         let r = delete_objectives(&sp, &org, &selector).await;
+                        finish(sp, r.is_ok()).await?;
+                        answers.push(answer(reply, r));
+                    }
+                    Write::Run(org, run, reply) => {
+                        let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
+                        let r = put_run(&sp, &org, &run).await;
                         finish(sp, r.is_ok()).await?;
                         answers.push(answer(reply, r));
                     }

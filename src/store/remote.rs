@@ -2,6 +2,7 @@
 //! (`/api/v1/orgs/{org}/…`, documented in `docs/store.md`), so every command and
 //! provider works the same on a shared store as on the embedded one.
 
+use super::runs::{Overlap, RunFilter, RunSummary};
 use super::{IndicatorRecord, ObjectiveRecord, Origin, ReportLine, ResultRecord, StoreError};
 use crate::slo::{Indicator, Labels, Objective};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -209,6 +210,65 @@ impl RemoteStore {
             .get(self.url(org, &format!("objectives/{objective_id}/results"))?)
             .query(&[("from", iso(from)), ("to", iso(to))]);
         self.send(req).await
+    }
+}
+
+impl RemoteStore {
+    pub(super) async fn put_run(&self, org: &str, run: &RunSummary) -> Result<bool, StoreError> {
+        let v: Value = self
+            .send(self.client.post(self.url(org, "runs")?).json(run))
+            .await?;
+        Ok(v.get("created").and_then(Value::as_bool).unwrap_or(false))
+    }
+
+    pub(super) async fn runs(
+        &self,
+        org: &str,
+        f: &RunFilter,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        let mut q: Vec<(&str, String)> = vec![("limit", f.limit.to_string())];
+        if let Some(t) = f.since {
+            q.push(("since", iso(t)));
+        }
+        if let Some(t) = f.until {
+            q.push(("until", iso(t)));
+        }
+        if let Some(s) = &f.status {
+            q.push(("status", s.clone()));
+        }
+        if let Some(e) = &f.experiment_ref {
+            q.push(("experiment", e.clone()));
+        }
+        q.extend(f.labels.iter().map(|(k, v)| ("label", format!("{k}={v}"))));
+        self.send(self.client.get(self.url(org, "runs")?).query(&q))
+            .await
+    }
+
+    pub(super) async fn run(&self, org: &str, id: &str) -> Result<Option<RunSummary>, StoreError> {
+        let mut u = self.url(org, "runs")?;
+        u.path_segments_mut()
+            .map_err(|_| StoreError::Invalid("bad base URL".into()))?
+            .push(id);
+        match self.send(self.client.get(u)).await {
+            Ok(r) => Ok(Some(r)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn overlapping(
+        &self,
+        org: &str,
+        o: &Overlap,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        let mut q: Vec<(&str, String)> = vec![
+            ("from", iso(o.from)),
+            ("to", iso(o.to)),
+            ("limit", o.limit.to_string()),
+        ];
+        q.extend(o.labels.iter().map(|(k, v)| ("label", format!("{k}={v}"))));
+        self.send(self.client.get(self.url(org, "correlate")?).query(&q))
+            .await
     }
 }
 

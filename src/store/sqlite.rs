@@ -10,6 +10,7 @@
 //! is cached across transactions.
 
 use super::remote_write::{Forwarded, Forwarder};
+use super::runs::{Overlap, Param, RunFilter, RunSummary, Where};
 use super::{
     entity_id, IndicatorRecord, ObjectiveRecord, Origin, ReportLine, ResultRecord, StoreError,
 };
@@ -81,6 +82,34 @@ const MIGRATIONS: &[&str] = &[
         status TEXT,
         record TEXT
     );",
+    // 2: the run history (the placeholder `runs` of 1 was never written).
+    "DROP TABLE runs;
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY,
+        org TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        experiment_ref TEXT NOT NULL,
+        started_us INTEGER NOT NULL,
+        ended_us INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        deviated INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (org, run_id)
+    );
+    CREATE INDEX runs_org_started ON runs(org, started_us);
+    CREATE INDEX runs_org_experiment ON runs(org, experiment_ref, started_us);
+    CREATE TABLE run_labels (
+        org TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        seq INTEGER NOT NULL REFERENCES runs(seq) ON DELETE CASCADE,
+        PRIMARY KEY (org, key, value, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX run_labels_seq ON run_labels(seq);
+    CREATE TABLE run_orgs (
+        org TEXT PRIMARY KEY,
+        longest_us INTEGER NOT NULL
+    );",
 ];
 
 /// The most writes committed together.
@@ -104,6 +133,11 @@ enum Write {
     ),
     Delete(String, Labels, oneshot::Sender<Result<usize, StoreError>>),
     Token(String, String, oneshot::Sender<Result<(), StoreError>>),
+    Run(
+        String,
+        RunSummary,
+        oneshot::Sender<Result<bool, StoreError>>,
+    ),
     Close(oneshot::Sender<()>),
 }
 
@@ -422,6 +456,120 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn put_run(&self, org: String, run: RunSummary) -> Result<bool, StoreError> {
+        self.write(|tx| Write::Run(org, run, tx)).await
+    }
+
+    pub(super) async fn runs(
+        &self,
+        org: String,
+        filter: RunFilter,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        self.read(move |c| {
+            let w = Where::new(false, &org).filter(&org, &filter);
+            select_runs(c, w, filter.limit)
+        })
+        .await
+    }
+
+    pub(super) async fn run(
+        &self,
+        org: String,
+        run_id: String,
+    ) -> Result<Option<RunSummary>, StoreError> {
+        self.read(move |c| {
+            let mut w = Where::new(false, &org);
+            w.and("r.run_id = ?", Param::Text(run_id));
+            Ok(select_runs(c, w, 1)?.pop())
+        })
+        .await
+    }
+
+    pub(super) async fn overlapping(
+        &self,
+        org: String,
+        o: Overlap,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        self.read(move |c| {
+            let longest: Option<i64> = c
+                .query_row(
+                    "SELECT longest_us FROM run_orgs WHERE org = ?1",
+                    [&org],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| unavailable("store read", e))?;
+            let Some(longest) = longest else {
+                return Ok(Vec::new());
+            };
+            let w = Where::new(false, &org).overlap(&org, &o, longest);
+            select_runs(c, w, o.limit)
+        })
+        .await
+    }
+
+    pub(super) async fn run_organisations(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached("SELECT org FROM run_orgs ORDER BY org")
+                .map_err(|e| unavailable("store read", e))?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| unavailable("store read", e))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| unavailable("store read", e))
+        })
+        .await
+    }
+
+    pub(super) async fn latest_runs(
+        &self,
+        org: String,
+        n: usize,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(super::runs::LATEST_SQL)
+                .map_err(|e| unavailable("store read", e))?;
+            let rows = st
+                .query_map(params![org, n as i64], |r| r.get::<_, String>(0))
+                .map_err(|e| unavailable("store read", e))?;
+            let mut out = Vec::new();
+            for text in rows {
+                let text = text.map_err(|e| unavailable("store read", e))?;
+                out.push(
+                    serde_json::from_str(&text)
+                        .map_err(|e| unavailable("a stored run record is unreadable", e))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn run_counts(
+        &self,
+        org: String,
+    ) -> Result<Vec<super::runs::RunCount>, StoreError> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(super::runs::COUNTS_SQL)
+                .map_err(|e| unavailable("store read", e))?;
+            let rows = st
+                .query_map([org], |r| {
+                    Ok(super::runs::RunCount {
+                        status: r.get(0)?,
+                        deviated: r.get(1)?,
+                        count: r.get::<_, i64>(2)?.max(0) as u64,
+                    })
+                })
+                .map_err(|e| unavailable("store read", e))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| unavailable("store read", e))
+        })
+        .await
+    }
+
     /// Commit what is waiting, stop the writer; later writes fail.
     pub(super) async fn close(&self) {
         let sender = self
@@ -505,6 +653,72 @@ fn newest_results(
         .map_err(|e| unavailable("store read", e))
 }
 
+fn select_runs(c: &Connection, w: Where, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+    let sql = format!(
+        "SELECT r.record FROM runs r WHERE {}{}",
+        w.sql,
+        Where::order(limit)
+    );
+    let mut st = c
+        .prepare_cached(&sql)
+        .map_err(|e| unavailable("store read", e))?;
+    let params: Vec<rusqlite::types::Value> = w
+        .params
+        .into_iter()
+        .map(|p| match p {
+            Param::Int(i) => rusqlite::types::Value::Integer(i),
+            Param::Text(t) => rusqlite::types::Value::Text(t),
+        })
+        .collect();
+    let rows = st
+        .query_map(rusqlite::params_from_iter(params), |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(|e| unavailable("store read", e))?;
+    let mut out = Vec::new();
+    for text in rows {
+        let text = text.map_err(|e| unavailable("store read", e))?;
+        out.push(
+            serde_json::from_str(&text)
+                .map_err(|e| unavailable("a stored run record is unreadable", e))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Store (or replace: a spooled record delivered twice) one run and its labels.
+fn put_run(c: &Connection, org: &str, run: &RunSummary) -> Result<bool, StoreError> {
+    let w = |e| unavailable("store write", e);
+    let replaced = c
+        .execute(
+            "DELETE FROM runs WHERE org = ?1 AND run_id = ?2",
+            params![org, run.run_id],
+        )
+        .map_err(w)?;
+    let record = serde_json::to_string(run).map_err(|e| unavailable("store write", e))?;
+    let (started, ended) = (micros(run.started), micros(run.ended));
+    c.execute(
+        "INSERT INTO runs (org, run_id, experiment_ref, started_us, ended_us, status, deviated, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![org, run.run_id, run.experiment_ref, started, ended, run.status, run.deviated, record],
+    )
+    .map_err(w)?;
+    let seq = c.last_insert_rowid();
+    let mut st = c
+        .prepare_cached("INSERT INTO run_labels (org, key, value, seq) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(w)?;
+    for (k, v) in &run.labels {
+        st.execute(params![org, k, v, seq]).map_err(w)?;
+    }
+    c.execute(
+        "INSERT INTO run_orgs (org, longest_us) VALUES (?1, ?2)
+         ON CONFLICT (org) DO UPDATE SET longest_us = max(longest_us, excluded.longest_us)",
+        params![org, ended - started],
+    )
+    .map_err(w)?;
+    Ok(replaced == 0)
+}
+
 /// The writer thread: batch, apply each in a savepoint, commit once, answer.
 fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>, forwarder: Option<Forwarder>) {
     while let Ok(first) = rx.recv() {
@@ -561,6 +775,10 @@ fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>, forwarder: Option<F
                     Write::Delete(org, selector, reply) => {
                         objectives.remove(&org);
                         let r = in_savepoint(&tx, |t| delete_objectives(t, &org, &selector));
+                        answers.push(answer(reply, r));
+                    }
+                    Write::Run(org, run, reply) => {
+                        let r = in_savepoint(&tx, |t| put_run(t, &org, &run));
                         answers.push(answer(reply, r));
                     }
                     Write::Token(org, hash, reply) => {

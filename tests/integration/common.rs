@@ -156,6 +156,9 @@ pub fn spawn(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Child {
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        // The run history (embedded store) and its spool: the test's own.
+        .env("XDG_DATA_HOME", dir.join("xdg-data"))
+        .env("XDG_STATE_HOME", dir.join("xdg-state"))
         .env("FAULTLINE_KILL_SWITCH", dir.join("kill-switch"))
         .stdin(Stdio::null())
         .stdout(out)

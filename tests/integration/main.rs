@@ -7,6 +7,7 @@ mod concurrent;
 mod controls;
 mod examples;
 mod hardening;
+mod history;
 // The HTTP test server, shared with the library's unit tests by path.
 #[path = "../support/http_server.rs"]
 mod http_server;

@@ -49,13 +49,24 @@ pub(crate) struct Served {
 
 impl Served {
     pub(crate) fn start(dir: &TempDir, tag: &str, store: &Path, extra: &[&str]) -> Served {
+        Served::start_on(dir, tag, store, "127.0.0.1:0", extra)
+    }
+
+    /// [`Served::start`] on a given address.
+    pub(crate) fn start_on(
+        dir: &TempDir,
+        tag: &str,
+        store: &Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> Served {
         let out = dir.join(&format!("serve-{tag}.out"));
         let err = dir.join(&format!("serve-{tag}.err"));
         let child = Command::new(bin())
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--store",
                 store.to_str().unwrap(),
             ])
