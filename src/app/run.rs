@@ -394,9 +394,33 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             return RunEnd::refused();
         }
     };
+    // The credentials of the notifying controls come from the secrets (or the
+    // environment): resolved now, and masked like the secrets from here on.
+    let mut control_secrets = Vec::new();
+    let mut notifier_problems = Vec::new();
+    for n in &built.notifiers {
+        match n.prepare(&resolved.secrets, &env) {
+            Ok(values) => control_secrets.extend(values),
+            Err(e) => notifier_problems.push(
+                Problem::new(n.describe(), e)
+                    .hint("give the credential as an argument, an environment variable (<name>_env) or a secret"),
+            ),
+        }
+    }
+    if !notifier_problems.is_empty() {
+        report(&*out, &notifier_problems);
+        return RunEnd::refused();
+    }
     // Every message from here on may quote a resolved value: masked.
-    let redactor = Redactor::new(secret_values(&resolved.secrets));
+    let redactor = Redactor::new(
+        secret_values(&resolved.secrets)
+            .into_iter()
+            .chain(control_secrets.iter().cloned()),
+    );
     out.learn(&redactor);
+    for n in &built.notifiers {
+        n.learn(&redactor);
+    }
     python_env.set_redactor(redactor.clone());
     for p in crate::experiment::labels::problems(&resolved.configuration) {
         out.line(
@@ -481,6 +505,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         }
     };
     let built_metrics = built.metrics.clone();
+    let built_notifiers = built.notifiers.clone();
     // The layer-fed sinks (OTLP logs) name the run and its title (as the runner
     // renders it, secrets masked) on every record.
     // The console and the log sinks observe the run as layers on its subscriber.
@@ -513,6 +538,12 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         python: Some(python.clone()),
         live: Some(live.clone()),
         labels: labels.clone(),
+        // Where controls say the journal is: the path asked for, made absolute
+        // (a notice is read elsewhere than in this directory).
+        journal: Some(
+            std::path::absolute(&req.journal_path).unwrap_or_else(|_| req.journal_path.clone()),
+        ),
+        masked: control_secrets,
     };
     let outcome = runner.run().await;
     // Every call was answered or dropped: the worker exits when its input closes.
@@ -542,6 +573,15 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
                 Level::Warning,
                 "metrics.push_failed",
                 &format!("Prometheus run metrics: {e}"),
+            );
+        }
+    }
+    for n in &built_notifiers {
+        for e in n.errors() {
+            out.line(
+                Level::Warning,
+                crate::control::deliver::DELIVERY_FAILED,
+                &format!("{}: {e}", n.describe()),
             );
         }
     }
