@@ -555,18 +555,46 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     drop(watch);
     // What the SLO activities wrote is committed before the run says it ended.
     slo.close().await;
-    // Telemetry and sinks finish together, within one shared limit.
+    // Telemetry and sinks finish together, within one shared limit; the notifying
+    // controls' last deliveries meanwhile, within their own bound (each delivery's
+    // retry budget, the end after the start).
     let limit = telemetry.shutdown_limit();
-    let (delivery, sink_reports) = tokio::join!(telemetry.shutdown(), async {
-        match sinks {
-            // The limit is the whole budget: leave the sinks' own slack inside it.
-            Some(s) => {
-                s.shutdown(limit.saturating_sub(Duration::from_millis(150)))
-                    .await
+    let notified = {
+        let notifiers = built_notifiers.clone();
+        let deadline = std::time::Instant::now() + NOTIFY_LIMIT;
+        async move {
+            if notifiers.is_empty() {
+                return Vec::new();
             }
-            None => Vec::new(),
+            tokio::task::spawn_blocking(move || {
+                notifiers
+                    .iter()
+                    .flat_map(|n| {
+                        let who = n.describe();
+                        n.finish(deadline)
+                            .into_iter()
+                            .map(move |e| format!("{who}: {e}"))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default()
         }
-    });
+    };
+    let (delivery, sink_reports, notify_failures) = tokio::join!(
+        telemetry.shutdown(),
+        async {
+            match sinks {
+                // The limit is the whole budget: leave the sinks' own slack inside it.
+                Some(s) => {
+                    s.shutdown(limit.saturating_sub(Duration::from_millis(150)))
+                        .await
+                }
+                None => Vec::new(),
+            }
+        },
+        notified
+    );
     for m in &built_metrics {
         for e in m.errors() {
             out.line(
@@ -576,14 +604,8 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             );
         }
     }
-    for n in &built_notifiers {
-        for e in n.errors() {
-            out.line(
-                Level::Warning,
-                crate::control::deliver::DELIVERY_FAILED,
-                &format!("{}: {e}", n.describe()),
-            );
-        }
+    for e in &notify_failures {
+        out.line(Level::Warning, crate::control::deliver::DELIVERY_FAILED, e);
     }
     for r in &sink_reports {
         out.line(
@@ -641,6 +663,11 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         journal,
     }
 }
+
+/// The most the end of a run waits for the notifying controls' last deliveries: the
+/// start's budget and the end's, and some slack (both run in the background, so
+/// several controls take this long together, not each).
+const NOTIFY_LIMIT: Duration = Duration::from_secs(7);
 
 /// The run's SLO store access: `--store` > `FAULTLINE_STORE` > the settings'
 /// `store.location` > the default file, `--org` > `FAULTLINE_ORG` > `store.org` >

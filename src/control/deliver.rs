@@ -289,19 +289,6 @@ fn on_own_runtime<T>(work: impl Future<Output = T>) -> Option<T> {
     Some(out)
 }
 
-/// Run `work` to its end from synchronous code, inside a runtime or not: on a thread
-/// of its own with a runtime of its own. On a multi-threaded runtime, this worker's
-/// other tasks (another run in the same process) move elsewhere meanwhile.
-pub fn block_on<T: Send>(work: impl Future<Output = T> + Send) -> Option<T> {
-    let run = || std::thread::scope(|s| s.spawn(|| on_own_runtime(work)).join().ok().flatten());
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(run)
-        }
-        _ => run(),
-    }
-}
-
 /// What every body and message of a control goes through: the run's redactor (its
 /// secrets, learnt once they are resolved) and the control's own credentials.
 #[derive(Default)]
@@ -464,8 +451,9 @@ pub trait Notifier: Send + Sync {
     ) -> Result<Vec<String>, String>;
     /// The run's redactor: every body and message is masked with it.
     fn learn(&self, redactor: &Redactor);
-    /// Deliveries that failed, masked, for warnings at the end.
-    fn errors(&self) -> Vec<String>;
+    /// Wait for deliveries still under way, until `deadline` at most, then every
+    /// delivery that failed, masked, for warnings at the end.
+    fn finish(&self, deadline: Instant) -> Vec<String>;
 }
 
 #[cfg(test)]
@@ -474,6 +462,11 @@ mod tests {
     use serde_json::json;
 
     const R: Retry = Retry::DEFAULT;
+
+    /// `work` on a runtime of its own, as the controls' deliveries run.
+    fn block_on<T>(work: impl Future<Output = T>) -> Option<T> {
+        on_own_runtime(work)
+    }
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
     #[test]

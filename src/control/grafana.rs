@@ -55,6 +55,7 @@ pub struct Grafana {
 struct State {
     headers: Vec<(String, String)>,
     start: Option<Pending<Started>>,
+    end: Option<Pending<Vec<String>>>,
     errors: Vec<String>,
 }
 
@@ -233,9 +234,9 @@ impl Grafana {
                 Vec::new()
             }
         };
-        let shown = base
-            .as_ref()
-            .map_or_else(String::new, |b| deliver::shown(b.as_str(), false));
+        let shown = base.as_ref().map_or_else(String::new, |b| {
+            deliver::shown(api_url(b, None).as_str(), false)
+        });
         let endpoint = Endpoint::new(Vec::new(), Retry::DEFAULT, shown)
             .map_err(|e| problems.push(e))
             .ok();
@@ -313,50 +314,55 @@ impl Control for Grafana {
     }
 
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
-        let pending = self.state().start.take();
-        let retry = self.endpoint.retry;
-        let started: Option<Started> = pending.map(|p| {
-            p.wait(retry.budget + std::time::Duration::from_millis(500))
-                .unwrap_or_else(|| {
-                    Err(format!(
-                        "start annotation: not delivered within {:?}",
-                        retry.budget
-                    ))
-                })
-        });
+        let start = self.state().start.take();
         let target = self.target();
-        let notice = match started {
-            Some(Ok(id)) => Notice {
-                method: reqwest::Method::PATCH,
-                url: api_url(&self.base, Some(id)),
-                body: end_body(run, status, deviated, &target),
-            },
-            other => {
-                if let Some(Err(e)) = other {
-                    self.failed(e);
-                }
-                Notice {
-                    method: reqwest::Method::POST,
-                    url: api_url(&self.base, None),
-                    body: region_body(run, status, deviated, &target),
-                }
-            }
-        };
-        let notice = Notice {
-            body: self.mask.value(notice.body),
-            ..notice
-        };
-        let what = if notice.method == reqwest::Method::PATCH {
-            "end of the annotation"
-        } else {
-            "whole-run annotation"
-        };
+        // Both possible ends, masked now: which one goes depends on the start.
+        let patch = self.mask.value(end_body(run, status, deviated, &target));
+        let region = self.mask.value(region_body(run, status, deviated, &target));
+        let base = self.base.clone();
         let endpoint = self.endpoint();
-        match deliver::block_on(endpoint.deliver(what, &notice)) {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => self.failed(e),
-            None => self.failed(format!("{what}: the delivery could not start")),
-        }
+        // The end waits for the start (within the start's budget) then delivers its
+        // own, in the background: the app waits for every notifier at once.
+        let end = Pending::spawn(async move {
+            let mut errors = Vec::new();
+            let limit = endpoint.retry.budget + std::time::Duration::from_millis(500);
+            let id = match start.map(|p| p.wait(limit)) {
+                Some(Some(Ok(id))) => Some(id),
+                Some(Some(Err(e))) => {
+                    errors.push(e);
+                    None
+                }
+                Some(None) => {
+                    errors.push(format!("start annotation: not delivered within {limit:?}"));
+                    None
+                }
+                None => None,
+            };
+            let (what, notice) = match id {
+                Some(id) => (
+                    "end of the annotation",
+                    Notice {
+                        method: reqwest::Method::PATCH,
+                        url: api_url(&base, Some(id)),
+                        body: patch,
+                    },
+                ),
+                // The start is not there: the whole region at once.
+                None => (
+                    "whole-run annotation",
+                    Notice {
+                        method: reqwest::Method::POST,
+                        url: api_url(&base, None),
+                        body: region,
+                    },
+                ),
+            };
+            if let Err(e) = endpoint.deliver(what, &notice).await {
+                errors.push(e);
+            }
+            errors
+        });
+        self.state().end = Some(end);
     }
 }
 
@@ -393,7 +399,15 @@ impl Notifier for Grafana {
         self.mask.learn(redactor);
     }
 
-    fn errors(&self) -> Vec<String> {
+    fn finish(&self, deadline: std::time::Instant) -> Vec<String> {
+        let end = self.state().end.take();
+        if let Some(end) = end {
+            match end.wait(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Some(errors) => errors.into_iter().for_each(|e| self.failed(e)),
+                None => self
+                    .failed("end of the annotation: still not delivered when the run ended".into()),
+            }
+        }
         self.state().errors.clone()
     }
 }
@@ -519,8 +533,91 @@ mod tests {
         assert!(!body.to_string().contains("tok-9"), "{body}");
         g.failed("it answered 401: bad token tok-9".into());
         assert_eq!(
-            g.errors(),
+            g.finish(std::time::Instant::now()),
             vec!["it answered 401: bad token ***".to_string()]
+        );
+    }
+
+    /// A run's hooks against a test server: the requests it got and the failures.
+    async fn one_run(
+        srv: &crate::test_http::Server,
+    ) -> (Vec<crate::test_http::Request>, Vec<String>) {
+        let g = Grafana::from_arguments("g", &json!({"url": srv.url("/gf")}), &[])
+            .ok()
+            .unwrap();
+        let secrets = json!({"grafana": {"token": "tok-1"}});
+        g.prepare(secrets.as_object().unwrap(), &|_| None).unwrap();
+        let r = run();
+        g.before_experiment(&r).await;
+        g.after_experiment(&r, Status::Failed, false);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let errors = g.finish(deadline);
+        (srv.requests(), errors)
+    }
+
+    fn check_region(reqs: &[crate::test_http::Request]) {
+        let seen: Vec<_> = reqs
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(
+            seen,
+            ["POST /gf/api/annotations", "PATCH /gf/api/annotations/9"]
+        );
+        for r in reqs {
+            assert_eq!(r.header("authorization"), Some("Bearer tok-1"));
+        }
+        let end: Value = serde_json::from_slice(&reqs[1].body).unwrap();
+        assert_eq!(end["timeEnd"], json!(1_700_000_004_567_i64));
+        assert!(end["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("status:failed")));
+    }
+
+    #[tokio::test]
+    async fn a_region_on_a_current_thread_runtime() {
+        let srv = crate::test_http::Server::start(|_| {
+            crate::test_http::Response::json(200, &json!({"id": 9}))
+        });
+        let (reqs, errors) = one_run(&srv).await;
+        assert!(errors.is_empty(), "{errors:?}");
+        check_region(&reqs);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_region_on_a_multi_threaded_runtime() {
+        let srv = crate::test_http::Server::start(|_| {
+            crate::test_http::Response::json(200, &json!({"id": 9}))
+        });
+        let (reqs, errors) = one_run(&srv).await;
+        assert!(errors.is_empty(), "{errors:?}");
+        check_region(&reqs);
+    }
+
+    #[tokio::test]
+    async fn a_refused_start_becomes_a_whole_region_at_the_end() {
+        let srv = crate::test_http::Server::scripted(
+            vec![crate::test_http::Response::text(400, "bad tok-1 request")],
+            crate::test_http::Response::json(200, &json!({"id": 3})),
+        );
+        let (reqs, errors) = one_run(&srv).await;
+        let seen: Vec<_> = reqs
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(
+            seen,
+            ["POST /gf/api/annotations", "POST /gf/api/annotations"]
+        );
+        let region: Value = serde_json::from_slice(&reqs[1].body).unwrap();
+        assert_eq!(region["time"], json!(1_700_000_000_123_i64));
+        assert_eq!(region["timeEnd"], json!(1_700_000_004_567_i64));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("start annotation (POST http://127.0.0.1:")
+                && errors[0].contains("/gf/api/annotations) not delivered after 1 attempt(s): it answered 400: bad *** request"),
+            "{errors:?}"
         );
     }
 }

@@ -65,6 +65,7 @@ pub struct Webhook {
 struct State {
     url: Option<Url>,
     start: Option<Pending<Result<(), String>>>,
+    end: Option<Pending<Vec<String>>>,
     errors: Vec<String>,
 }
 
@@ -287,23 +288,28 @@ impl Control for Webhook {
     }
 
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
-        let pending = self.state().start.take();
-        if let Some(p) = pending {
-            let limit = self.endpoint.retry.budget + std::time::Duration::from_millis(500);
-            match p.wait(limit) {
-                Some(Ok(())) => {}
-                Some(Err(e)) => self.failed(e),
-                None => self.failed(format!("start notice: not delivered within {limit:?}")),
+        let start = self.state().start.take();
+        let end = self.notice(run, Some(End { status, deviated }));
+        // After the start (so the two arrive in order), in the background: the app
+        // waits for every notifier at once.
+        let pending = Pending::spawn(async move {
+            let mut errors = Vec::new();
+            if let Some(p) = start {
+                let limit = Retry::DEFAULT.budget + std::time::Duration::from_millis(500);
+                match p.wait(limit) {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => errors.push(e),
+                    None => errors.push(format!("start notice: not delivered within {limit:?}")),
+                }
             }
-        }
-        let Some((endpoint, notice)) = self.notice(run, Some(End { status, deviated })) else {
-            return;
-        };
-        match deliver::block_on(endpoint.deliver("end notice", &notice)) {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => self.failed(e),
-            None => self.failed("end notice: the delivery could not start".into()),
-        }
+            if let Some((endpoint, notice)) = end {
+                if let Err(e) = endpoint.deliver("end notice", &notice).await {
+                    errors.push(e);
+                }
+            }
+            errors
+        });
+        self.state().end = Some(pending);
     }
 }
 
@@ -339,7 +345,14 @@ impl Notifier for Webhook {
         self.mask.learn(redactor);
     }
 
-    fn errors(&self) -> Vec<String> {
+    fn finish(&self, deadline: std::time::Instant) -> Vec<String> {
+        let end = self.state().end.take();
+        if let Some(end) = end {
+            match end.wait(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Some(errors) => errors.into_iter().for_each(|e| self.failed(e)),
+                None => self.failed("end notice: still not delivered when the run ended".into()),
+            }
+        }
         self.state().errors.clone()
     }
 }
