@@ -11,8 +11,10 @@
 //! `timeEnd`) instead, so the dashboard still shows the run.
 //!
 //! The start is delivered in the background (the run does not wait for Grafana); the
-//! end waits for it within its retry budget, then delivers its own: at most
-//! [`Retry::DEFAULT`]'s budget each. Failures are warnings at the end of the run.
+//! end, in the background too, waits for it within its retry budget, then delivers
+//! its own: at most [`Retry::DEFAULT`]'s budget each. The app waits for every
+//! notifier at once ([`Notifier::finish`]); failures are warnings at the end of the
+//! run.
 //!
 //! Arguments: `url` (Grafana's base URL, required), the token as `token` or
 //! `token_env` (an environment variable), else `token` in the secret scopes the
