@@ -239,6 +239,8 @@ fn parse_and_dry_run(rt: &tokio::runtime::Runtime, doc: &Value, strategy: u8) ->
         python: None,
         live: None,
         labels: Default::default(),
+        journal: None,
+        masked: Vec::new(),
     };
     let outcome = rt.block_on(runner.run());
     let journal = serde_json::to_value(&outcome.record).expect("the record serialises");

@@ -4,8 +4,11 @@
 //! ([`crate::control::builtin::lookup`]); unknown ones become warnings naming them.
 
 use crate::control::builtin::{lookup, Builtin, Confirm, Pause};
+use crate::control::deliver::Notifier;
+use crate::control::grafana::Grafana;
 use crate::control::metrics::RunMetrics;
 use crate::control::python::{Loaded, PythonControl, PythonEnv};
+use crate::control::webhook::Webhook;
 use crate::control::{Control, Scope, Scoped};
 use crate::experiment::load::load_file;
 use crate::experiment::{ControlDecl, Experiment, Problem};
@@ -113,6 +116,10 @@ pub struct Built {
     pub warnings: Vec<String>,
     /// Pushgateway metrics controls, to report their push errors at the end.
     pub metrics: Vec<std::sync::Arc<RunMetrics>>,
+    /// Controls that deliver notices (`faultline.grafana`, `faultline.webhook`): their
+    /// credentials are resolved with the run's secrets, their failures reported at
+    /// the end.
+    pub notifiers: Vec<std::sync::Arc<dyn Notifier>>,
     /// Safeguard probes (`chaosaddons.controls.safeguards`).
     pub safeguards: Vec<Safeguard>,
     /// Problems in control declarations that make the run unsafe to start.
@@ -248,6 +255,38 @@ fn install(b: &mut Built, d: Declared<'_>, python: Option<&PythonEnv>) {
             }),
         },
         Some(Builtin::Safeguards) => safeguards(b, origin, arguments),
+        Some(kind @ (Builtin::Grafana | Builtin::Webhook)) => {
+            // The secret scopes the declaration's provider lists (where a token or a
+            // webhook URL may be).
+            let scopes: Vec<String> = match decl {
+                Some(d) => d.secrets.clone(),
+                None => raw
+                    .pointer("/provider/secrets")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let built = if kind == Builtin::Grafana {
+                Grafana::from_arguments(name, arguments, &scopes)
+                    .map(|g| notifier(b, std::sync::Arc::new(g)))
+            } else {
+                Webhook::from_arguments(name, arguments, &scopes)
+                    .map(|w| notifier(b, std::sync::Arc::new(w)))
+            };
+            if let Err(problems) = built {
+                b.problems.extend(problems.into_iter().map(|p| {
+                    Problem::new(
+                        format!("{origin}.provider.arguments"),
+                        format!("control '{name}' ({module}): {p}"),
+                    )
+                }));
+            }
+        }
         Some(Builtin::PrometheusMetrics) => {
             let m = std::sync::Arc::new(RunMetrics::from_arguments(arguments));
             b.metrics.push(m.clone());
@@ -277,6 +316,14 @@ fn install(b: &mut Built, d: Declared<'_>, python: Option<&PythonEnv>) {
             )),
         },
     }
+}
+
+/// Install a notifying control: observed at the experiment level (its hooks are
+/// `before_experiment` and `after_experiment`), and kept for its credentials and
+/// report.
+fn notifier<N: Notifier + Control + 'static>(b: &mut Built, n: std::sync::Arc<N>) {
+    b.notifiers.push(n.clone());
+    b.controls.push(Box::new(n));
 }
 
 /// Build the global controls (settings file, `--control-file`): they exist before the

@@ -394,9 +394,33 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             return RunEnd::refused();
         }
     };
+    // The credentials of the notifying controls come from the secrets (or the
+    // environment): resolved now, and masked like the secrets from here on.
+    let mut control_secrets = Vec::new();
+    let mut notifier_problems = Vec::new();
+    for n in &built.notifiers {
+        match n.prepare(&resolved.secrets, &env) {
+            Ok(values) => control_secrets.extend(values),
+            Err(e) => notifier_problems.push(
+                Problem::new(n.describe(), e)
+                    .hint("give the credential as an argument, an environment variable (<name>_env) or a secret"),
+            ),
+        }
+    }
+    if !notifier_problems.is_empty() {
+        report(&*out, &notifier_problems);
+        return RunEnd::refused();
+    }
     // Every message from here on may quote a resolved value: masked.
-    let redactor = Redactor::new(secret_values(&resolved.secrets));
+    let redactor = Redactor::new(
+        secret_values(&resolved.secrets)
+            .into_iter()
+            .chain(control_secrets.iter().cloned()),
+    );
     out.learn(&redactor);
+    for n in &built.notifiers {
+        n.learn(&redactor);
+    }
     python_env.set_redactor(redactor.clone());
     for p in crate::experiment::labels::problems(&resolved.configuration) {
         out.line(
@@ -481,6 +505,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         }
     };
     let built_metrics = built.metrics.clone();
+    let built_notifiers = built.notifiers.clone();
     // The layer-fed sinks (OTLP logs) name the run and its title (as the runner
     // renders it, secrets masked) on every record.
     // The console and the log sinks observe the run as layers on its subscriber.
@@ -521,6 +546,12 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         python: Some(python.clone()),
         live: Some(live.clone()),
         labels: labels.clone(),
+        // Where controls say the journal is: the path asked for, made absolute
+        // (a notice is read elsewhere than in this directory).
+        journal: Some(
+            std::path::absolute(&req.journal_path).unwrap_or_else(|_| req.journal_path.clone()),
+        ),
+        masked: control_secrets,
     };
     let outcome = runner.run().await;
     // Every call was answered or dropped: the worker exits when its input closes.
@@ -532,18 +563,46 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     drop(watch);
     // What the SLO activities wrote is committed before the run says it ended.
     slo.close().await;
-    // Telemetry and sinks finish together, within one shared limit.
+    // Telemetry and sinks finish together, within one shared limit; the notifying
+    // controls' last deliveries meanwhile, within their own bound (each delivery's
+    // retry budget, the end after the start).
     let limit = telemetry.shutdown_limit();
-    let (delivery, sink_reports) = tokio::join!(telemetry.shutdown(), async {
-        match sinks {
-            // The limit is the whole budget: leave the sinks' own slack inside it.
-            Some(s) => {
-                s.shutdown(limit.saturating_sub(Duration::from_millis(150)))
-                    .await
+    let notified = {
+        let notifiers = built_notifiers.clone();
+        let deadline = std::time::Instant::now() + NOTIFY_LIMIT;
+        async move {
+            if notifiers.is_empty() {
+                return Vec::new();
             }
-            None => Vec::new(),
+            tokio::task::spawn_blocking(move || {
+                notifiers
+                    .iter()
+                    .flat_map(|n| {
+                        let who = n.describe();
+                        n.finish(deadline)
+                            .into_iter()
+                            .map(move |e| format!("{who}: {e}"))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default()
         }
-    });
+    };
+    let (delivery, sink_reports, notify_failures) = tokio::join!(
+        telemetry.shutdown(),
+        async {
+            match sinks {
+                // The limit is the whole budget: leave the sinks' own slack inside it.
+                Some(s) => {
+                    s.shutdown(limit.saturating_sub(Duration::from_millis(150)))
+                        .await
+                }
+                None => Vec::new(),
+            }
+        },
+        notified
+    );
     for m in &built_metrics {
         for e in m.errors() {
             out.line(
@@ -552,6 +611,9 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
                 &format!("Prometheus run metrics: {e}"),
             );
         }
+    }
+    for e in &notify_failures {
+        out.line(Level::Warning, crate::control::deliver::DELIVERY_FAILED, e);
     }
     for r in &sink_reports {
         out.line(
@@ -618,6 +680,11 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         journal,
     }
 }
+
+/// The most the end of a run waits for the notifying controls' last deliveries: the
+/// start's budget and the end's, and some slack (both run in the background, so
+/// several controls take this long together, not each).
+const NOTIFY_LIMIT: Duration = Duration::from_secs(7);
 
 /// The run's SLO store access: `--store` > `FAULTLINE_STORE` > the settings'
 /// `store.location` > the default file, `--org` > `FAULTLINE_ORG` > `store.org` >

@@ -8,6 +8,8 @@
 //! | `chaoshci.simplehci`, `chaoshci.control`, `faultline.pause` | [`Pause`]: "Press Enter to continue..." before each activity |
 //! | `chaoshci.aborthci`, `faultline.confirm` | [`Confirm`]: "continue? [y/N]" before each activity but rollbacks; no = interrupt (rollbacks still run) |
 //! | `chaosprometheus.metrics` | [`super::metrics::RunMetrics`]: run metrics pushed to a Pushgateway |
+//! | `faultline.grafana` | [`super::grafana::Grafana`]: the run as a region annotation in Grafana |
+//! | `faultline.webhook` | [`super::webhook::Webhook`]: notices at the start and the end, Slack-compatible or JSON |
 //! | `chaosaddons.controls.safeguards` | the runner's safeguards ([`crate::run::Safeguard`]): probes checked before (blocking), once in the background, or every `frequency` seconds; a miss interrupts the run |
 //! | anything else | a warning naming it; the run goes on without it (controls are optional) |
 
@@ -29,6 +31,10 @@ pub enum Builtin {
     PrometheusMetrics,
     /// `chaosaddons.controls.safeguards`: probes that interrupt the run when missed.
     Safeguards,
+    /// Grafana region annotations for the run.
+    Grafana,
+    /// Notices at the start and the end of the run, to chat or any JSON webhook.
+    Webhook,
 }
 
 /// The built-in serving a python control module, if any.
@@ -43,6 +49,8 @@ pub fn lookup(module: &str) -> Option<Builtin> {
         "chaoshci.aborthci" | "faultline.confirm" => Builtin::Confirm,
         "chaosprometheus.metrics" => Builtin::PrometheusMetrics,
         "chaosaddons.controls.safeguards" | "faultline.safeguards" => Builtin::Safeguards,
+        super::grafana::MODULE => Builtin::Grafana,
+        super::webhook::MODULE => Builtin::Webhook,
         _ => return None,
     })
 }
@@ -132,6 +140,11 @@ mod tests {
         assert_eq!(lookup("chaostracing.oltp"), Some(Builtin::Tracing));
         assert_eq!(lookup("chaoshumio.control"), Some(Builtin::Humio));
         assert_eq!(lookup("chaoshci.aborthci"), Some(Builtin::Confirm));
+        assert_eq!(lookup("faultline.grafana"), Some(Builtin::Grafana));
+        assert_eq!(lookup("faultline.webhook"), Some(Builtin::Webhook));
+        // The Chaos Toolkit's Slack control posts with a bot token to a channel, not
+        // to a webhook: it stays a Python control.
+        assert_eq!(lookup("chaosslack.control"), None);
         assert_eq!(lookup("mycompany.controls"), None);
     }
 }

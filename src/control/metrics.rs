@@ -511,6 +511,10 @@ mod tests {
             trace_id: None,
             labels: Default::default(),
             experiment_ref: String::new(),
+            started: chrono::Utc::now(),
+            ended: None,
+            duration: None,
+            journal: None,
         };
         m.configure(&run);
         m.before_experiment(&run).await;

@@ -18,8 +18,11 @@
 //! `after_rollbacks` → `after_experiment` → `cleanup`.
 
 pub mod builtin;
+pub mod deliver;
+pub mod grafana;
 pub mod metrics;
 pub mod python;
+pub mod webhook;
 
 use crate::experiment::ActivityKind;
 use crate::run::journal::{HypothesisState, RunEntry};
@@ -58,6 +61,15 @@ pub struct RunInfo {
     pub labels: crate::experiment::labels::TargetLabels,
     /// The experiment's stable reference (`crate::experiment::labels::experiment_ref`).
     pub experiment_ref: String,
+    /// When the run started: the journal's `start`.
+    pub started: chrono::DateTime<chrono::Utc>,
+    /// When the run ended: the journal's `end` (`after_experiment` only).
+    pub ended: Option<chrono::DateTime<chrono::Utc>>,
+    /// The run's duration in seconds: the journal's `duration` (`after_experiment`
+    /// only).
+    pub duration: Option<f64>,
+    /// Where the journal is to be written, when the run writes one.
+    pub journal: Option<std::path::PathBuf>,
 }
 
 /// One activity about to run (or just run).

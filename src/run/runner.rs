@@ -67,6 +67,11 @@ pub struct Runner {
     /// What the run targets (`service`, …), secrets masked: controls see them in
     /// `RunInfo`, the run history and metrics carry them.
     pub labels: crate::experiment::labels::TargetLabels,
+    /// Where the journal is to be written, for controls that point to it (`RunInfo`).
+    pub journal: Option<std::path::PathBuf>,
+    /// Values masked like the secrets, though not secrets of the experiment: the
+    /// credentials of built-in controls (a token from `token_env`).
+    pub masked: Vec<String>,
 }
 
 /// The result of a run.
@@ -1047,7 +1052,12 @@ impl Runner {
         let started = Utc::now();
         let clock = Instant::now();
         let initial_secrets = self.resolved.secrets.clone();
-        let redactor = Redactor::new(secret_values(&initial_secrets));
+        let masked = self.masked.clone();
+        let redactor = Redactor::new(
+            secret_values(&initial_secrets)
+                .into_iter()
+                .chain(masked.iter().cloned()),
+        );
         let prometheus = self.options.prometheus.clone();
         let live = self.live.clone().unwrap_or_default();
         live.set(self.resolved.configuration, self.resolved.secrets);
@@ -1116,6 +1126,10 @@ impl Runner {
             experiment: shared.redactor.value(&shared.exp.raw),
             labels: self.labels.clone(),
             experiment_ref: crate::experiment::labels::experiment_ref(&shared.exp.raw),
+            started,
+            ended: None,
+            duration: None,
+            journal: self.journal.clone(),
         };
         shared.controls.configure(&run_info);
         shared.emit(Event::RunStarted {
@@ -1434,9 +1448,19 @@ impl Runner {
             (s, _) => Some(format!("experiment {}", s.as_str())),
         };
         spans::end(exp_span.clone(), error.as_deref());
+        // The run's end, as the journal records it, is taken before the controls'
+        // last hook (the Chaos Toolkit's journal has its `end` when `after_experiment`
+        // sees it), so a control reports the very times the journal keeps.
+        let ended = Utc::now();
+        let duration = clock.elapsed().as_secs_f64();
+        let end_info = RunInfo {
+            ended: Some(ended),
+            duration: Some(duration),
+            ..run_info.clone()
+        };
         shared
             .controls
-            .after_experiment(&run_info, status, deviated);
+            .after_experiment(&end_info, status, deviated);
         shared.controls.cleanup();
 
         let state = shared.state();
@@ -1476,15 +1500,16 @@ impl Runner {
             Redactor::new(
                 secret_values(&initial_secrets)
                     .into_iter()
-                    .chain(secret_values(&now.secrets)),
+                    .chain(secret_values(&now.secrets))
+                    .chain(masked.iter().cloned()),
             )
         });
         let record = RunRecord::build(
             RecordParts {
                 experiment,
                 start: timefmt::iso(started),
-                end: timefmt::now_iso(),
-                duration: clock.elapsed().as_secs_f64(),
+                end: timefmt::iso(ended),
+                duration,
                 status,
                 deviated,
                 before: before.as_ref(),
@@ -1612,6 +1637,8 @@ mod tests {
                     python: None,
                     live: None,
                     labels: Default::default(),
+                    journal: None,
+                    masked: Vec::new(),
                 };
                 let out = runner.run().await;
                 let report = telemetry.shutdown().await;
@@ -1732,6 +1759,8 @@ mod tests {
             python: None,
             live: None,
             labels: Default::default(),
+            journal: None,
+            masked: Vec::new(),
         };
         runner.run().await;
         let seen = seen.0.lock().unwrap().clone();
@@ -1794,6 +1823,8 @@ mod tests {
             python: None,
             live: None,
             labels: Default::default(),
+            journal: None,
+            masked: Vec::new(),
         };
         let out = runner.run().await;
         assert_eq!(out.status, Status::Completed);
