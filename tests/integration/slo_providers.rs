@@ -351,7 +351,8 @@ fn a_run_without_slo_activities_creates_no_store_file() {
         ("FAULTLINE_STORE", ""),
     ];
     let plain = experiment(vec![], vec![sh("action", "noop", "true")], vec![]);
-    let out = run_experiment_env(&dir, &plain, &[], &env);
+    // The SLO activities open no store (--no-record: nor does the run history).
+    let out = run_experiment_env(&dir, &plain, &["--no-record"], &env);
     assert_eq!(out.code, 0, "{}", out.all_text());
     assert!(!data.join("faultline").exists(), "a store was created");
     // The same place is the default store of a run that needs one.
@@ -360,7 +361,7 @@ fn a_run_without_slo_activities_creates_no_store_file() {
         vec![send_indicator("push", json!({"good": true}))],
         vec![],
     );
-    let out = run_experiment_env(&dir, &push, &[], &env);
+    let out = run_experiment_env(&dir, &push, &["--no-record"], &env);
     assert_eq!(out.code, 0, "{}", out.all_text());
     assert!(data.join("faultline/store.db").exists());
 }
@@ -515,11 +516,12 @@ fn slo_is_met_reads_the_server_reliably_host_names() {
     let exp = json!({"title": "remote", "description": "d",
         "steady-state-hypothesis": {"title": "t", "probes": [slo_is_met()]},
         "method": []});
-    // From the environment, as the Reliably client reads it.
+    // From the environment, as the Reliably client reads it (the run history off:
+    // the run's own store must stay unopened).
     let out = run_experiment_env(
         &dir,
         &exp,
-        &[],
+        &["--no-record"],
         &[
             ("FAULTLINE_STORE", local.to_str().unwrap()),
             ("RELIABLY_HOST", served.addr.as_str()),
@@ -550,14 +552,14 @@ fn slo_is_met_reads_the_server_reliably_host_names() {
         ("FAULTLINE_STORE", local.to_str().unwrap()),
         ("RELIABLY_HOST", "127.0.0.1:1"),
     ];
-    let out = run_experiment_env(&dir, &with_secrets(&served.token), &[], &env);
+    let out = run_experiment_env(&dir, &with_secrets(&served.token), &["--no-record"], &env);
     assert_eq!(slo_outputs(&out)[0], json!(false), "{}", out.all_text());
     assert!(
         out.all_text().contains("|          -9.9 |"),
         "{}",
         out.all_text()
     );
-    let out = run_experiment_env(&dir, &with_secrets("not-a-token"), &[], &env);
+    let out = run_experiment_env(&dir, &with_secrets("not-a-token"), &["--no-record"], &env);
     let probe = &out.journal()["steady_states"]["before"]["probes"][0];
     assert_eq!(probe["status"], "failed", "{}", out.all_text());
     let why = exception_text(probe);
