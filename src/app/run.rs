@@ -481,6 +481,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         }
     };
     let built_metrics = built.metrics.clone();
+    let built_run_metrics = built.run_metrics.clone();
     // The layer-fed sinks (OTLP logs) name the run and its title (as the runner
     // renders it, secrets masked) on every record.
     // The console and the log sinks observe the run as layers on its subscriber.
@@ -542,6 +543,15 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
                 Level::Warning,
                 "metrics.push_failed",
                 &format!("Prometheus run metrics: {e}"),
+            );
+        }
+    }
+    for m in &built_run_metrics {
+        for e in m.errors() {
+            out.line(
+                Level::Warning,
+                "metrics.push_failed",
+                &format!("faultline run metrics: {e}"),
             );
         }
     }

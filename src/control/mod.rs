@@ -19,7 +19,9 @@
 
 pub mod builtin;
 pub mod metrics;
+pub mod pushgateway;
 pub mod python;
+pub mod run_metrics;
 
 use crate::experiment::ActivityKind;
 use crate::run::journal::{HypothesisState, RunEntry};
