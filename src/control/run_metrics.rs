@@ -855,6 +855,15 @@ impl Control for FaultlineMetrics {
         }
         self.state().errors.extend(errors);
     }
+
+    /// A run that never reached its end (refused after `configure`) still stops
+    /// serving `/metrics`.
+    fn cleanup(&self) {
+        let listener = self.state().listener.take();
+        if let Some(l) = listener {
+            l.stop();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1082,6 +1091,30 @@ mod tests {
         assert_eq!((s[0].value, s[0].at_ms), (2.5, 7));
         assert_eq!((s[1].name.as_str(), s[1].value), ("y", 3.0));
         assert_eq!(s[2].labels[0], ("le".into(), "+Inf".into()));
+    }
+
+    #[test]
+    fn every_name_label_and_argument_is_documented() {
+        let doc = include_str!("../../docs/telemetry.md");
+        let section = &doc[doc.find("## Run metrics").unwrap()..];
+        let section = &section[..section[3..].find("\n## ").unwrap()];
+        let names = [
+            RUNS_TOTAL,
+            DEVIATIONS_TOTAL,
+            RUN_DURATION,
+            ACTIVITY_DURATION,
+            ACTIVE,
+            RUN_INFO,
+        ];
+        for name in names.iter().chain(&RESERVED).chain(&ARGUMENTS) {
+            assert!(
+                section.contains(&format!("`{name}`")),
+                "{name} is not in docs/telemetry.md's Run metrics"
+            );
+        }
+        for b in ACTIVITY_BUCKETS.iter().chain(&RUN_BUCKETS) {
+            assert!(section.contains(&b.to_string()), "bucket {b}");
+        }
     }
 
     /// A whole run against the test server standing in for a Pushgateway: two PUTs

@@ -328,11 +328,10 @@ fn listen_serves_metrics_during_the_run_and_stops_after() {
     let dir = TempDir::new("run-metrics-listen");
     let port = free_port();
     let svc = service();
-    let child = start(
-        &dir,
-        &experiment(json!({"listen": format!("127.0.0.1:{port}")})),
-        &svc,
-    );
+    let mut exp = experiment(json!({"listen": format!("127.0.0.1:{port}")}));
+    // Target labels from tags: one named like a label of faultline's own.
+    exp["tags"] = json!(["team:sre", "status:prod"]);
+    let child = start(&dir, &exp, &svc);
     let mut body = String::new();
     wait_until(Duration::from_secs(30), "/metrics during the run", || {
         body = get(port, "/metrics").unwrap_or_default();
@@ -340,6 +339,17 @@ fn listen_serves_metrics_during_the_run_and_stops_after() {
             l.starts_with("faultline_experiment_active{") && l.contains(&svc) && l.ends_with(" 1")
         })
     });
+    let active = body
+        .lines()
+        .find(|l| l.starts_with("faultline_experiment_active{"))
+        .unwrap();
+    for label in [
+        "team=\"sre\"",
+        "target_status=\"prod\"",
+        "experiment=\"run metrics\"",
+    ] {
+        assert!(active.contains(label), "{label} missing: {active}");
+    }
     // Live: the hypothesis probe already ran.
     assert!(
         body.lines().any(
