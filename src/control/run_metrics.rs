@@ -669,11 +669,6 @@ impl FaultlineMetrics {
     pub fn errors(&self) -> Vec<String> {
         self.state().errors.clone()
     }
-
-    /// The address `/metrics` is served on during the run, if any.
-    pub fn listen(&self) -> Option<SocketAddr> {
-        self.config.listen
-    }
 }
 
 fn now_ms() -> i64 {
