@@ -171,7 +171,13 @@ where
     median(times)
 }
 
-async fn measure(kind: &str, spec: &StoreSpec, store_arg: &str, runs: Vec<RunSummary>, home: &Path) {
+async fn measure(
+    kind: &str,
+    spec: &StoreSpec,
+    store_arg: &str,
+    runs: Vec<RunSummary>,
+    home: &Path,
+) {
     let store = Store::open(spec).await.unwrap_or_else(|e| fail(e));
     let n = runs.len();
     // The incident: a week ago (a time the history is dense around).
@@ -191,14 +197,39 @@ async fn measure(kind: &str, spec: &StoreSpec, store_arg: &str, runs: Vec<RunSum
         limit: 50,
         ..RunFilter::default()
     };
-    let q1 = in_process(|| async { store.overlapping(ORG, &overlap).await.map(|r| r.len()).unwrap_or_else(|e| fail(e)) }).await;
-    let q2 = in_process(|| async { store.overlapping(ORG, &labelled).await.map(|r| r.len()).unwrap_or_else(|e| fail(e)) }).await;
-    let q3 = in_process(|| async { store.runs(ORG, &since).await.map(|r| r.len()).unwrap_or_else(|e| fail(e)) }).await;
+    let q1 = in_process(|| async {
+        store
+            .overlapping(ORG, &overlap)
+            .await
+            .map(|r| r.len())
+            .unwrap_or_else(|e| fail(e))
+    })
+    .await;
+    let q2 = in_process(|| async {
+        store
+            .overlapping(ORG, &labelled)
+            .await
+            .map(|r| r.len())
+            .unwrap_or_else(|e| fail(e))
+    })
+    .await;
+    let q3 = in_process(|| async {
+        store
+            .runs(ORG, &since)
+            .await
+            .map(|r| r.len())
+            .unwrap_or_else(|e| fail(e))
+    })
+    .await;
     store.close().await;
     let at_text = at.to_rfc3339();
     let base = ["--store", store_arg, "--org", ORG, "--format", "json"];
     let with = |extra: &[&'static str]| -> Vec<String> {
-        extra.iter().map(|s| s.to_string()).chain(base.iter().map(|s| s.to_string())).collect()
+        extra
+            .iter()
+            .map(|s| s.to_string())
+            .chain(base.iter().map(|s| s.to_string()))
+            .collect()
     };
     let c1: Vec<String> = ["correlate", "--at", &at_text, "--window", "30m"]
         .iter()
@@ -218,8 +249,14 @@ async fn measure(kind: &str, spec: &StoreSpec, store_arg: &str, runs: Vec<RunSum
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (med, max, count) = command(&args, home);
-        let query = q.map(|q| format!(", query alone {q:.2} ms")).unwrap_or_default();
-        let judged = if q.is_some() { format!(" (goal < 50 ms: {})", goal(med)) } else { " (no goal)".into() };
+        let query = q
+            .map(|q| format!(", query alone {q:.2} ms"))
+            .unwrap_or_default();
+        let judged = if q.is_some() {
+            format!(" (goal < 50 ms: {})", goal(med))
+        } else {
+            " (no goal)".into()
+        };
         println!(
             "{kind}: {name}: {count} runs, command median {med:.1} ms, max {max:.1} ms{query}{judged}"
         );
@@ -266,7 +303,11 @@ impl Postgres {
                 .status()
                 .ok()?;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let pg = Postgres {
             bin,
             data: dir.join("data"),
@@ -276,7 +317,16 @@ impl Postgres {
         };
         let ok = pg
             .command("initdb")
-            .args(["-A", "trust", "-U", "faultline", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "faultline",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&pg.data)
             .stdout(Stdio::null())
             .status()
@@ -290,7 +340,11 @@ impl Postgres {
             .arg("-D")
             .arg(&pg.data)
             .arg("-o")
-            .arg(format!("-k {} -h 127.0.0.1 -p {}", pg.dir.display(), pg.port))
+            .arg(format!(
+                "-k {} -h 127.0.0.1 -p {}",
+                pg.dir.display(),
+                pg.port
+            ))
             .arg("-l")
             .arg(pg.dir.join("log"))
             .args(["-w", "-t", "60", "start"])

@@ -100,6 +100,21 @@ mod tests {
             "providers run one activity; they never see the run around it, and reach SLO data through the store's handle, never the server's code",
         ),
         (
+            "control",
+            &[
+                "app",
+                "server",
+                "settings",
+                "run::runner",
+                "store::Store",
+                "store::StoreSpec",
+                "store::sqlite",
+                "store::postgres",
+                "store::remote",
+            ],
+            "controls observe and decide; of the store, the run metrics use only the remote-write encoder",
+        ),
+        (
             "slo",
             &[
                 "app",

@@ -8,6 +8,7 @@ use crate::control::deliver::Notifier;
 use crate::control::grafana::Grafana;
 use crate::control::metrics::RunMetrics;
 use crate::control::python::{Loaded, PythonControl, PythonEnv};
+use crate::control::run_metrics::FaultlineMetrics;
 use crate::control::webhook::Webhook;
 use crate::control::{Control, Scope, Scoped};
 use crate::experiment::load::load_file;
@@ -120,6 +121,8 @@ pub struct Built {
     /// credentials are resolved with the run's secrets, their failures reported at
     /// the end.
     pub notifiers: Vec<std::sync::Arc<dyn Notifier>>,
+    /// `faultline.metrics` controls, to report their delivery errors at the end.
+    pub run_metrics: Vec<std::sync::Arc<FaultlineMetrics>>,
     /// Safeguard probes (`chaosaddons.controls.safeguards`).
     pub safeguards: Vec<Safeguard>,
     /// Problems in control declarations that make the run unsafe to start.
@@ -292,6 +295,19 @@ fn install(b: &mut Built, d: Declared<'_>, python: Option<&PythonEnv>) {
             b.metrics.push(m.clone());
             b.controls.push(Box::new(m));
         }
+        Some(Builtin::FaultlineMetrics) => match FaultlineMetrics::from_arguments(arguments) {
+            Ok(m) => {
+                let m = std::sync::Arc::new(m);
+                b.run_metrics.push(m.clone());
+                // Run-level only: the run and its activities, whatever the scope it
+                // was declared in.
+                b.controls.push(Box::new(m));
+            }
+            Err(problems) => b.problems.extend(problems.into_iter().map(|p| {
+                Problem::new(format!("{origin}.provider.arguments"), p)
+                    .hint("see docs/telemetry.md, \"Run metrics\", for faultline.metrics' arguments")
+            })),
+        },
         // Any other module is a Python control: loaded in the run's worker, checked
         // by its own `validate_control`, as the Chaos Toolkit loads it.
         None => match python {

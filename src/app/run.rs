@@ -506,6 +506,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     };
     let built_metrics = built.metrics.clone();
     let built_notifiers = built.notifiers.clone();
+    let built_run_metrics = built.run_metrics.clone();
     // The layer-fed sinks (OTLP logs) name the run and its title (as the runner
     // renders it, secrets masked) on every record.
     // The console and the log sinks observe the run as layers on its subscriber.
@@ -614,6 +615,15 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     }
     for e in &notify_failures {
         out.line(Level::Warning, crate::control::deliver::DELIVERY_FAILED, e);
+    }
+    for m in &built_run_metrics {
+        for e in m.errors() {
+            out.line(
+                Level::Warning,
+                "metrics.push_failed",
+                &format!("faultline run metrics: {e}"),
+            );
+        }
     }
     for r in &sink_reports {
         out.line(

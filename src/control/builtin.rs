@@ -7,7 +7,8 @@
 //! | `chaoshumio.control` | the Humio/LogScale log sink |
 //! | `chaoshci.simplehci`, `chaoshci.control`, `faultline.pause` | [`Pause`]: "Press Enter to continue..." before each activity |
 //! | `chaoshci.aborthci`, `faultline.confirm` | [`Confirm`]: "continue? [y/N]" before each activity but rollbacks; no = interrupt (rollbacks still run) |
-//! | `chaosprometheus.metrics` | [`super::metrics::RunMetrics`]: run metrics pushed to a Pushgateway |
+//! | `chaosprometheus.metrics` | [`super::metrics::RunMetrics`]: run metrics pushed to a Pushgateway, with the Chaos Toolkit's names |
+//! | `faultline.metrics` | [`super::run_metrics::FaultlineMetrics`]: faultline's run metrics (target labels, activity durations) to a Pushgateway, remote write or a `/metrics` listener |
 //! | `faultline.grafana` | [`super::grafana::Grafana`]: the run as a region annotation in Grafana |
 //! | `faultline.webhook` | [`super::webhook::Webhook`]: notices at the start and the end, Slack-compatible or JSON |
 //! | `chaosaddons.controls.safeguards` | the runner's safeguards ([`crate::run::Safeguard`]): probes checked before (blocking), once in the background, or every `frequency` seconds; a miss interrupts the run |
@@ -29,6 +30,8 @@ pub enum Builtin {
     Confirm,
     /// The Chaos Toolkit's Prometheus run metrics, pushed to a Pushgateway.
     PrometheusMetrics,
+    /// faultline's own run metrics (`faultline.metrics`).
+    FaultlineMetrics,
     /// `chaosaddons.controls.safeguards`: probes that interrupt the run when missed.
     Safeguards,
     /// Grafana region annotations for the run.
@@ -48,6 +51,7 @@ pub fn lookup(module: &str) -> Option<Builtin> {
         "chaoshci.simplehci" | "chaoshci.control" | "faultline.pause" => Builtin::Pause,
         "chaoshci.aborthci" | "faultline.confirm" => Builtin::Confirm,
         "chaosprometheus.metrics" => Builtin::PrometheusMetrics,
+        "faultline.metrics" => Builtin::FaultlineMetrics,
         "chaosaddons.controls.safeguards" | "faultline.safeguards" => Builtin::Safeguards,
         super::grafana::MODULE => Builtin::Grafana,
         super::webhook::MODULE => Builtin::Webhook,
@@ -145,6 +149,11 @@ mod tests {
         // The Chaos Toolkit's Slack control posts with a bot token to a channel, not
         // to a webhook: it stays a Python control.
         assert_eq!(lookup("chaosslack.control"), None);
+        assert_eq!(lookup("faultline.metrics"), Some(Builtin::FaultlineMetrics));
+        assert_eq!(
+            lookup("chaosprometheus.metrics"),
+            Some(Builtin::PrometheusMetrics)
+        );
         assert_eq!(lookup("mycompany.controls"), None);
     }
 }

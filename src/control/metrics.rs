@@ -14,15 +14,14 @@
 //! limit on each push, so a dead or silent gateway costs at most about 2 s in all and
 //! never changes the run: failures are reported as warnings at the end.
 
+use super::pushgateway::{self, Gateway};
 use super::{Control, Decision, Hook, RunInfo};
 use crate::run::Status;
-use base64::Engine as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
-use url::Url;
+use std::time::Instant;
 
 /// 1 while the run is in progress, 0 after.
 pub const INPROGRESS: &str = "chaostoolkit_inprogress_experiment";
@@ -48,17 +47,12 @@ const BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
-/// How long one push may take, from resolving the host to the answer's status.
-const PUSH_LIMIT: Duration = Duration::from_secs(1);
-
 /// Pushes the run's metrics to a Pushgateway.
 pub struct RunMetrics {
-    url: String,
-    job: String,
+    gateway: Gateway,
     grouping: Option<BTreeMap<String, String>>,
     trace_id: Option<String>,
     experiment_ref: Option<String>,
-    client: std::sync::OnceLock<reqwest::Client>,
     state: Mutex<State>,
 }
 
@@ -124,68 +118,15 @@ fn record_end(rec: &PrometheusRecorder, status: Status, deviated: bool, seconds:
     });
 }
 
-/// One name/value pair of a Pushgateway path: the value as is, or, when a path
-/// segment cannot carry it (a `/`, or empty), base64url under `name@base64`, as the
-/// Pushgateway documents. Other characters are percent-encoded by [`Url`].
-fn path_pair(name: &str, value: &str) -> [String; 2] {
-    if value.is_empty() {
-        [format!("{name}@base64"), "=".to_string()]
-    } else if value.contains('/') {
-        [
-            format!("{name}@base64"),
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
-        ]
-    } else {
-        [name.to_string(), value.to_string()]
-    }
-}
-
-/// `{base}/metrics/job/{job}/{k}/{v}...`, each name and value its own path segment.
-fn push_url(base: &str, job: &str, grouping: &BTreeMap<String, String>) -> Result<Url, String> {
-    let mut url = Url::parse(base)
-        .map_err(|e| format!("pushgateway_url '{}' is not a valid URL: {e}", shown(base)))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!(
-            "pushgateway_url must be an http(s) URL, got {}",
-            shown(base)
-        ));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    {
-        let mut path = url
-            .path_segments_mut()
-            .map_err(|()| format!("pushgateway_url {} cannot have a path", shown(base)))?;
-        path.pop_if_empty().push("metrics");
-        path.extend(path_pair("job", job));
-        for (k, v) in grouping {
-            path.extend(path_pair(k, v));
-        }
-    }
-    Ok(url)
-}
-
-/// A URL as messages show it: without a user or password (and, when it does not
-/// parse but may hold one, not at all).
-fn shown(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) if url.contains('@') => "(not shown: it may hold a password)".to_string(),
-        _ => url.to_string(),
-    }
-}
-
 impl RunMetrics {
     /// From the control's `arguments`.
     pub fn from_arguments(args: &Value) -> RunMetrics {
         let text = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
         RunMetrics {
-            url: text("pushgateway_url").unwrap_or_else(|| "http://localhost:9091".into()),
-            job: text("job").unwrap_or_else(|| "chaostoolkit".into()),
+            gateway: Gateway::new(
+                text("pushgateway_url").unwrap_or_else(|| "http://localhost:9091".into()),
+                text("job").unwrap_or_else(|| "chaostoolkit".into()),
+            ),
             grouping: args
                 .get("grouping_key")
                 .and_then(Value::as_object)
@@ -201,7 +142,6 @@ impl RunMetrics {
                 }),
             trace_id: text("trace_id"),
             experiment_ref: text("experiment_ref"),
-            client: std::sync::OnceLock::new(),
             state: Mutex::default(),
         }
     }
@@ -210,102 +150,9 @@ impl RunMetrics {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `PUT` the exposition `body` under this grouping key, within [`PUSH_LIMIT`].
+    /// `PUT` the exposition `body` under this grouping key, within [`pushgateway::LIMIT`].
     async fn push(&self, grouping: &BTreeMap<String, String>, body: String) -> Result<(), String> {
-        let url = push_url(&self.url, &self.job, grouping)?;
-        let shown = shown(&self.url);
-        let client = self.client()?;
-        let send = client
-            .put(url)
-            .header("content-type", "text/plain; version=0.0.4")
-            .body(body)
-            .send();
-        // reqwest's timeout covers the request; this one also covers resolving the
-        // host, which runs on a thread of its own.
-        let resp = match tokio::time::timeout(PUSH_LIMIT, send).await {
-            Err(_) => return Err(format!("no answer from {shown} within {PUSH_LIMIT:?}")),
-            Ok(Err(e)) if e.is_timeout() => {
-                return Err(format!("no answer from {shown} within {PUSH_LIMIT:?}"))
-            }
-            Ok(Err(e)) if e.is_connect() => {
-                return Err(format!(
-                    "cannot reach {shown}: {}",
-                    crate::provider::http::describe_error(&e.without_url())
-                ))
-            }
-            Ok(Err(e)) => {
-                return Err(format!(
-                    "push to {shown} failed: {}",
-                    crate::provider::http::describe_error(&e.without_url())
-                ))
-            }
-            Ok(Ok(r)) => r,
-        };
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        // The Pushgateway says why it refused a push (an invalid label name, a metric
-        // inconsistent with others) in the body's first line.
-        let why = tokio::time::timeout(PUSH_LIMIT, resp.text())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .and_then(|t| {
-                t.lines()
-                    .next()
-                    .map(|l| l.chars().take(200).collect::<String>())
-            })
-            .filter(|l| !l.trim().is_empty());
-        Err(match why {
-            Some(why) => format!("{shown} answered {}: {why}", status.as_u16()),
-            None => format!("{shown} answered {}", status.as_u16()),
-        })
-    }
-
-    /// The client both pushes share (building one is not free: sharing it took a run
-    /// with a refused gateway from about 0.16 s to 0.06 s in a debug build).
-    /// It keeps no idle connection: the second push may run on another runtime.
-    fn client(&self) -> Result<reqwest::Client, String> {
-        if let Some(c) = self.client.get() {
-            return Ok(c.clone());
-        }
-        crate::tls::init();
-        let c = reqwest::Client::builder()
-            .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
-            .timeout(PUSH_LIMIT)
-            .pool_max_idle_per_host(0)
-            .build()
-            .map_err(|e| {
-                format!(
-                    "cannot build an HTTP client: {}",
-                    crate::provider::http::describe_error(&e)
-                )
-            })?;
-        Ok(self.client.get_or_init(|| c).clone())
-    }
-
-    /// [`Self::push`] from synchronous code (inside a runtime or not): on a thread of
-    /// its own with a runtime of its own, shut down without waiting for a host lookup
-    /// that outlives the limit.
-    fn push_blocking(
-        &self,
-        grouping: &BTreeMap<String, String>,
-        body: String,
-    ) -> Result<(), String> {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start the push: {e}"))?;
-                let out = rt.block_on(self.push(grouping, body));
-                rt.shutdown_background();
-                out
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the push panicked".to_string()))
-        })
+        self.gateway.put(grouping, body).await
     }
 
     /// Errors met while pushing, for the CLI to report.
@@ -375,16 +222,7 @@ impl Control for RunMetrics {
             record_end(rec, status, deviated, seconds);
             (rec.handle().render(), st.grouping.clone())
         };
-        let push = || self.push_blocking(&grouping, body);
-        // On a multi-threaded runtime, let this worker's other tasks (another run in
-        // the same process) move elsewhere while the push waits.
-        let pushed = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(push)
-            }
-            _ => push(),
-        };
-        if let Err(e) = pushed {
+        if let Err(e) = pushgateway::blocking(|| self.push(&grouping, body)) {
             self.state().errors.push(e);
         }
     }
@@ -476,28 +314,6 @@ mod tests {
         assert!(!rb.contains("\"a\""), "{rb}");
     }
 
-    #[test]
-    fn grouping_key_values_a_path_segment_cannot_carry_are_base64() {
-        let grouping = BTreeMap::from([
-            ("empty".to_string(), String::new()),
-            ("path".to_string(), "/var/tmp".to_string()),
-            ("plain".to_string(), "a b?c".to_string()),
-        ]);
-        let url = push_url("http://127.0.0.1:9091/base/", "j/x", &grouping).unwrap();
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:9091/base/metrics/job@base64/ai94/empty@base64/=\
-             /path@base64/L3Zhci90bXA/plain/a%20b%3Fc"
-        );
-        let e = push_url("ftp://h", "j", &grouping).unwrap_err();
-        assert!(e.contains("pushgateway_url must be an http(s) URL"), "{e}");
-        let e = push_url("http://u:s3cret@:9091", "j", &grouping).unwrap_err();
-        assert!(
-            e.contains("pushgateway_url") && !e.contains("s3cret"),
-            "{e}"
-        );
-    }
-
     /// Both pushes of a run, on a runtime of this flavour, as the test server got them.
     async fn pushes_of_one_run() -> Vec<crate::test_http::Request> {
         let srv = crate::test_http::Server::start(|_| crate::test_http::Response::status(200));
@@ -551,19 +367,5 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn both_pushes_on_a_multi_threaded_runtime() {
         check_pushes(&pushes_of_one_run().await);
-    }
-
-    #[tokio::test]
-    async fn a_dead_gateway_is_an_error_not_a_hang() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let m = RunMetrics::from_arguments(
-            &serde_json::json!({"pushgateway_url": format!("http://127.0.0.1:{port}")}),
-        );
-        let e = m.push(&BTreeMap::new(), "x 1\n".into()).await.unwrap_err();
-        assert!(e.contains("cannot reach"), "{e}");
     }
 }

@@ -21,7 +21,9 @@ pub mod builtin;
 pub mod deliver;
 pub mod grafana;
 pub mod metrics;
+pub mod pushgateway;
 pub mod python;
+pub mod run_metrics;
 pub mod webhook;
 
 use crate::experiment::ActivityKind;

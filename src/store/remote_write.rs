@@ -120,14 +120,7 @@ const FINISH: Duration = Duration::from_secs(5);
 impl Forwarder {
     /// Start forwarding to `url` (`http(s)://host:port/api/v1/write`).
     pub fn start(url: &str) -> Result<Forwarder, StoreError> {
-        let url = url::Url::parse(url).map_err(|e| {
-            StoreError::Invalid(format!("remote write URL {url:?} is not valid: {e}"))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(StoreError::Invalid(format!(
-                "remote write URL {url}: use http:// or https://"
-            )));
-        }
+        let url = check_url(url).map_err(StoreError::Invalid)?;
         crate::tls::init();
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let counters = Arc::new(Counters::default());
@@ -241,23 +234,38 @@ fn run(
     }
 }
 
+/// The headers of every remote-write request (protocol 1.0: snappy protobuf).
+pub const HEADERS: [(&str, &str); 4] = [
+    ("Content-Encoding", "snappy"),
+    ("Content-Type", "application/x-protobuf"),
+    ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+    (
+        "User-Agent",
+        concat!("faultline/", env!("CARGO_PKG_VERSION")),
+    ),
+];
+
+/// A remote-write URL checked: it parses, and its scheme is http or https.
+pub fn check_url(url: &str) -> Result<url::Url, String> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| format!("remote write URL {url:?} is not valid: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("remote write URL {url}: use http:// or https://"));
+    }
+    Ok(parsed)
+}
+
 /// POST with retries on failures worth retrying (network, 5xx, 429).
 fn post(client: &reqwest::blocking::Client, url: &url::Url, body: Vec<u8>) -> bool {
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200 << attempt));
         }
-        let resp = client
-            .post(url.clone())
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .header(
-                "User-Agent",
-                concat!("faultline/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(body.clone())
-            .send();
+        let mut req = client.post(url.clone());
+        for (k, v) in HEADERS {
+            req = req.header(k, v);
+        }
+        let resp = req.body(body.clone()).send();
         match resp {
             Ok(r) if r.status().is_success() => return true,
             Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => continue,
@@ -291,34 +299,83 @@ pub fn label_name(name: &str) -> String {
 }
 
 fn series(name: &str, org: &str, labels: &Labels, value: f64, at_ms: i64) -> prompb::TimeSeries {
-    let mut ls: Vec<prompb::Label> = labels
+    let mut ls: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| (label_name(k), v.clone()))
         .filter(|(k, _)| k != "org")
-        .map(|(name, value)| prompb::Label { name, value })
+        .collect();
+    ls.push(("org".into(), org.into()));
+    one_series(&Sample {
+        name: name.into(),
+        labels: ls,
+        value,
+        at_ms,
+    })
+}
+
+/// One sample of one series, for senders other than the store's forwarder (the run
+/// metrics control): the series' name, its labels (valid names, see [`label_name`]),
+/// the value and its time in milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The metric name (`__name__`).
+    pub name: String,
+    /// Its labels; a later duplicate name is dropped, `__name__` is the name above.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: f64,
+    /// Milliseconds since the epoch.
+    pub at_ms: i64,
+}
+
+fn one_series(s: &Sample) -> prompb::TimeSeries {
+    let mut ls: Vec<prompb::Label> = s
+        .labels
+        .iter()
+        .filter(|(k, _)| k != "__name__")
+        .map(|(name, value)| prompb::Label {
+            name: name.clone(),
+            value: value.clone(),
+        })
         .collect();
     ls.push(prompb::Label {
         name: "__name__".into(),
-        value: name.into(),
+        value: s.name.clone(),
     });
-    ls.push(prompb::Label {
-        name: "org".into(),
-        value: org.into(),
-    });
+    // Stable: of two labels with one name, the first given is kept.
     ls.sort_by(|a, b| a.name.cmp(&b.name));
     ls.dedup_by(|a, b| a.name == b.name);
     prompb::TimeSeries {
         labels: ls,
         samples: vec![prompb::Sample {
-            value,
-            timestamp: at_ms,
+            value: s.value,
+            timestamp: s.at_ms,
         }],
     }
 }
 
+/// A request body (snappy-compressed `WriteRequest`) holding `samples`, one series
+/// each, in time order.
+pub fn encode_samples(samples: &[Sample]) -> Vec<u8> {
+    let mut req = prompb::WriteRequest {
+        timeseries: samples.iter().map(one_series).collect(),
+    };
+    compress(&mut req)
+}
+
+fn compress(req: &mut prompb::WriteRequest) -> Vec<u8> {
+    use prost::Message;
+    // Samples of one series must arrive in time order.
+    req.timeseries
+        .sort_by_key(|t| t.samples.first().map(|s| s.timestamp).unwrap_or(0));
+    let raw = req.encode_to_vec();
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .unwrap_or_default()
+}
+
 /// The request body: a snappy-compressed (block format) `WriteRequest`.
 pub fn encode(batch: &[Forwarded]) -> Vec<u8> {
-    use prost::Message;
     let mut req = prompb::WriteRequest::default();
     for f in batch {
         let ts = &mut req.timeseries;
@@ -362,13 +419,7 @@ pub fn encode(batch: &[Forwarded]) -> Vec<u8> {
             ));
         }
     }
-    // Samples of one series must arrive in time order.
-    req.timeseries
-        .sort_by_key(|t| t.samples.first().map(|s| s.timestamp).unwrap_or(0));
-    let raw = req.encode_to_vec();
-    snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .unwrap_or_default()
+    compress(&mut req)
 }
 
 #[cfg(test)]
@@ -385,6 +436,37 @@ mod tests {
         );
         assert_eq!(label_name("9lives"), "_9lives");
         assert_eq!(label_name("__name__"), "_name__");
+    }
+
+    #[test]
+    fn samples_are_encoded_with_their_name_and_sorted_labels() {
+        let body = encode_samples(&[Sample {
+            name: "faultline_runs_total".into(),
+            labels: vec![
+                ("status".into(), "completed".into()),
+                ("deviated".into(), "false".into()),
+                ("status".into(), "dropped".into()),
+            ],
+            value: 1.0,
+            at_ms: 42,
+        }]);
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let req = prompb::WriteRequest::decode(raw.as_slice()).unwrap();
+        let ls: Vec<(&str, &str)> = req.timeseries[0]
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            ls,
+            [
+                ("__name__", "faultline_runs_total"),
+                ("deviated", "false"),
+                ("status", "completed")
+            ]
+        );
+        assert_eq!(req.timeseries[0].samples[0].timestamp, 42);
+        assert!(check_url("ftp://x").is_err());
     }
 
     #[test]

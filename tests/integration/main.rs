@@ -23,6 +23,7 @@ mod prometheus;
 mod providers;
 mod python;
 mod remote_write;
+mod run_metrics;
 mod safeguards;
 mod secrets;
 mod server;

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn pushgateway() -> Option<(ChildGuard, u16)> {
+pub fn pushgateway() -> Option<(ChildGuard, u16)> {
     let found = std::env::var_os("PATH").is_some_and(|p| {
         std::env::split_paths(&p).any(|d| d.join("prometheus-pushgateway").exists())
     });
@@ -41,7 +41,7 @@ fn pushgateway() -> Option<(ChildGuard, u16)> {
 }
 
 /// The body of a `200` answer to `GET path` on the gateway, `None` otherwise.
-fn get(port: u16, path: &str) -> Option<String> {
+pub fn get(port: u16, path: &str) -> Option<String> {
     faultline::tls::init();
     let resp = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
