@@ -3,6 +3,7 @@
 //! `--control-file`. Known python modules map to built-ins
 //! ([`crate::control::builtin::lookup`]); unknown ones become warnings naming them.
 
+use crate::control::alerts::Alerts;
 use crate::control::builtin::{lookup, Builtin, Confirm, Pause};
 use crate::control::metrics::RunMetrics;
 use crate::control::python::{Loaded, PythonControl, PythonEnv};
@@ -113,6 +114,9 @@ pub struct Built {
     pub warnings: Vec<String>,
     /// Pushgateway metrics controls, to report their push errors at the end.
     pub metrics: Vec<std::sync::Arc<RunMetrics>>,
+    /// Alerts controls: given their tokens once secrets are resolved, and their
+    /// errors and alerts reported at the end.
+    pub alerts: Vec<std::sync::Arc<Alerts>>,
     /// Safeguard probes (`chaosaddons.controls.safeguards`).
     pub safeguards: Vec<Safeguard>,
     /// Problems in control declarations that make the run unsafe to start.
@@ -248,6 +252,35 @@ fn install(b: &mut Built, d: Declared<'_>, python: Option<&PythonEnv>) {
             }),
         },
         Some(Builtin::Safeguards) => safeguards(b, origin, arguments),
+        Some(Builtin::Alerts) => {
+            // The secret scopes the provider lists (the experiment's parsed ones, or
+            // as written in a settings/--control-file declaration).
+            let scopes = match decl {
+                Some(d) => d.secrets.clone(),
+                None => raw
+                    .pointer("/provider/secrets")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            match Alerts::from_arguments(
+                arguments,
+                scopes,
+                &format!("{origin}.provider.arguments"),
+            ) {
+                Ok(a) => {
+                    let a = std::sync::Arc::new(a);
+                    b.alerts.push(a.clone());
+                    b.controls.push(Box::new(a));
+                }
+                Err(problems) => b.problems.extend(problems),
+            }
+        }
         Some(Builtin::PrometheusMetrics) => {
             let m = std::sync::Arc::new(RunMetrics::from_arguments(arguments));
             b.metrics.push(m.clone());

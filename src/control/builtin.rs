@@ -8,6 +8,7 @@
 //! | `chaoshci.simplehci`, `chaoshci.control`, `faultline.pause` | [`Pause`]: "Press Enter to continue..." before each activity |
 //! | `chaoshci.aborthci`, `faultline.confirm` | [`Confirm`]: "continue? [y/N]" before each activity but rollbacks; no = interrupt (rollbacks still run) |
 //! | `chaosprometheus.metrics` | [`super::metrics::RunMetrics`]: run metrics pushed to a Pushgateway |
+//! | `faultline.alerts` | [`super::alerts::Alerts`]: the alerts that fired during the run (Alertmanager, Prometheus `ALERTS`), in the journal and on the experiment span |
 //! | `chaosaddons.controls.safeguards` | the runner's safeguards ([`crate::run::Safeguard`]): probes checked before (blocking), once in the background, or every `frequency` seconds; a miss interrupts the run |
 //! | anything else | a warning naming it; the run goes on without it (controls are optional) |
 
@@ -29,6 +30,8 @@ pub enum Builtin {
     PrometheusMetrics,
     /// `chaosaddons.controls.safeguards`: probes that interrupt the run when missed.
     Safeguards,
+    /// `faultline.alerts`: the alerts that fired during the run.
+    Alerts,
 }
 
 /// The built-in serving a python control module, if any.
@@ -43,6 +46,7 @@ pub fn lookup(module: &str) -> Option<Builtin> {
         "chaoshci.aborthci" | "faultline.confirm" => Builtin::Confirm,
         "chaosprometheus.metrics" => Builtin::PrometheusMetrics,
         "chaosaddons.controls.safeguards" | "faultline.safeguards" => Builtin::Safeguards,
+        "faultline.alerts" => Builtin::Alerts,
         _ => return None,
     })
 }
@@ -132,6 +136,7 @@ mod tests {
         assert_eq!(lookup("chaostracing.oltp"), Some(Builtin::Tracing));
         assert_eq!(lookup("chaoshumio.control"), Some(Builtin::Humio));
         assert_eq!(lookup("chaoshci.aborthci"), Some(Builtin::Confirm));
+        assert_eq!(lookup("faultline.alerts"), Some(Builtin::Alerts));
         assert_eq!(lookup("mycompany.controls"), None);
     }
 }

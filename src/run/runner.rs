@@ -1404,6 +1404,38 @@ impl Runner {
                 reason,
             });
         }
+        // What the controls found during the run (alerts, …): asked together, waited
+        // for within one limit, recorded before the experiment span closes.
+        let findings = match tokio::time::timeout(
+            crate::control::FINDINGS_LIMIT,
+            shared.controls.findings(&run_info),
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(_) => {
+                shared.emit(Event::Warning {
+                    message: format!(
+                        "the controls' findings were not ready within {:?}: not recorded",
+                        crate::control::FINDINGS_LIMIT
+                    ),
+                });
+                crate::control::Findings::default()
+            }
+        };
+        let mut contributed = serde_json::Map::new();
+        for (key, value) in findings.journal.iter().cloned() {
+            if FaultlineExtension::KEYS.contains(&key.as_str()) || contributed.contains_key(&key) {
+                shared.emit(Event::Warning {
+                    message: format!(
+                        "a control's finding '{key}' is already in the journal's extension: not recorded"
+                    ),
+                });
+            } else {
+                contributed.insert(key, value);
+            }
+        }
+        spans::findings(&shared.exp_span, &findings);
         shared.emit(Event::RunEnded { status, deviated });
         let exp_span = &shared.exp_span;
         exp_span.record(attr::EXPERIMENT_STATUS, status.as_str());
@@ -1468,6 +1500,7 @@ impl Runner {
                     "restarts": shared.facts.python.restarts(),
                 })
             }),
+            contributed,
         };
         // A Python control may have set secrets during the run: the journal masks
         // those too.
