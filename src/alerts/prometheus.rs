@@ -108,6 +108,11 @@ pub async fn fired(
     Ok(from_answer(&answer, s as f64, last_eval, step)
         .into_iter()
         .filter(|a| all_match(matchers, &a.labels))
+        .map(|mut a| {
+            // The window was widened to whole seconds: an end is never after it.
+            a.ends_at = a.ends_at.map(|t| t.min(end));
+            a
+        })
         .collect())
 }
 
