@@ -1592,12 +1592,71 @@ mod tests {
         fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
             self.push(format!("after_activity {} {}", a.name, e.status));
         }
+        fn findings<'a>(&'a self, _: &'a RunInfo) -> crate::control::FindingsHook<'a> {
+            self.push("findings".into());
+            Box::pin(async {
+                crate::control::Findings {
+                    journal: vec![
+                        ("seen".into(), serde_json::json!(["x"])),
+                        // faultline's own key: refused, never written twice.
+                        ("run_id".into(), serde_json::json!("forged")),
+                    ],
+                    ..Default::default()
+                }
+            })
+        }
         fn after_experiment(&self, _: &RunInfo, s: Status, _: bool) {
             self.push(format!("after_experiment {}", s.as_str()));
         }
         fn cleanup(&self) {
             self.push("cleanup".into());
         }
+    }
+
+    /// Findings late beyond the limit.
+    struct Slow;
+    impl Control for Slow {
+        fn findings<'a>(&'a self, _: &'a RunInfo) -> crate::control::FindingsHook<'a> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                crate::control::Findings {
+                    journal: vec![("late".into(), serde_json::json!(1))],
+                    ..Default::default()
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn findings_are_waited_for_within_the_limit_only() {
+        let doc = serde_json::json!({"title": "t", "description": "d", "method": []});
+        let runner = Runner {
+            experiment: crate::experiment::parse(&doc).unwrap(),
+            options: RunOptions::default(),
+            resolved: Resolved::default(),
+            controls: Arc::new(Slow),
+            interrupt: Interrupt::new(),
+            run_id: "r".into(),
+            env: Vec::new(),
+            tracer: None,
+            trace_parent: Context::new(),
+            safeguards: Vec::new(),
+            layers: Vec::new(),
+            processes: Default::default(),
+            slo: Default::default(),
+            python: None,
+            live: None,
+            labels: Default::default(),
+        };
+        let started = Instant::now();
+        let out = runner.run().await;
+        assert_eq!(out.status, Status::Completed);
+        let took = started.elapsed();
+        assert!(
+            took < crate::control::FINDINGS_LIMIT + Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert!(out.record.faultline().unwrap().contributed.is_empty());
     }
 
     /// Two runs at once in one process, each with its own telemetry: every span lands
@@ -1855,9 +1914,16 @@ mod tests {
                 "before_activity r",
                 "after_activity r succeeded",
                 "after_rollbacks",
+                "findings",
                 "after_experiment completed",
                 "cleanup",
             ]
+        );
+        let ext = out.record.faultline().unwrap();
+        assert_eq!(ext.run_id, "r");
+        assert_eq!(
+            serde_json::Value::Object(ext.contributed.clone()),
+            serde_json::json!({"seen": ["x"]})
         );
     }
 }
