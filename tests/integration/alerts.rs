@@ -474,3 +474,89 @@ fn a_prometheus_rule_that_fires_and_resolves_during_the_run_is_recorded_from_ale
         out.all_text()
     );
 }
+
+#[test]
+fn the_settings_file_and_a_control_file_declare_it_too() {
+    let Some(am) = alertmanager() else {
+        return;
+    };
+    post_alerts(
+        &am,
+        json!([{"labels": {"alertname": "Global", "service": "checkout"}}]),
+    );
+    let bare = json!({"title": "t", "description": "d",
+        "secrets": {"alerting": {"alertmanager_token": "glob4l-t0ken"}},
+        "method": [sh("action", "a", "true")]});
+    let arguments = json!({"alertmanager_url": am.url, "matchers": "service=\"checkout\""});
+
+    let dir = TempDir::new("alerts-settings");
+    let settings = dir.write(
+        "settings.yaml",
+        &format!(
+            "controls:\n  alerts:\n    provider:\n      type: python\n      module: faultline.alerts\n      secrets: [alerting]\n      arguments: {arguments}\n"
+        ),
+    );
+    let out = run_experiment(&dir, &bare, &["--settings", settings.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    assert_eq!(recorded(&out)[0]["name"], "Global", "{}", out.all_text());
+
+    let dir = TempDir::new("alerts-control-file");
+    let file = dir.write(
+        "controls.json",
+        &json!([{"name": "alerts", "provider": {"type": "python",
+            "module": "faultline.alerts", "arguments": arguments}}])
+        .to_string(),
+    );
+    let out = run_experiment(&dir, &bare, &["--control-file", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let alerts = recorded(&out);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["state"], "active");
+    assert!(!out.all_text().contains("glob4l-t0ken"));
+}
+
+/// `faultline::alerts::firing`, what `faultline correlate --alertmanager URL` calls:
+/// the alerts firing now that match, from a real Alertmanager.
+#[test]
+fn firing_lists_the_alerts_firing_now_that_match() {
+    let Some(am) = alertmanager() else {
+        return;
+    };
+    post_alerts(
+        &am,
+        json!([
+            {"labels": {"alertname": "Now", "service": "checkout", "severity": "page"},
+             "annotations": {"summary": "now"}},
+            {"labels": {"alertname": "Elsewhere", "service": "cart", "severity": "page"}},
+            {"labels": {"alertname": "Over", "service": "checkout"}, "endsAt": in_secs(-60),
+             "startsAt": in_secs(-120)},
+        ]),
+    );
+    let matchers = faultline::alerts::parse_matchers(r#"service="checkout""#).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let found = rt
+        .block_on(faultline::alerts::firing(&am.url, &matchers))
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let a = &found[0];
+    assert_eq!(a.name, "Now");
+    assert_eq!(a.source, faultline::alerts::Source::Alertmanager);
+    assert_eq!(a.state, "active");
+    assert_eq!(a.annotations["summary"], "now");
+    assert!(a.fingerprint.is_some() && a.starts_at.is_some());
+    // Nothing matches: an empty list, not an error.
+    let none = faultline::alerts::Matcher::parse(r#"service=~"x|y""#).unwrap();
+    let all = rt
+        .block_on(faultline::alerts::firing(&am.url, &[none]))
+        .unwrap();
+    assert!(all.is_empty(), "{all:#?}");
+    // A dead Alertmanager is an error naming it.
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let e = rt
+        .block_on(faultline::alerts::firing(&dead, &matchers))
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot reach"), "{e}");
+}
