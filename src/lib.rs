@@ -14,6 +14,7 @@
 //! and returns values; the binary decides what to print and the exit code
 //! ([`exit::ExitCode`]).
 
+pub mod alerts;
 pub mod app;
 pub mod control;
 pub mod duration;

@@ -3,6 +3,7 @@
 //! `--control-file`. Known python modules map to built-ins
 //! ([`crate::control::builtin::lookup`]); unknown ones become warnings naming them.
 
+use crate::control::alerts::Alerts;
 use crate::control::builtin::{lookup, Builtin, Confirm, Pause};
 use crate::control::deliver::Notifier;
 use crate::control::grafana::Grafana;
@@ -75,6 +76,24 @@ pub fn parse_globals(v: &Value, origin: &str) -> Result<Vec<Global>, Problem> {
     }
 }
 
+/// The secret scopes a control's provider lists: the experiment's parsed ones, or as
+/// written in a settings/--control-file declaration.
+fn secret_scopes(decl: Option<&ControlDecl>, raw: &Value) -> Vec<String> {
+    match decl {
+        Some(d) => d.secrets.clone(),
+        None => raw
+            .pointer("/provider/secrets")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 /// The global controls: the settings file's `controls:`, then each `--control-file`.
 pub fn collect_globals(
     settings: &Settings,
@@ -123,6 +142,9 @@ pub struct Built {
     pub notifiers: Vec<std::sync::Arc<dyn Notifier>>,
     /// `faultline.metrics` controls, to report their delivery errors at the end.
     pub run_metrics: Vec<std::sync::Arc<FaultlineMetrics>>,
+    /// Alerts controls: given their tokens once secrets are resolved, and their
+    /// errors and alerts reported at the end.
+    pub alerts: Vec<std::sync::Arc<Alerts>>,
     /// Safeguard probes (`chaosaddons.controls.safeguards`).
     pub safeguards: Vec<Safeguard>,
     /// Problems in control declarations that make the run unsafe to start.
@@ -261,19 +283,7 @@ fn install(b: &mut Built, d: Declared<'_>, python: Option<&PythonEnv>) {
         Some(kind @ (Builtin::Grafana | Builtin::Webhook)) => {
             // The secret scopes the declaration's provider lists (where a token or a
             // webhook URL may be).
-            let scopes: Vec<String> = match decl {
-                Some(d) => d.secrets.clone(),
-                None => raw
-                    .pointer("/provider/secrets")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
+            let scopes = secret_scopes(decl, raw);
             let built = if kind == Builtin::Grafana {
                 Grafana::from_arguments(name, arguments, &scopes)
                     .map(|g| notifier(b, std::sync::Arc::new(g)))
@@ -288,6 +298,21 @@ fn install(b: &mut Built, d: Declared<'_>, python: Option<&PythonEnv>) {
                         format!("control '{name}' ({module}): {p}"),
                     )
                 }));
+            }
+        }
+        Some(Builtin::Alerts) => {
+            let scopes = secret_scopes(decl, raw);
+            match Alerts::from_arguments(
+                arguments,
+                scopes,
+                &format!("{origin}.provider.arguments"),
+            ) {
+                Ok(a) => {
+                    let a = std::sync::Arc::new(a);
+                    b.alerts.push(a.clone());
+                    b.controls.push(Box::new(a));
+                }
+                Err(problems) => b.problems.extend(problems),
             }
         }
         Some(Builtin::PrometheusMetrics) => {

@@ -429,6 +429,9 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             &format!("{p}: these labels are ignored"),
         );
     }
+    for a in &built.alerts {
+        a.set_secrets(&resolved.secrets);
+    }
     let labels: crate::experiment::labels::TargetLabels = crate::experiment::labels::target_labels(
         &experiment.raw,
         &resolved.configuration,
@@ -507,6 +510,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
     let built_metrics = built.metrics.clone();
     let built_notifiers = built.notifiers.clone();
     let built_run_metrics = built.run_metrics.clone();
+    let built_alerts = built.alerts.clone();
     // The layer-fed sinks (OTLP logs) name the run and its title (as the runner
     // renders it, secrets masked) on every record.
     // The console and the log sinks observe the run as layers on its subscriber.
@@ -622,6 +626,28 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
                 Level::Warning,
                 "metrics.push_failed",
                 &format!("faultline run metrics: {e}"),
+            );
+        }
+    }
+    for a in &built_alerts {
+        for e in a.errors() {
+            out.line(
+                Level::Warning,
+                "alerts.query_failed",
+                &format!("alerts during the run: {e}"),
+            );
+        }
+        let recorded = a.recorded();
+        if !recorded.is_empty() {
+            let names: Vec<&str> = recorded.iter().map(|x| x.name.as_str()).collect();
+            out.line(
+                Level::Info,
+                "alerts.recorded",
+                &format!(
+                    "{} alert(s) fired during the run: {}",
+                    recorded.len(),
+                    names.join(", ")
+                ),
             );
         }
     }

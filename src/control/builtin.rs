@@ -11,6 +11,8 @@
 //! | `faultline.metrics` | [`super::run_metrics::FaultlineMetrics`]: faultline's run metrics (target labels, activity durations) to a Pushgateway, remote write or a `/metrics` listener |
 //! | `faultline.grafana` | [`super::grafana::Grafana`]: the run as a region annotation in Grafana |
 //! | `faultline.webhook` | [`super::webhook::Webhook`]: notices at the start and the end, Slack-compatible or JSON |
+//! | `chaosprometheus.metrics` | [`super::metrics::RunMetrics`]: run metrics pushed to a Pushgateway |
+//! | `faultline.alerts` | [`super::alerts::Alerts`]: the alerts that fired during the run (Alertmanager, Prometheus `ALERTS`), in the journal and on the experiment span |
 //! | `chaosaddons.controls.safeguards` | the runner's safeguards ([`crate::run::Safeguard`]): probes checked before (blocking), once in the background, or every `frequency` seconds; a miss interrupts the run |
 //! | anything else | a warning naming it; the run goes on without it (controls are optional) |
 
@@ -38,6 +40,8 @@ pub enum Builtin {
     Grafana,
     /// Notices at the start and the end of the run, to chat or any JSON webhook.
     Webhook,
+    /// `faultline.alerts`: the alerts that fired during the run.
+    Alerts,
 }
 
 /// The built-in serving a python control module, if any.
@@ -55,6 +59,7 @@ pub fn lookup(module: &str) -> Option<Builtin> {
         "chaosaddons.controls.safeguards" | "faultline.safeguards" => Builtin::Safeguards,
         super::grafana::MODULE => Builtin::Grafana,
         super::webhook::MODULE => Builtin::Webhook,
+        "faultline.alerts" => Builtin::Alerts,
         _ => return None,
     })
 }
@@ -154,6 +159,7 @@ mod tests {
             lookup("chaosprometheus.metrics"),
             Some(Builtin::PrometheusMetrics)
         );
+        assert_eq!(lookup("faultline.alerts"), Some(Builtin::Alerts));
         assert_eq!(lookup("mycompany.controls"), None);
     }
 }

@@ -15,8 +15,15 @@
 //! `configure` → `before_experiment` → [`before_hypothesis` → (`before_activity` →
 //! `after_activity`)* → `after_hypothesis`] → `before_method` → (activities)* →
 //! `after_method` → [hypothesis after] → `before_rollbacks` → (activities)* →
-//! `after_rollbacks` → `after_experiment` → `cleanup`.
+//! `after_rollbacks` → `findings` → `after_experiment` → `cleanup`.
+//!
+//! `findings` is how an observer hands back what it found during the run (the alerts
+//! that fired, …) without the engine knowing what it is: keys for the journal's
+//! faultline extension, attributes and events for the experiment span. The runner
+//! asks every control at once, waits at most [`FINDINGS_LIMIT`] for all of them, and
+//! records what came back before it closes the experiment span.
 
+pub mod alerts;
 pub mod builtin;
 pub mod deliver;
 pub mod grafana;
@@ -47,6 +54,89 @@ pub enum Decision {
 
 /// A boxed future, for the hooks that may wait (a human answering a prompt).
 pub type Hook<'a> = Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+
+/// A boxed future of a control's [`Findings`].
+pub type FindingsHook<'a> = Pin<Box<dyn Future<Output = Findings> + Send + 'a>>;
+
+/// The most the runner waits, at the end of a run, for every control's findings
+/// together (they are asked concurrently). What is not ready by then is not recorded,
+/// and the runner says so: an observer never holds a run for more.
+pub const FINDINGS_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A value for a span attribute (OpenTelemetry's scalar kinds).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Int(i64),
+    /// A number.
+    Float(f64),
+    /// True or false.
+    Bool(bool),
+}
+
+/// One event a control adds to the experiment span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanEvent {
+    /// The event's name (a constant of the control's, listed in `docs/telemetry.md`).
+    pub name: &'static str,
+    /// When it happened (within the run); `None`: when it is recorded.
+    pub at: Option<std::time::SystemTime>,
+    /// Its attributes.
+    pub attributes: Vec<(&'static str, AttrValue)>,
+}
+
+/// What a control found during the run, recorded by the runner before the
+/// experiment span closes. Secrets are masked on the way out like everything else
+/// (the journal as it is built, spans in the span processor).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    /// Keys added to the journal's faultline extension (`extensions[0].<key>`); a key
+    /// the extension already has (`run_id`, …) is refused with a warning.
+    pub journal: Vec<(String, Value)>,
+    /// Attributes set on the experiment span.
+    pub attributes: Vec<(&'static str, AttrValue)>,
+    /// Events added to the experiment span.
+    pub events: Vec<SpanEvent>,
+}
+
+impl Findings {
+    /// Nothing found.
+    pub fn is_empty(&self) -> bool {
+        self.journal.is_empty() && self.attributes.is_empty() && self.events.is_empty()
+    }
+
+    /// Add another control's findings to these.
+    pub fn extend(&mut self, other: Findings) {
+        self.journal.extend(other.journal);
+        self.attributes.extend(other.attributes);
+        self.events.extend(other.events);
+    }
+}
+
+/// Every future polled concurrently; their outputs in order. (A `join_all` without
+/// another dependency: controls are few.)
+async fn join_all<'a, T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + Send + 'a>>>) -> Vec<T> {
+    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(move |cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(done.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(done.iter_mut().filter_map(Option::take).collect())
+        }
+    })
+    .await
+}
 
 /// The run, as controls see it.
 #[derive(Debug, Clone)]
@@ -129,6 +219,12 @@ pub trait Control: Send + Sync {
     }
     /// After each activity, with its journal entry.
     fn after_activity(&self, _activity: &ActivityInfo<'_>, _entry: &RunEntry) {}
+    /// What the control found during the run, asked once after the rollbacks (or
+    /// where the run stopped), before the experiment span closes. It must finish
+    /// within [`FINDINGS_LIMIT`]: the runner does not wait longer.
+    fn findings<'a>(&'a self, _run: &'a RunInfo) -> FindingsHook<'a> {
+        Box::pin(async { Findings::default() })
+    }
     /// After the experiment, with its outcome.
     fn after_experiment(&self, _run: &RunInfo, _status: Status, _deviated: bool) {}
     /// Once, at the very end.
@@ -212,6 +308,9 @@ macro_rules! forward_control {
             fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
                 (**self).after_activity(a, e)
             }
+            fn findings<'a>(&'a self, run: &'a RunInfo) -> FindingsHook<'a> {
+                (**self).findings(run)
+            }
             fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
                 (**self).after_experiment(run, status, deviated)
             }
@@ -289,6 +388,12 @@ impl<C: Control> Control for Option<C> {
             c.after_activity(a, e)
         }
     }
+    fn findings<'a>(&'a self, run: &'a RunInfo) -> FindingsHook<'a> {
+        match self {
+            Some(c) => c.findings(run),
+            None => Box::pin(async { Findings::default() }),
+        }
+    }
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
         if let Some(c) = self {
             c.after_experiment(run, status, deviated)
@@ -356,6 +461,16 @@ impl<C: Control> Control for Vec<C> {
     }
     fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
         self.iter().for_each(|c| c.after_activity(a, e))
+    }
+    fn findings<'a>(&'a self, run: &'a RunInfo) -> FindingsHook<'a> {
+        let asked = self.iter().map(|c| c.findings(run)).collect();
+        Box::pin(async move {
+            let mut all = Findings::default();
+            for f in join_all(asked).await {
+                all.extend(f);
+            }
+            all
+        })
     }
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
         self.iter()
@@ -464,6 +579,9 @@ impl<C: Control> Control for Scoped<C> {
         if self.scope.covers(a) {
             self.inner.after_activity(a, e)
         }
+    }
+    fn findings<'a>(&'a self, run: &'a RunInfo) -> FindingsHook<'a> {
+        self.inner.findings(run)
     }
     fn after_experiment(&self, run: &RunInfo, status: Status, deviated: bool) {
         self.inner.after_experiment(run, status, deviated)

@@ -177,36 +177,64 @@ pub struct FaultlineExtension {
     /// were started, and each one killed mid-call (with when and why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python_worker: Option<Value>,
+    /// What controls found during the run (`crate::control::Findings::journal`), each
+    /// under its own key after faultline's (`alerts`: the `faultline.alerts`
+    /// control's list). Read back, every key this model does not name lands here.
+    #[serde(flatten)]
+    pub contributed: Map<String, Value>,
 }
 
 impl FaultlineExtension {
     /// The extension's `name`.
     pub const NAME: &'static str = "faultline";
+
+    /// The keys faultline itself writes: a control may not contribute one of them.
+    pub const KEYS: [&'static str; 9] = [
+        "name",
+        "version",
+        "run_id",
+        "trace_id",
+        "hypothesis_strategy",
+        "rollback_strategy",
+        "interrupted_by",
+        "abort_latency_ms",
+        "python_worker",
+    ];
 }
 
 impl Serialize for FaultlineExtension {
-    // By hand: `name` comes first and is not a field anyone sets.
+    // By hand: `name` comes first and is not a field anyone sets; the controls'
+    // contributions follow faultline's own keys. A map, so their keys need not be
+    // static (JSON writes a struct and a map alike).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("FaultlineExtension", 9)?;
-        st.serialize_field("name", Self::NAME)?;
-        st.serialize_field("version", &self.version)?;
-        st.serialize_field("run_id", &self.run_id)?;
-        st.serialize_field("trace_id", &self.trace_id)?;
-        st.serialize_field("hypothesis_strategy", &self.hypothesis_strategy)?;
-        st.serialize_field("rollback_strategy", &self.rollback_strategy)?;
-        st.serialize_field("interrupted_by", &self.interrupted_by)?;
+        use serde::ser::SerializeMap;
+        let mut st = s.serialize_map(None)?;
+        st.serialize_entry("name", Self::NAME)?;
+        st.serialize_entry("version", &self.version)?;
+        st.serialize_entry("run_id", &self.run_id)?;
+        st.serialize_entry("trace_id", &self.trace_id)?;
+        st.serialize_entry("hypothesis_strategy", &self.hypothesis_strategy)?;
+        st.serialize_entry("rollback_strategy", &self.rollback_strategy)?;
+        st.serialize_entry("interrupted_by", &self.interrupted_by)?;
         if let Some(ms) = self.abort_latency_ms {
-            st.serialize_field("abort_latency_ms", &ms)?;
+            st.serialize_entry("abort_latency_ms", &ms)?;
         }
         if let Some(w) = &self.python_worker {
-            st.serialize_field("python_worker", w)?;
+            st.serialize_entry("python_worker", w)?;
+        }
+        for (k, v) in &self.contributed {
+            if !Self::KEYS.contains(&k.as_str()) {
+                st.serialize_entry(k, v)?;
+            }
         }
         st.end()
     }
 }
 
 /// One entry of the journal's `extensions`.
+// A journal has one or two extensions: boxing faultline's would save nothing worth
+// the indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Extension {
     /// faultline's own (`"name": "faultline"`).
@@ -231,7 +259,11 @@ impl<'de> Deserialize<'de> for Extension {
             return Ok(Extension::Other(v));
         }
         serde_json::from_value(v)
-            .map(Extension::Faultline)
+            .map(|mut f: FaultlineExtension| {
+                // `name` is the extension's tag, not a contribution.
+                f.contributed.remove("name");
+                Extension::Faultline(f)
+            })
             .map_err(|e| serde::de::Error::custom(format!("extension `faultline`: {e}")))
     }
 }
@@ -443,6 +475,9 @@ impl RunRecord {
                     {
                         redact_text(s, r);
                     }
+                    for v in f.contributed.values_mut() {
+                        *v = r.value(v);
+                    }
                 }
                 Extension::Other(v) => *v = r.value(v),
             }
@@ -488,7 +523,48 @@ mod tests {
             interrupted_by: None,
             abort_latency_ms: None,
             python_worker: None,
+            contributed: Map::new(),
         }
+    }
+
+    #[test]
+    fn controls_contributions_follow_faultlines_keys_masked_and_read_back() {
+        let mut ext = extension();
+        ext.contributed.insert(
+            "alerts".into(),
+            json!([{"name": "A", "labels": {"k": "v4lue"}}]),
+        );
+        // A key faultline writes itself is never written twice.
+        ext.contributed.insert("run_id".into(), json!("forged"));
+        let record = RunRecord::build(
+            RecordParts {
+                experiment: json!({"title": "t"}),
+                start: "s".into(),
+                end: "e".into(),
+                duration: 1.0,
+                status: Status::Completed,
+                deviated: false,
+                before: None,
+                after: None,
+                during: &[],
+                run: &[],
+                rollbacks: &[],
+                extension: ext,
+            },
+            &Redactor::new(["v4lue".to_string()]),
+        );
+        let text = record.to_json().unwrap();
+        let j: Value = serde_json::from_str(&text).unwrap();
+        let e = &j["extensions"][0];
+        let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+        assert_eq!(keys.first().map(|k| k.as_str()), Some("name"));
+        assert_eq!(keys.last().map(|k| k.as_str()), Some("alerts"));
+        assert_eq!(e["run_id"], "run-1");
+        assert_eq!(e["alerts"][0]["labels"]["k"], "***");
+        let back = RunRecord::from_json(&text).unwrap();
+        let f = back.faultline().unwrap();
+        assert_eq!(f.contributed.keys().collect::<Vec<_>>(), ["alerts"]);
+        assert_eq!(back.to_json().unwrap(), text, "written out unchanged");
     }
 
     #[test]

@@ -1418,6 +1418,38 @@ impl Runner {
                 reason,
             });
         }
+        // What the controls found during the run (alerts, …): asked together, waited
+        // for within one limit, recorded before the experiment span closes.
+        let findings = match tokio::time::timeout(
+            crate::control::FINDINGS_LIMIT,
+            shared.controls.findings(&run_info),
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(_) => {
+                shared.emit(Event::Warning {
+                    message: format!(
+                        "the controls' findings were not ready within {:?}: not recorded",
+                        crate::control::FINDINGS_LIMIT
+                    ),
+                });
+                crate::control::Findings::default()
+            }
+        };
+        let mut contributed = serde_json::Map::new();
+        for (key, value) in findings.journal.iter().cloned() {
+            if FaultlineExtension::KEYS.contains(&key.as_str()) || contributed.contains_key(&key) {
+                shared.emit(Event::Warning {
+                    message: format!(
+                        "a control's finding '{key}' is already in the journal's extension: not recorded"
+                    ),
+                });
+            } else {
+                contributed.insert(key, value);
+            }
+        }
+        spans::findings(&shared.exp_span, &findings);
         shared.emit(Event::RunEnded { status, deviated });
         let exp_span = &shared.exp_span;
         exp_span.record(attr::EXPERIMENT_STATUS, status.as_str());
@@ -1492,6 +1524,7 @@ impl Runner {
                     "restarts": shared.facts.python.restarts(),
                 })
             }),
+            contributed,
         };
         // A Python control may have set secrets during the run: the journal masks
         // those too.
@@ -1584,12 +1617,73 @@ mod tests {
         fn after_activity(&self, a: &ActivityInfo<'_>, e: &RunEntry) {
             self.push(format!("after_activity {} {}", a.name, e.status));
         }
+        fn findings<'a>(&'a self, _: &'a RunInfo) -> crate::control::FindingsHook<'a> {
+            self.push("findings".into());
+            Box::pin(async {
+                crate::control::Findings {
+                    journal: vec![
+                        ("seen".into(), serde_json::json!(["x"])),
+                        // faultline's own key: refused, never written twice.
+                        ("run_id".into(), serde_json::json!("forged")),
+                    ],
+                    ..Default::default()
+                }
+            })
+        }
         fn after_experiment(&self, _: &RunInfo, s: Status, _: bool) {
             self.push(format!("after_experiment {}", s.as_str()));
         }
         fn cleanup(&self) {
             self.push("cleanup".into());
         }
+    }
+
+    /// Findings late beyond the limit.
+    struct Slow;
+    impl Control for Slow {
+        fn findings<'a>(&'a self, _: &'a RunInfo) -> crate::control::FindingsHook<'a> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                crate::control::Findings {
+                    journal: vec![("late".into(), serde_json::json!(1))],
+                    ..Default::default()
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn findings_are_waited_for_within_the_limit_only() {
+        let doc = serde_json::json!({"title": "t", "description": "d", "method": []});
+        let runner = Runner {
+            experiment: crate::experiment::parse(&doc).unwrap(),
+            options: RunOptions::default(),
+            resolved: Resolved::default(),
+            controls: Arc::new(Slow),
+            interrupt: Interrupt::new(),
+            run_id: "r".into(),
+            env: Vec::new(),
+            tracer: None,
+            trace_parent: Context::new(),
+            safeguards: Vec::new(),
+            layers: Vec::new(),
+            processes: Default::default(),
+            slo: Default::default(),
+            python: None,
+            live: None,
+            labels: Default::default(),
+            journal: None,
+            masked: Vec::new(),
+        };
+        let started = Instant::now();
+        let out = runner.run().await;
+        assert_eq!(out.status, Status::Completed);
+        let took = started.elapsed();
+        assert!(
+            took < crate::control::FINDINGS_LIMIT + Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert!(out.record.faultline().unwrap().contributed.is_empty());
     }
 
     /// Two runs at once in one process, each with its own telemetry: every span lands
@@ -1853,9 +1947,16 @@ mod tests {
                 "before_activity r",
                 "after_activity r succeeded",
                 "after_rollbacks",
+                "findings",
                 "after_experiment completed",
                 "cleanup",
             ]
+        );
+        let ext = out.record.faultline().unwrap();
+        assert_eq!(ext.run_id, "r");
+        assert_eq!(
+            serde_json::Value::Object(ext.contributed.clone()),
+            serde_json::json!({"seen": ["x"]})
         );
     }
 }

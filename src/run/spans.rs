@@ -474,6 +474,38 @@ pub fn interrupted(span: &Span, reason: &str, source: Option<&str>) {
     });
 }
 
+/// What the controls found during the run (`Control::findings`), on the experiment
+/// span: its attributes and events. Their names belong to the controls (each listed
+/// in `docs/telemetry.md`), so they are set through the OpenTelemetry span rather
+/// than as `tracing` fields, which must be known when the span opens. Without the
+/// OpenTelemetry layer (telemetry off) nothing is recorded.
+pub fn findings(span: &Span, f: &crate::control::Findings) {
+    use crate::control::AttrValue;
+    use opentelemetry::KeyValue;
+    let value = |v: &AttrValue| -> opentelemetry::Value {
+        match v {
+            AttrValue::Text(t) => cap(t).into(),
+            AttrValue::Int(i) => (*i).into(),
+            AttrValue::Float(x) => (*x).into(),
+            AttrValue::Bool(b) => (*b).into(),
+        }
+    };
+    for (k, v) in &f.attributes {
+        span.set_attribute(*k, value(v));
+    }
+    for e in &f.events {
+        let attributes = e
+            .attributes
+            .iter()
+            .map(|(k, v)| KeyValue::new(*k, value(v)))
+            .collect();
+        match e.at {
+            Some(at) => span.add_event_with_timestamp(e.name, at, attributes),
+            None => span.add_event(e.name, attributes),
+        }
+    }
+}
+
 /// Span event: a control skipped the activity.
 pub fn skip(span: &Span, reason: &str) {
     tracing::event!(name: event::SKIP, target: module_path!(), parent: span, Level::INFO, {

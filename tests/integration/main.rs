@@ -1,6 +1,7 @@
 //! Integration tests: the real `faultline` binary against real processes and real HTTP
 //! servers on 127.0.0.1. One binary, one module per area.
 
+mod alerts;
 mod annotations;
 mod canary;
 mod common;

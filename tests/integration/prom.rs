@@ -151,7 +151,7 @@ fn start() -> Option<Prom> {
 
 /// The child gets SIGKILL when the thread that spawned it ends.
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent; nothing
     // else runs between fork and exec.
