@@ -155,6 +155,166 @@ pub async fn correlate(req: &CorrelateRequest) -> Result<Correlation, SloError> 
     })
 }
 
+/// `faultline correlate --alertmanager URL`: the alerts firing now, each with the runs
+/// that overlapped the window before it started.
+#[derive(Debug, Clone, Default)]
+pub struct AlertsRequest {
+    /// The store.
+    pub store: StoreRequest,
+    /// The Alertmanager's base URL.
+    pub alertmanager: String,
+    /// `--matchers`: Alertmanager filter syntax (`severity="page", service=~"cart|pay"`).
+    pub matchers: Option<String>,
+    /// `--window`: how far before an alert started a run may have overlapped.
+    pub window: Option<String>,
+    /// `--match-labels`: the label names a run and an alert must agree on (default:
+    /// every name they share; at least one).
+    pub match_labels: Vec<String>,
+    /// `--label`: runs carrying these labels only.
+    pub labels: Vec<String>,
+}
+
+/// One firing alert and the runs that may have caused it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AlertRuns {
+    /// The alert, as Alertmanager said it.
+    pub alert: crate::alerts::Alert,
+    /// The window searched: `[starts_at - window, starts_at]`.
+    pub from: DateTime<Utc>,
+    /// Its end.
+    pub to: DateTime<Utc>,
+    /// The runs that overlapped it and agree with the alert's labels, newest first.
+    pub runs: Vec<RunSummary>,
+}
+
+/// Whether a run and an alert agree: on the names given, or on every name they share;
+/// at least one name must be compared.
+pub fn agree(run: &Labels, alert: &Labels, names: &[String]) -> bool {
+    let compared: Vec<&String> = if names.is_empty() {
+        run.keys().filter(|k| alert.contains_key(*k)).collect()
+    } else {
+        names.iter().collect()
+    };
+    !compared.is_empty()
+        && compared
+            .iter()
+            .all(|k| matches!((run.get(*k), alert.get(*k)), (Some(a), Some(b)) if a == b))
+}
+
+/// Walk the alerts firing now and name the runs that overlapped each.
+pub async fn correlate_alerts(req: &AlertsRequest) -> Result<Vec<AlertRuns>, SloError> {
+    let now = Utc::now();
+    let window = parse_duration("--window", req.window.as_deref().unwrap_or(DEFAULT_WINDOW))
+        .map_err(invalid)?;
+    let labels = labels(&req.labels)?;
+    let matchers = match req.matchers.as_deref().filter(|m| !m.trim().is_empty()) {
+        Some(m) => {
+            crate::alerts::parse_matchers(m).map_err(|e| invalid(format!("--matchers: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    for n in &req.match_labels {
+        if !crate::slo::model::valid_label_key(n) {
+            return Err(invalid(format!(
+                "--match-labels: {n:?} is not a label name"
+            )));
+        }
+    }
+    crate::alerts::check_url(&req.alertmanager)
+        .map_err(|e| invalid(format!("--alertmanager: {e}")))?;
+    // The store first: a bad store is said before the Alertmanager is asked.
+    let o = open(&req.store).await?;
+    let alerts = match crate::alerts::firing(&req.alertmanager, &matchers).await {
+        Ok(a) => a,
+        Err(e) => {
+            o.store.close().await;
+            return Err(SloError::Store {
+                store: crate::alerts::shown(&req.alertmanager),
+                error: StoreError::Unavailable(e.to_string()),
+            });
+        }
+    };
+    let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = alerts
+        .iter()
+        .map(|a| {
+            let to = a.starts_at.unwrap_or(now).min(now);
+            (to.checked_sub_signed(window).unwrap_or(to), to)
+        })
+        .collect();
+    let mut out = Vec::new();
+    if let (Some(from), Some(to)) = (
+        windows.iter().map(|w| w.0).min(),
+        windows.iter().map(|w| w.1).max(),
+    ) {
+        let overlap = Overlap {
+            from,
+            to,
+            labels: labels.clone(),
+            limit: 0,
+        };
+        let runs = match o.store.overlapping(&o.org, &overlap).await {
+            Ok(r) => r,
+            Err(e) => {
+                o.store.close().await;
+                return Err(o.fail(e));
+            }
+        };
+        for (a, (from, to)) in alerts.into_iter().zip(windows) {
+            let mine: Vec<RunSummary> = runs
+                .iter()
+                .filter(|r| r.started <= to && r.ended >= from)
+                .filter(|r| agree(&r.labels, &a.labels, &req.match_labels))
+                .cloned()
+                .collect();
+            out.push(AlertRuns {
+                alert: a,
+                from,
+                to,
+                runs: mine,
+            });
+        }
+    }
+    o.store.close().await;
+    // The newest alerts first.
+    out.sort_by(|a, b| b.to.cmp(&a.to));
+    Ok(out)
+}
+
+/// The alerts and their runs, for a person.
+pub fn alerts_text(found: &[AlertRuns]) -> String {
+    if found.is_empty() {
+        return "No alert is firing (among those the matchers select).\n".into();
+    }
+    let mut s = String::new();
+    for a in found {
+        s.push_str(&format!(
+            "ALERT {} {} firing since {}: {}\n",
+            a.alert.name,
+            labels_text(&a.alert.labels),
+            a.alert
+                .starts_at
+                .map(when)
+                .unwrap_or_else(|| "an unknown time".into()),
+            match a.runs.len() {
+                0 => "no chaos run overlapped the window before it".to_string(),
+                n => format!(
+                    "{n} chaos run(s) overlapped {} .. {} UTC",
+                    when(a.from),
+                    when(a.to)
+                ),
+            }
+        ));
+        if !a.runs.is_empty() {
+            for line in runs_table(&a.runs).lines() {
+                s.push_str("  ");
+                s.push_str(line);
+                s.push('\n');
+            }
+        }
+    }
+    s
+}
+
 /// `faultline runs scores|stats`: which runs count.
 #[derive(Debug, Clone, Default)]
 pub struct ProgrammeRequest {
@@ -496,6 +656,33 @@ mod tests {
         assert_eq!(human(d(245_000)), "4m05s");
         assert_eq!(human(d(3_720_000)), "1h02m");
         assert_eq!(human(d(273_600_000)), "3d04h");
+    }
+
+    #[test]
+    fn runs_and_alerts_agree_on_shared_labels() {
+        let l = |p: &[(&str, &str)]| -> Labels {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let run = l(&[("service", "cart"), ("env", "prod")]);
+        let alert = l(&[
+            ("alertname", "High"),
+            ("service", "cart"),
+            ("severity", "page"),
+        ]);
+        assert!(agree(&run, &alert, &[]));
+        assert!(!agree(&run, &l(&[("service", "pay")]), &[]));
+        assert!(
+            !agree(&run, &l(&[("alertname", "x")]), &[]),
+            "nothing shared"
+        );
+        assert!(!agree(&l(&[]), &alert, &[]));
+        assert!(agree(&run, &alert, &["service".into()]));
+        assert!(
+            !agree(&run, &alert, &["env".into()]),
+            "the alert has no env"
+        );
     }
 
     #[test]

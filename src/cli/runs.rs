@@ -103,8 +103,25 @@ struct ProgrammeArgs {
 pub struct CorrelateArgs {
     /// The incident's time (RFC 3339, a UTC date and time, Unix seconds/ms, or a
     /// duration ago such as 10m) [default: now].
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", conflicts_with = "alertmanager")]
     at: Option<String>,
+    /// Walk the alerts firing now at this Alertmanager (v2 API) instead, and name for
+    /// each the runs that overlapped the window before it started and share its labels.
+    #[arg(long, value_name = "URL")]
+    alertmanager: Option<String>,
+    /// Which alerts (with --alertmanager): Alertmanager filter syntax, e.g.
+    /// 'severity="page", service=~"cart|pay"'.
+    #[arg(long, value_name = "MATCHERS", requires = "alertmanager")]
+    matchers: Option<String>,
+    /// The label names a run and an alert must agree on (with --alertmanager;
+    /// comma-separated or repeated) [default: every name they share, at least one].
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        requires = "alertmanager"
+    )]
+    match_labels: Vec<String>,
     /// How far before --at a run may have overlapped (30m, 2h).
     #[arg(long, value_name = "DURATION", default_value = runs::DEFAULT_WINDOW)]
     window: String,
@@ -200,6 +217,26 @@ fn programme(a: ProgrammeArgs) -> ProgrammeRequest {
 
 /// Run `faultline correlate`.
 pub async fn correlate(a: CorrelateArgs) -> ExitCode {
+    if let Some(am) = a.alertmanager {
+        let req = runs::AlertsRequest {
+            store: a.store.request(),
+            alertmanager: am,
+            matchers: a.matchers,
+            window: Some(a.window),
+            match_labels: a.match_labels,
+            labels: a.labels,
+        };
+        return match runs::correlate_alerts(&req).await {
+            Ok(found) => {
+                print(&match a.format {
+                    Format::Table => runs::alerts_text(&found),
+                    Format::Json => json(&serde_json::json!({ "alerts": found })),
+                });
+                ExitCode::Success
+            }
+            Err(e) => failed(&e),
+        };
+    }
     let req = CorrelateRequest {
         store: a.store.request(),
         at: a.at,

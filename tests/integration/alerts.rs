@@ -560,3 +560,127 @@ fn firing_lists_the_alerts_firing_now_that_match() {
         .unwrap_err();
     assert!(e.to_string().contains("cannot reach"), "{e}");
 }
+
+/// The run history keeps the alerts a run saw, and `correlate --alertmanager` names
+/// for each alert firing now the runs that overlapped the window before it started
+/// and share its labels: the on-call engineer's question, against a real Alertmanager.
+#[test]
+fn correlate_names_the_runs_behind_each_firing_alert_and_the_record_keeps_the_alerts_seen() {
+    let Some(am) = alertmanager() else {
+        return;
+    };
+    let dir = TempDir::new("alerts-correlate");
+    // Firing before the run: seen by it, but not caused by it.
+    post_alerts(
+        &am,
+        json!([{"labels": {"alertname": "CheckoutErrors", "service": "checkout", "severity": "page"}}]),
+    );
+    let exp = json!({
+        "title": "checkout loses a pod", "description": "d",
+        "controls": [{"name": "alerts", "provider": {"type": "python",
+            "module": "faultline.alerts", "arguments": {"alertmanager_url": am.url}}}],
+        "method": [sh("action", "work", "true")],
+    });
+    let out = run_experiment(&dir, &exp, &["--label", "service=checkout"]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let run_id = out.journal()["extensions"][0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list = faultline(&dir, &["runs", "show", &run_id, "--format", "json"], &[]);
+    assert_eq!(list.code, 0, "{}", list.all_text());
+    let record: Value = serde_json::from_str(&list.stdout).unwrap();
+    let seen: Vec<&str> = record["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, ["CheckoutErrors"], "{record}");
+
+    // After the run: one alert on the run's service, one on another.
+    post_alerts(
+        &am,
+        json!([
+            {"labels": {"alertname": "CheckoutLatency", "service": "checkout", "severity": "page"}},
+            {"labels": {"alertname": "SearchSlow", "service": "search", "severity": "page"}},
+        ]),
+    );
+    wait_until(Duration::from_secs(30), "the alerts to be active", || {
+        !active(&am, "CheckoutLatency").is_empty() && !active(&am, "SearchSlow").is_empty()
+    });
+    let c = faultline(
+        &dir,
+        &[
+            "correlate",
+            "--alertmanager",
+            &am.url,
+            "--window",
+            "30m",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(c.code, 0, "{}", c.all_text());
+    let found: Value = serde_json::from_str(&c.stdout).unwrap();
+    let runs_of = |name: &str| -> Vec<String> {
+        found["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["alert"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {found}"))["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["runId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(runs_of("CheckoutLatency"), [run_id.clone()]);
+    assert!(runs_of("SearchSlow").is_empty(), "another service");
+    assert!(
+        runs_of("CheckoutErrors").is_empty(),
+        "it started before the run"
+    );
+    // The table says it in words; matchers narrow the alerts walked.
+    let c = faultline(
+        &dir,
+        &[
+            "correlate",
+            "--alertmanager",
+            &am.url,
+            "--matchers",
+            "alertname=\"CheckoutLatency\"",
+        ],
+        &[],
+    );
+    assert_eq!(c.code, 0, "{}", c.all_text());
+    assert!(c.stdout.contains("ALERT CheckoutLatency"), "{}", c.stdout);
+    assert!(
+        c.stdout.contains("1 chaos run(s) overlapped"),
+        "{}",
+        c.stdout
+    );
+    assert!(c.stdout.contains(&run_id), "{}", c.stdout);
+    assert!(!c.stdout.contains("SearchSlow"), "{}", c.stdout);
+    // Bad input: exit 3, named.
+    let bad = faultline(
+        &dir,
+        &[
+            "correlate",
+            "--alertmanager",
+            &am.url,
+            "--matchers",
+            "=page",
+        ],
+        &[],
+    );
+    assert_eq!(bad.code, 3, "{}", bad.all_text());
+    assert!(bad.all_text().contains("--matchers"), "{}", bad.all_text());
+    // An Alertmanager that is down: exit 2, named.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let d = faultline(&dir, &["correlate", "--alertmanager", &down], &[]);
+    assert_eq!(d.code, 2, "{}", d.all_text());
+    assert!(d.all_text().contains("127.0.0.1"), "{}", d.all_text());
+}
