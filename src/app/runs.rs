@@ -276,7 +276,7 @@ pub async fn correlate_alerts(req: &AlertsRequest) -> Result<Vec<AlertRuns>, Slo
     }
     o.store.close().await;
     // The newest alerts first.
-    out.sort_by(|a, b| b.to.cmp(&a.to));
+    out.sort_by_key(|a| std::cmp::Reverse(a.to));
     Ok(out)
 }
 
