@@ -637,7 +637,7 @@ fn correlate_names_the_runs_behind_each_firing_alert_and_the_record_keeps_the_al
             .map(|r| r["runId"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(runs_of("CheckoutLatency"), [run_id.clone()]);
+    assert_eq!(runs_of("CheckoutLatency"), vec![run_id.clone()]);
     assert!(runs_of("SearchSlow").is_empty(), "another service");
     assert!(
         runs_of("CheckoutErrors").is_empty(),
