@@ -190,8 +190,17 @@ async fn measure(
         labels: Default::default(),
         limit: 50,
     };
+    // The labelled query asks for the service of a run the window holds, so it finds
+    // something (a service picked blindly may have no run in 30 minutes).
+    let service = store
+        .overlapping(ORG, &overlap)
+        .await
+        .unwrap_or_else(|e| fail(e))
+        .first()
+        .and_then(|r| r.labels.get("service").cloned())
+        .unwrap_or_else(|| "svc-3".into());
     let mut labelled = overlap.clone();
-    labelled.labels.insert("service".into(), "svc-3".into());
+    labelled.labels.insert("service".into(), service.clone());
     let since = RunFilter {
         since: Some(Utc::now() - Span::days(30)),
         limit: 50,
@@ -237,13 +246,17 @@ async fn measure(
         .chain(base.iter().map(|s| s.to_string()))
         .collect();
     let mut c2 = c1.clone();
-    c2.extend(["--label".to_string(), "service=svc-3".to_string()]);
+    c2.extend(["--label".to_string(), format!("service={service}")]);
     let c3 = with(&["runs", "list", "--since", "30d"]);
     let c4 = with(&["runs", "list", "--since", "30d", "--limit", "0"]);
     let goal = |ms: f64| if ms < 50.0 { "met" } else { "NOT met" };
     for (name, args, q) in [
         ("correlate --at <7 days ago> --window 30m", &c1, Some(q1)),
-        ("correlate ... --label service=svc-3", &c2, Some(q2)),
+        (
+            "correlate ... --label service=<a service in the window>",
+            &c2,
+            Some(q2),
+        ),
         ("runs list --since 30d (50 newest)", &c3, Some(q3)),
         ("runs list --since 30d --limit 0 (all)", &c4, None),
     ] {

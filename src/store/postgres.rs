@@ -242,11 +242,19 @@ impl PgStore {
     /// Connect, migrate, start the writer task.
     pub async fn open(url: &str, forwarder: Option<Forwarder>) -> Result<PgStore, StoreError> {
         let shown = shown(url);
+        // The readers connect while the writer connects and migrates: a command that
+        // opens the store for one query waits for about two connections, not five.
+        let mut connecting = tokio::task::JoinSet::new();
+        for _ in 0..READERS {
+            let (url, shown) = (url.to_string(), shown.clone());
+            connecting.spawn(async move { connect(&url, &shown).await });
+        }
         let mut writer = connect(url, &shown).await?;
         migrate(&mut writer, &shown).await?;
         let mut readers = Vec::new();
-        for _ in 0..READERS {
-            readers.push(tokio::sync::Mutex::new(connect(url, &shown).await?));
+        while let Some(r) = connecting.join_next().await {
+            let client = r.map_err(|e| unavailable("connecting to the store", e))??;
+            readers.push(tokio::sync::Mutex::new(client));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer_loop(writer, rx, forwarder.clone()));
@@ -406,12 +414,7 @@ impl PgStore {
             .query(sql.as_str(), &[&org, &(n as i64)])
             .await
             .map_err(|e| db("store read", e))?;
-        rows.iter()
-            .map(|r| {
-                serde_json::from_str(r.get::<_, &str>(0))
-                    .map_err(|e| unavailable("a stored run record is unreadable", e))
-            })
-            .collect()
+        records(&rows)
     }
 
     pub(super) async fn run_counts(
@@ -663,6 +666,11 @@ async fn select_runs(
         .query(sql.as_str(), &refs)
         .await
         .map_err(|e| db("store read", e))?;
+    records(&rows)
+}
+
+/// The run records (the first column, JSON) of these rows.
+fn records(rows: &[Row]) -> Result<Vec<RunSummary>, StoreError> {
     rows.iter()
         .map(|r| {
             serde_json::from_str(r.get::<_, &str>(0))
