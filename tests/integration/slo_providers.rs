@@ -309,6 +309,20 @@ fn the_slo_probe_gives_the_status_over_the_run_and_a_window() {
         "{s}"
     );
     assert_eq!(s["target_percent"], json!(99.9));
+    // The run history keeps the verdict beside the run (issue 14).
+    let list = faultline(
+        &dir,
+        &["runs", "list", "--limit", "1", "--format", "json"],
+        &[("FAULTLINE_STORE", store.to_str().unwrap())],
+    );
+    assert_eq!(list.code, 0, "{}", list.all_text());
+    let runs: Value = serde_json::from_str(&list.stdout).unwrap();
+    let verdicts = &runs[0]["slo"];
+    assert_eq!(verdicts.as_array().map(Vec::len), Some(1), "{runs}");
+    assert_eq!(verdicts[0]["activity"], "over the run");
+    assert_eq!(verdicts[0]["phase"], "method");
+    assert_eq!(verdicts[0]["verdict"], "met");
+    assert_eq!(verdicts[0]["objective"]["service"], SERVICE, "{verdicts}");
     assert!(
         (s["error_budget_remaining_percent"].as_f64().unwrap() - 50.0).abs() < 1e-6,
         "{s}"
