@@ -196,6 +196,9 @@ fn run_clean(dir: &TempDir, args: &[&str], env: &[(&str, String)]) -> Output {
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        // The run history (embedded store) and its spool: the test's own.
+        .env("XDG_DATA_HOME", dir.join("xdg-data"))
+        .env("XDG_STATE_HOME", dir.join("xdg-state"))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(dir.join("stdout.txt")).unwrap())
         .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap());
@@ -327,6 +330,10 @@ fn run_canary(
             "out:***",
         ],
     );
+    // The run history: the record as the store keeps it (the title substituted).
+    let history = faultline(dir, &["runs", "list", "--format", "json"], &[]);
+    assert_eq!(history.code, 0, "{}", history.all_text());
+    assert_channel("the run history", &history.stdout, &["canary run for ***"]);
     // The console: its lines, its errors and warnings.
     assert_channel("stdout", &out.stdout, &[]);
     assert_channel(
