@@ -41,9 +41,7 @@ fn run_with_stdin(dir: &TempDir, exp: &Value, extra: &[&str], answers: &str) -> 
     .current_dir(dir.path())
     .env("NO_COLOR", "1")
     .env("XDG_CONFIG_HOME", dir.join("xdg"))
-
     .env("XDG_DATA_HOME", dir.join("xdg-data"))
-
     .env("XDG_STATE_HOME", dir.join("xdg-state"))
     .stdin(Stdio::piped())
     .stdout(std::fs::File::create(dir.join("stdout.txt")).unwrap())

@@ -64,9 +64,7 @@ fn kill_cmd(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", cwd.join("xdg"))
-
         .env("XDG_DATA_HOME", cwd.join("xdg-data"))
-
         .env("XDG_STATE_HOME", cwd.join("xdg-state"))
         .env_remove("FAULTLINE_KILL_SWITCH")
         .env_remove("FAULTLINE_TOKEN")

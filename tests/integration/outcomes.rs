@@ -795,9 +795,7 @@ fn dev_stdout_as_the_journal_path_prints_the_journal() {
         .args(["run", p.to_str().unwrap(), "--journal-path", "/dev/stdout"])
         .current_dir(dir.path())
         .env("XDG_CONFIG_HOME", dir.join("xdg"))
-
         .env("XDG_DATA_HOME", dir.join("xdg-data"))
-
         .env("XDG_STATE_HOME", dir.join("xdg-state"))
         .env("TMPDIR", dir.path())
         .stdin(std::process::Stdio::null())
@@ -829,9 +827,7 @@ fn dev_stdout_redirected_to_a_log_appends_the_journal_and_keeps_the_log() {
         .args(["run", p.to_str().unwrap(), "--journal-path", "/dev/stdout"])
         .current_dir(dir.path())
         .env("XDG_CONFIG_HOME", dir.join("xdg"))
-
         .env("XDG_DATA_HOME", dir.join("xdg-data"))
-
         .env("XDG_STATE_HOME", dir.join("xdg-state"))
         .env("TMPDIR", dir.path())
         .env("NO_COLOR", "1")

@@ -580,9 +580,7 @@ fn a_closed_terminal_does_not_stop_the_run_from_rolling_back_and_writing_its_jou
         ])
         .current_dir(dir.path())
         .env("XDG_CONFIG_HOME", dir.join("xdg"))
-
         .env("XDG_DATA_HOME", dir.join("xdg-data"))
-
         .env("XDG_STATE_HOME", dir.join("xdg-state"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

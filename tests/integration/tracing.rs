@@ -42,9 +42,7 @@ fn start_run(dir: &TempDir, exp: &Value, env: &[(&str, &str)]) -> Child {
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", dir.join("xdg"))
-
         .env("XDG_DATA_HOME", dir.join("xdg-data"))
-
         .env("XDG_STATE_HOME", dir.join("xdg-state"))
         .stdin(Stdio::null())
         .stdout(out)
