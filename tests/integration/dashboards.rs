@@ -596,6 +596,30 @@ fn the_compose_file_is_valid_and_everything_it_mounts_exists_and_parses() {
     let am = mounted("/etc/alertmanager/alertmanager.yml");
     check_with("amtool", &["check-config", am.to_str().unwrap()]);
 
+    // The demo objective the README syncs is one faultline accepts.
+    let dir = TempDir::new("compose-objectives");
+    let store = dir.join("store.db");
+    let objectives = root().join("deploy/faultline/objectives.yaml");
+    let out = faultline(
+        &dir,
+        &[
+            "slo",
+            "sync",
+            "-f",
+            objectives.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    // The chaos run's control file parses, and declares faultline.metrics.
+    let controls = yaml(&mounted("/etc/faultline/controls.yaml"));
+    assert_eq!(
+        controls["metrics"]["provider"]["module"],
+        "faultline.metrics"
+    );
+
     // Grafana: datasources with the uids the dashboards use; the dashboard provider's
     // folder is the mounted dashboards/.
     let mut uids = Vec::new();
