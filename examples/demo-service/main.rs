@@ -58,9 +58,12 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(3);
 #[derive(Parser, Debug)]
 #[command(about = "A small instrumented HTTP service for faultline experiments")]
 struct Args {
-    /// Port to listen on (127.0.0.1 only); 0 picks a free one.
+    /// Port to listen on; 0 picks a free one.
     #[arg(long, default_value_t = 8090)]
     port: u16,
+    /// Address to bind: loopback unless told (a container binds 0.0.0.0).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
 }
 
 /// The faults currently switched on.
@@ -348,7 +351,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         metrics: metrics_handle,
     };
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
+    let listener = tokio::net::TcpListener::bind((args.host, args.port)).await?;
     let addr = listener.local_addr()?;
     // Tests read this first line to learn the port.
     println!("listening on {addr}");

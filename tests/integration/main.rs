@@ -7,6 +7,7 @@ mod canary;
 mod common;
 mod concurrent;
 mod controls;
+mod dashboards;
 mod examples;
 mod hardening;
 mod history;
