@@ -16,6 +16,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod catalog;
 pub mod control;
 pub mod duration;
 pub mod event;

@@ -11,6 +11,7 @@
 //! Two runs in one process share nothing: each gets its own [`Processes`] registry,
 //! telemetry pipeline, sinks, controls and temporary names (`run_id`).
 
+pub mod catalog;
 pub mod controls;
 pub mod history;
 pub mod kill;
@@ -22,6 +23,7 @@ pub mod slo;
 mod validate;
 
 pub use crate::provider::process::Processes;
+pub use catalog::{run_catalog, CatalogRequest};
 pub use run::{run, RunEnd, RunRequest};
 pub use validate::{validate, ValidateRequest, Validation};
 
