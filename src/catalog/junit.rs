@@ -140,12 +140,12 @@ pub fn deviation_evidence(record: &RunRecord) -> String {
                 out,
                 "{name}: probe {activity:?}: tolerance not met ({tolerance})"
             );
-            let evidence = p
-                .evidence
-                .clone()
-                .or_else(|| probe.get("output").cloned())
-                .unwrap_or_default();
-            let _ = writeln!(out, "  evidence: {evidence}");
+            if let Some(e) = &p.evidence {
+                let _ = writeln!(out, "  evidence: {e}");
+            }
+            if let Some(o) = probe.get("output").filter(|o| !o.is_null()) {
+                let _ = writeln!(out, "  output: {o}");
+            }
             if let Some(e) = probe.get("exception").filter(|e| !e.is_null()) {
                 let _ = writeln!(out, "  error: {e}");
             }

@@ -4,6 +4,7 @@
 mod alerts;
 mod annotations;
 mod canary;
+mod catalog;
 mod common;
 mod concurrent;
 mod controls;
