@@ -26,6 +26,7 @@ pub mod killswitch;
 pub mod provider;
 pub mod redact;
 pub mod run;
+pub mod schedule;
 pub mod server;
 pub mod settings;
 pub mod sink;
