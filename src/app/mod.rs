@@ -17,6 +17,7 @@ pub mod history;
 pub mod kill;
 pub mod run;
 pub mod runs;
+pub mod schedule;
 pub mod serve;
 pub mod sinks;
 pub mod slo;

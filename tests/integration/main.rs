@@ -27,6 +27,7 @@ mod python;
 mod remote_write;
 mod run_metrics;
 mod safeguards;
+mod schedule;
 mod secrets;
 mod server;
 mod signals;
