@@ -16,6 +16,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod catalog;
 pub mod control;
 pub mod duration;
 pub mod event;
@@ -25,6 +26,7 @@ pub mod killswitch;
 pub mod provider;
 pub mod redact;
 pub mod run;
+pub mod schedule;
 pub mod server;
 pub mod settings;
 pub mod sink;

@@ -11,17 +11,20 @@
 //! Two runs in one process share nothing: each gets its own [`Processes`] registry,
 //! telemetry pipeline, sinks, controls and temporary names (`run_id`).
 
+pub mod catalog;
 pub mod controls;
 pub mod history;
 pub mod kill;
 pub mod run;
 pub mod runs;
+pub mod schedule;
 pub mod serve;
 pub mod sinks;
 pub mod slo;
 mod validate;
 
 pub use crate::provider::process::Processes;
+pub use catalog::{run_catalog, CatalogRequest};
 pub use run::{run, RunEnd, RunRequest};
 pub use validate::{validate, ValidateRequest, Validation};
 

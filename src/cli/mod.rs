@@ -9,6 +9,7 @@ mod indicator;
 mod kill;
 mod run;
 mod runs;
+mod schedule;
 mod serve;
 mod slo;
 mod token;
@@ -56,6 +57,8 @@ enum Command {
     Kill(kill::KillArgs),
     /// The run history: list, show, flush the spool, scores, programme stats.
     Runs(runs::RunsArgs),
+    /// Run experiments on cron schedules, inside business-hours windows (docs/schedule.md).
+    Schedule(schedule::ScheduleArgs),
     /// The chaos runs that overlapped an incident (a time and a window), newest first.
     Correlate(runs::CorrelateArgs),
 }
@@ -121,6 +124,7 @@ pub fn main() -> i32 {
         Command::Token(args) => runtime.block_on(token::token(args)),
         Command::Kill(args) => runtime.block_on(kill::kill(args)),
         Command::Runs(args) => runtime.block_on(runs::runs(args)),
+        Command::Schedule(args) => runtime.block_on(schedule::schedule(args)),
         Command::Correlate(args) => runtime.block_on(runs::correlate(args)),
     };
     // Background tasks (a stuck pipe writer, say) must not delay the exit.

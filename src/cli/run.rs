@@ -3,21 +3,28 @@
 
 use super::console::Console;
 use super::Common;
-use faultline::app::{Processes, RunRequest};
+use faultline::app::{CatalogRequest, Processes, RunRequest};
 use faultline::event::Level;
 use faultline::exit::ExitCode;
 use faultline::run::{Dry, HypothesisStrategy, Interrupt, InterruptSource, RollbackStrategy};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Arguments of `faultline run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// The experiment: a JSON or YAML file, or an http(s) URL.
-    pub experiment: String,
-    /// Where the journal is written (atomically).
-    #[arg(long, default_value = "./journal.json")]
-    pub journal_path: PathBuf,
+    /// The experiment: a JSON or YAML file, or an http(s) URL. Several (files, globs,
+    /// directories of *.json|*.yaml|*.yml) make a catalog, run in turn.
+    #[arg(required = true, value_name = "EXPERIMENT")]
+    pub experiments: Vec<String>,
+    /// Where the journal is written (atomically) [default: ./journal.json]; for a
+    /// catalog, the directory of the journals, one `<file stem>.json` each [default:
+    /// ./journals/].
+    #[arg(long)]
+    pub journal_path: Option<PathBuf>,
+    /// Write a JUnit XML report of the run(s) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// Do not execute these activities (or skip pauses).
     #[arg(long, value_parser = names::<Dry>(Dry::NAMES))]
     pub dry: Option<Dry>,
@@ -89,15 +96,30 @@ where
 
 /// Run the command; returns the exit code.
 pub async fn run(args: RunArgs) -> ExitCode {
-    let run_id = faultline::app::new_run_id();
+    let experiments = match faultline::catalog::expand(&args.experiments) {
+        Ok(e) => e,
+        Err(problems) => {
+            let console = Console::new(
+                args.common.log_format,
+                args.common.verbose,
+                args.common.no_color,
+                String::new(),
+            );
+            for p in problems {
+                console.line(Level::Error, "input.invalid", &p);
+            }
+            return ExitCode::InvalidInput;
+        }
+    };
+    let journal_path = args.journal_path.clone().unwrap_or_else(|| {
+        PathBuf::from(if experiments.len() == 1 {
+            "./journal.json"
+        } else {
+            "./journals"
+        })
+    });
     let c = &args.common;
-    let console = Arc::new(Console::new(
-        c.log_format,
-        c.verbose,
-        c.no_color,
-        run_id.clone(),
-    ));
-    let request = RunRequest {
+    let template = RunRequest {
         settings: c.settings.clone(),
         dry: args.dry,
         no_validation: args.no_validation,
@@ -116,22 +138,32 @@ pub async fn run(args: RunArgs) -> ExitCode {
         kill_switch: args.kill_switch,
         labels: args.labels,
         record: !args.no_record,
-        ..RunRequest::new(run_id, args.experiment, args.journal_path)
+        ..RunRequest::new(String::new(), String::new(), journal_path.clone())
     };
-    let signals = spawn_signal_handler(
-        request.interrupt.clone(),
-        request.processes.clone(),
-        console.clone(),
-    );
-    let end = faultline::app::run(request, console).await;
+    let current = Arc::new(Mutex::new(template.interrupt.clone()));
+    let (format, verbose, no_color) = (c.log_format, c.verbose, c.no_color);
+    let first = Arc::new(Console::new(format, verbose, no_color, String::new()));
+    let signals = spawn_signal_handler(current.clone(), template.processes.clone(), first);
+    let request = CatalogRequest {
+        template,
+        experiments,
+        journal_path,
+        junit: args.junit,
+        current,
+    };
+    let code = faultline::app::run_catalog(request, |run_id| {
+        Arc::new(Console::new(format, verbose, no_color, run_id.to_string()))
+            as Arc<dyn faultline::app::Narrator>
+    })
+    .await;
     signals.abort();
-    end.code
+    code
 }
 
 /// First SIGINT/SIGTERM/SIGHUP: interrupt the run (rollbacks still play, the journal
 /// is written). Second: kill every child's process tree and exit at once.
 fn spawn_signal_handler(
-    interrupt: Interrupt,
+    current: Arc<Mutex<Interrupt>>,
     processes: Processes,
     console: Arc<Console>,
 ) -> tokio::task::JoinHandle<()> {
@@ -158,6 +190,7 @@ fn spawn_signal_handler(
                 _ = hup.recv() => "SIGHUP",
             };
             count += 1;
+            let interrupt = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
             if count == 1 && interrupt.in_rollbacks() {
                 console.line(
                     Level::Warning,

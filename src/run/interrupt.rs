@@ -106,6 +106,11 @@ impl Interrupt {
         });
     }
 
+    /// Whether `other` is a clone of this interrupt.
+    pub fn same(&self, other: &Interrupt) -> bool {
+        Arc::ptr_eq(&self.tx, &other.tx)
+    }
+
     /// Whether it was triggered.
     pub fn is_set(&self) -> bool {
         self.tx.borrow().is_some()

@@ -4,6 +4,7 @@
 mod alerts;
 mod annotations;
 mod canary;
+mod catalog;
 mod common;
 mod concurrent;
 mod controls;
@@ -27,6 +28,7 @@ mod python;
 mod remote_write;
 mod run_metrics;
 mod safeguards;
+mod schedule;
 mod secrets;
 mod server;
 mod signals;

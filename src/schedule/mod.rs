@@ -1,0 +1,392 @@
+//! `faultline schedule FILE`, the pure parts: the schedule file parsed and checked
+//! (every problem named with its path), business-hours windows, next firings. The
+//! loop that runs experiments on time is in `app` (not yet written: issue 15).
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveTime, Utc, Weekday};
+use serde_json::Value;
+use std::str::FromStr;
+
+/// One scheduled experiment.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its name (default: the experiment's path); unique in the file.
+    pub name: String,
+    /// The experiment: a path or an http(s) URL.
+    pub experiment: String,
+    /// The cron expression as written (6 or 7 fields: seconds first).
+    pub cron: String,
+    /// The parsed expression.
+    pub schedule: cron::Schedule,
+    /// Target labels, `key=value`.
+    pub labels: Vec<String>,
+    /// Configuration overrides, `key=value` (as `--var`).
+    pub vars: Vec<String>,
+    /// A settings file for its runs.
+    pub settings: Option<String>,
+    /// Its windows (empty: the file's).
+    pub windows: Vec<Window>,
+}
+
+/// A business-hours window: days of the week, a time range in a fixed offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub days: Vec<Weekday>,
+    pub from: NaiveTime,
+    pub to: NaiveTime,
+    pub tz: FixedOffset,
+}
+
+impl Window {
+    /// Whether `at` is inside: its day (in the window's zone) is one of `days` and its
+    /// time is in `[from, to)`.
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        let local = at.with_timezone(&self.tz);
+        self.days.contains(&local.weekday()) && local.time() >= self.from && local.time() < self.to
+    }
+}
+
+/// A schedule file.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub entries: Vec<Entry>,
+    /// Windows for every entry without its own (empty: always).
+    pub windows: Vec<Window>,
+}
+
+impl Schedule {
+    /// Whether `entry` may start a run at `at`: inside one of its windows (its own, else
+    /// the file's; none: always).
+    pub fn in_window(&self, entry: &Entry, at: DateTime<Utc>) -> bool {
+        let w = if entry.windows.is_empty() {
+            &self.windows
+        } else {
+            &entry.windows
+        };
+        w.is_empty() || w.iter().any(|w| w.contains(at))
+    }
+}
+
+/// The next firing of `entry` strictly after `after`.
+pub fn next_firing(entry: &Entry, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    entry.schedule.after(&after).next()
+}
+
+/// Parse and check a schedule file's text: every problem, each with its path.
+pub fn parse(text: &str) -> Result<Schedule, Vec<String>> {
+    let doc: Value = serde_saphyr::from_str(text).map_err(|e| vec![format!("$: {e}")])?;
+    let mut p = Vec::new();
+    let Some(top) = doc.as_object() else {
+        return Err(vec!["$: expected a mapping with `experiments`".into()]);
+    };
+    for k in top.keys() {
+        if k != "experiments" && k != "windows" {
+            p.push(format!(
+                "$.{k}: unknown key (expected experiments, windows)"
+            ));
+        }
+    }
+    let windows = windows(top.get("windows"), "$.windows", &mut p);
+    let mut entries: Vec<Entry> = Vec::new();
+    match top.get("experiments").and_then(|e| e.as_array()) {
+        None => p.push("$.experiments: required, a list of experiments".into()),
+        Some(list) if list.is_empty() => p.push("$.experiments: empty".into()),
+        Some(list) => {
+            for (i, e) in list.iter().enumerate() {
+                let path = format!("$.experiments[{i}]");
+                if let Some(entry) = entry(e, &path, &mut p) {
+                    if entries.iter().any(|x| x.name == entry.name) {
+                        p.push(format!("{path}.name: {:?} is used twice", entry.name));
+                    }
+                    entries.push(entry);
+                }
+            }
+        }
+    }
+    if p.is_empty() {
+        Ok(Schedule { entries, windows })
+    } else {
+        Err(p)
+    }
+}
+
+fn string(v: Option<&Value>, path: &str, p: &mut Vec<String>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(_) => {
+            p.push(format!("{path}: expected a non-empty string"));
+            None
+        }
+        None => None,
+    }
+}
+
+/// A mapping of scalars as `key=value` strings.
+fn pairs(v: Option<&Value>, path: &str, p: &mut Vec<String>) -> Vec<String> {
+    match v {
+        None => Vec::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some(format!("{k}={s}")),
+                Value::Number(_) | Value::Bool(_) => Some(format!("{k}={v}")),
+                _ => {
+                    p.push(format!("{path}.{k}: expected a string, number or boolean"));
+                    None
+                }
+            })
+            .collect(),
+        Some(_) => {
+            p.push(format!("{path}: expected a mapping"));
+            Vec::new()
+        }
+    }
+}
+
+fn entry(v: &Value, path: &str, p: &mut Vec<String>) -> Option<Entry> {
+    let Some(m) = v.as_object() else {
+        p.push(format!("{path}: expected a mapping"));
+        return None;
+    };
+    const KEYS: &[&str] = &[
+        "name",
+        "experiment",
+        "cron",
+        "labels",
+        "vars",
+        "settings",
+        "windows",
+    ];
+    for k in m.keys() {
+        if !KEYS.contains(&k.as_str()) {
+            p.push(format!(
+                "{path}.{k}: unknown key (expected {})",
+                KEYS.join(", ")
+            ));
+        }
+    }
+    let before = p.len();
+    let experiment = string(m.get("experiment"), &format!("{path}.experiment"), p);
+    if experiment.is_none() && !m.contains_key("experiment") {
+        p.push(format!("{path}.experiment: required"));
+    }
+    let cron_text = string(m.get("cron"), &format!("{path}.cron"), p);
+    if cron_text.is_none() && !m.contains_key("cron") {
+        p.push(format!("{path}.cron: required"));
+    }
+    let schedule = cron_text.as_ref().and_then(|c| match cron_schedule(c) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            p.push(format!("{path}.cron: {e}"));
+            None
+        }
+    });
+    let name = string(m.get("name"), &format!("{path}.name"), p);
+    let labels = pairs(m.get("labels"), &format!("{path}.labels"), p);
+    let vars = pairs(m.get("vars"), &format!("{path}.vars"), p);
+    let settings = string(m.get("settings"), &format!("{path}.settings"), p);
+    let windows = windows(m.get("windows"), &format!("{path}.windows"), p);
+    if p.len() > before {
+        return None;
+    }
+    let experiment = experiment?;
+    Some(Entry {
+        name: name.unwrap_or_else(|| experiment.clone()),
+        experiment,
+        cron: cron_text?,
+        schedule: schedule?,
+        labels,
+        vars,
+        settings,
+        windows,
+    })
+}
+
+/// A cron expression with seconds: 6 fields (`sec min hour dom month dow`) or 7 (a year).
+pub fn cron_schedule(text: &str) -> Result<cron::Schedule, String> {
+    let n = text.split_whitespace().count();
+    if n != 6 && n != 7 {
+        return Err(format!(
+            "{text:?}: expected 6 fields (seconds minutes hours day-of-month month day-of-week) or 7 (and year), got {n}"
+        ));
+    }
+    cron::Schedule::from_str(text).map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn windows(v: Option<&Value>, path: &str, p: &mut Vec<String>) -> Vec<Window> {
+    let Some(v) = v else { return Vec::new() };
+    let Some(list) = v.as_array() else {
+        p.push(format!("{path}: expected a list of windows"));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, w) in list.iter().enumerate() {
+        let wp = format!("{path}[{i}]");
+        let Some(m) = w.as_object() else {
+            p.push(format!("{wp}: expected a mapping with days, from, to, tz"));
+            continue;
+        };
+        for k in m.keys() {
+            if !["days", "from", "to", "tz"].contains(&k.as_str()) {
+                p.push(format!(
+                    "{wp}.{k}: unknown key (expected days, from, to, tz)"
+                ));
+            }
+        }
+        let days = match m.get("days").and_then(|d| d.as_str()) {
+            Some(d) => parse_days(d)
+                .map_err(|e| p.push(format!("{wp}.days: {e}")))
+                .ok(),
+            None => {
+                p.push(format!("{wp}.days: required (e.g. mon-fri)"));
+                None
+            }
+        };
+        let time = |k: &str, p: &mut Vec<String>| match m.get(k).and_then(|t| t.as_str()) {
+            Some(t) => NaiveTime::parse_from_str(t, "%H:%M")
+                .map_err(|_| p.push(format!("{wp}.{k}: {t:?} is not HH:MM")))
+                .ok(),
+            None => {
+                p.push(format!("{wp}.{k}: required, HH:MM"));
+                None
+            }
+        };
+        let from = time("from", p);
+        let to = time("to", p);
+        let tz = match m.get("tz").and_then(|t| t.as_str()).unwrap_or("UTC") {
+            "UTC" | "Z" => FixedOffset::east_opt(0),
+            t => t
+                .parse::<FixedOffset>()
+                .map_err(|_| {
+                    p.push(format!(
+                        "{wp}.tz: {t:?}: expected UTC or an offset like +02:00"
+                    ))
+                })
+                .ok(),
+        };
+        if let (Some(f), Some(t)) = (from, to) {
+            if f >= t {
+                p.push(format!(
+                    "{wp}: from must be before to (a window within one day)"
+                ));
+            }
+        }
+        if let (Some(days), Some(from), Some(to), Some(tz)) = (days, from, to, tz) {
+            out.push(Window { days, from, to, tz });
+        }
+    }
+    out
+}
+
+/// `mon-fri`, `sat,sun`, `mon,wed-fri`, `daily`.
+pub fn parse_days(text: &str) -> Result<Vec<Weekday>, String> {
+    let day = |s: &str| -> Result<Weekday, String> {
+        s.trim()
+            .parse::<Weekday>()
+            .map_err(|_| format!("{s:?} is not a day (mon, tue, … sun)"))
+    };
+    if text.trim() == "daily" {
+        return Ok(vec![
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+            Weekday::Sat,
+            Weekday::Sun,
+        ]);
+    }
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (mut d, end) = (day(a)?, day(b)?);
+                loop {
+                    if !out.contains(&d) {
+                        out.push(d);
+                    }
+                    if d == end {
+                        break;
+                    }
+                    d = d.succ();
+                }
+            }
+            None => {
+                let d = day(part)?;
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const FILE: &str = r#"
+windows: [{days: mon-fri, from: "09:00", to: "17:00", tz: "UTC"}]
+experiments:
+  - name: checkout
+    experiment: checkout.json
+    cron: "*/1 * * * * *"
+    labels: {service: checkout}
+    vars: {rate: 5}
+  - experiment: nightly.yaml
+    cron: "0 0 2 * * *"
+    windows: [{days: "sat,sun", from: "00:00", to: "06:00", tz: "+02:00"}]
+"#;
+
+    #[test]
+    fn a_schedule_parses_with_windows_and_seconds() {
+        let s = parse(FILE).unwrap();
+        assert_eq!(s.entries.len(), 2);
+        let c = &s.entries[0];
+        assert_eq!(
+            (c.name.as_str(), c.labels.clone(), c.vars.clone()),
+            (
+                "checkout",
+                vec!["service=checkout".to_string()],
+                vec!["rate=5".to_string()]
+            )
+        );
+        let t = Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap(); // a Monday
+        assert_eq!(next_firing(c, t), Some(t + chrono::Duration::seconds(1)));
+        assert!(s.in_window(c, t));
+        assert!(!s.in_window(c, Utc.with_ymd_and_hms(2026, 12, 7, 17, 0, 0).unwrap()));
+        assert!(!s.in_window(c, Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 0).unwrap())); // Sunday
+        let n = &s.entries[1];
+        assert_eq!(n.name, "nightly.yaml");
+        // Saturday 03:00 at +02:00 is 01:00 UTC.
+        assert!(s.in_window(n, Utc.with_ymd_and_hms(2026, 12, 5, 1, 0, 0).unwrap()));
+        assert!(!s.in_window(n, Utc.with_ymd_and_hms(2026, 12, 7, 1, 0, 0).unwrap()));
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_path() {
+        let bad = r#"
+windows: [{days: mon-xyz, from: "9", to: "17:00"}]
+experiments:
+  - experiment: a.json
+    cron: "* * * * *"
+  - cron: "*/1 * * * * *"
+    colour: red
+  - {name: x, experiment: b.json, cron: "61 * * * * *", labels: [1]}
+"#;
+        let p = parse(bad).unwrap_err();
+        let has = |s: &str| assert!(p.iter().any(|x| x.contains(s)), "{s} not in {p:#?}");
+        has("$.windows[0].days: \"xyz\" is not a day");
+        has("$.windows[0].from: \"9\" is not HH:MM");
+        has("$.experiments[0].cron: \"* * * * *\": expected 6 fields");
+        has("$.experiments[1].experiment: required");
+        has("$.experiments[1].colour: unknown key");
+        has("$.experiments[2].cron: \"61 * * * * *\"");
+        has("$.experiments[2].labels: expected a mapping");
+        assert_eq!(
+            parse("experiments: []").unwrap_err(),
+            ["$.experiments: empty"]
+        );
+    }
+}
