@@ -4,7 +4,74 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::run::record::RunRecord;
+use crate::run::record::{RunEntry, RunRecord};
+
+/// Where on the run an activity belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The hypothesis checked before the method.
+    Before,
+    /// The method's actions and probes.
+    Method,
+    /// A continuous hypothesis check during the method.
+    During,
+    /// The hypothesis checked after the method.
+    After,
+    /// A rollback.
+    Rollback,
+}
+
+/// One bar of the timeline: seconds from the run's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    /// Where it belongs.
+    pub phase: Phase,
+    /// The activity's name.
+    pub name: String,
+    /// Its start, in seconds after the run's start.
+    pub offset: f64,
+    /// How long it took, in seconds.
+    pub duration: f64,
+    /// Whether it failed or missed its tolerance.
+    pub failed: bool,
+}
+
+/// The run's activities and hypothesis checks on a time axis, in the
+/// journal's order; an entry without a readable start is left out.
+pub fn timeline(record: &RunRecord) -> Vec<Span> {
+    let Some(origin) = record.started_at() else {
+        return Vec::new();
+    };
+    let s = &record.steady_states;
+    let tagged = s
+        .before
+        .iter()
+        .flat_map(|h| h.probes.iter().map(|e| (Phase::Before, e)))
+        .chain(record.run.iter().map(|e| (Phase::Method, e)))
+        .chain(
+            s.during
+                .iter()
+                .flat_map(|h| h.probes.iter().map(|e| (Phase::During, e))),
+        )
+        .chain(
+            s.after
+                .iter()
+                .flat_map(|h| h.probes.iter().map(|e| (Phase::After, e))),
+        )
+        .chain(record.rollbacks.iter().map(|e| (Phase::Rollback, e)));
+    tagged
+        .filter_map(|(phase, e): (Phase, &RunEntry)| {
+            let start = e.started_at()?;
+            Some(Span {
+                phase,
+                name: e.name().to_string(),
+                offset: (start - origin).num_milliseconds() as f64 / 1000.0,
+                duration: e.duration,
+                failed: e.failed() || e.tolerance_met == Some(false),
+            })
+        })
+        .collect()
+}
 
 /// The experiment's declared `contributions` (Chaos Toolkit format: a map of
 /// name to `high`, `medium`, `low` or `none`), aggregated over runs: for each
@@ -46,6 +113,42 @@ mod tests {
         .expect("a journal");
         r.experiment["contributions"] = contributions;
         r
+    }
+
+    #[test]
+    fn the_timeline_places_each_phase_after_the_start() {
+        let entry = |name: &str, start: &str, tol: bool| {
+            serde_json::json!({"activity": {"name": name}, "output": null, "start": start,
+                "status": "succeeded", "end": start, "duration": 0.5, "tolerance_met": tol})
+        };
+        let mut r = record(Value::Null);
+        r.steady_states.before = Some(
+            serde_json::from_value(serde_json::json!({"steady_state_met": true,
+                "probes": [entry("up", "2026-01-01T00:00:00", true)]}))
+            .expect("a state"),
+        );
+        r.run = vec![
+            serde_json::from_value(entry("kill", "2026-01-01T00:00:00.250", true))
+                .expect("an entry"),
+        ];
+        r.rollbacks =
+            vec![
+                serde_json::from_value(entry("restart", "2026-01-01T00:00:00.750", false))
+                    .expect("an entry"),
+            ];
+        let t = timeline(&r);
+        let phases: Vec<_> = t
+            .iter()
+            .map(|s| (s.phase, s.name.as_str(), s.offset, s.failed))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                (Phase::Before, "up", 0.0, false),
+                (Phase::Method, "kill", 0.25, false),
+                (Phase::Rollback, "restart", 0.75, true),
+            ]
+        );
     }
 
     #[test]
