@@ -36,15 +36,10 @@ pub struct Span {
     pub failed: bool,
 }
 
-/// The run's activities and hypothesis checks on a time axis, in the
-/// journal's order; an entry without a readable start is left out.
-pub fn timeline(record: &RunRecord) -> Vec<Span> {
-    let Some(origin) = record.started_at() else {
-        return Vec::new();
-    };
+/// Every entry with its phase, in the journal's order.
+fn phased(record: &RunRecord) -> impl Iterator<Item = (Phase, &RunEntry)> {
     let s = &record.steady_states;
-    let tagged = s
-        .before
+    s.before
         .iter()
         .flat_map(|h| h.probes.iter().map(|e| (Phase::Before, e)))
         .chain(record.run.iter().map(|e| (Phase::Method, e)))
@@ -58,7 +53,16 @@ pub fn timeline(record: &RunRecord) -> Vec<Span> {
                 .iter()
                 .flat_map(|h| h.probes.iter().map(|e| (Phase::After, e))),
         )
-        .chain(record.rollbacks.iter().map(|e| (Phase::Rollback, e)));
+        .chain(record.rollbacks.iter().map(|e| (Phase::Rollback, e)))
+}
+
+/// The run's activities and hypothesis checks on a time axis, in the
+/// journal's order; an entry without a readable start is left out.
+pub fn timeline(record: &RunRecord) -> Vec<Span> {
+    let Some(origin) = record.started_at() else {
+        return Vec::new();
+    };
+    let tagged = phased(record);
     tagged
         .filter_map(|(phase, e): (Phase, &RunEntry)| {
             let start = e.started_at()?;
@@ -68,6 +72,51 @@ pub fn timeline(record: &RunRecord) -> Vec<Span> {
                 offset: (start - origin).num_milliseconds() as f64 / 1000.0,
                 duration: e.duration,
                 failed: e.failed() || e.tolerance_met == Some(false),
+            })
+        })
+        .collect()
+}
+
+/// A probe's evidence for its tolerance, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    /// Where the probe ran.
+    pub phase: Phase,
+    /// The probe's name.
+    pub name: String,
+    /// The tolerance's verdict (`None`: no tolerance).
+    pub met: Option<bool>,
+    /// The evidence's fields as text: `query`, `time`, `actual`, `expected`
+    /// first when present, then the others in the journal's order.
+    pub fields: Vec<(String, String)>,
+}
+
+/// The fields a reader looks for first.
+const FIRST: [&str; 4] = ["query", "time", "actual", "expected"];
+
+/// Every entry with evidence, in the timeline's order.
+pub fn evidence(record: &RunRecord) -> Vec<Evidence> {
+    phased(record)
+        .filter_map(|(phase, e)| {
+            let map = e.evidence.as_ref()?.as_object()?;
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            let mut fields: Vec<(String, String)> = FIRST
+                .iter()
+                .filter_map(|k| map.get(*k).map(|v| (k.to_string(), text(v))))
+                .collect();
+            fields.extend(
+                map.iter()
+                    .filter(|(k, _)| !FIRST.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), text(v))),
+            );
+            Some(Evidence {
+                phase,
+                name: e.name().to_string(),
+                met: e.tolerance_met,
+                fields,
             })
         })
         .collect()
@@ -149,6 +198,29 @@ mod tests {
                 (Phase::Rollback, "restart", 0.75, true),
             ]
         );
+    }
+
+    #[test]
+    fn evidence_puts_query_time_actual_expected_first() {
+        let mut r = record(Value::Null);
+        r.run = vec![serde_json::from_value(serde_json::json!({
+            "activity": {"name": "p99"}, "output": 3, "start": "2026-01-01T00:00:00",
+            "status": "succeeded", "end": "2026-01-01T00:00:01", "duration": 1.0,
+            "tolerance_met": false,
+            "evidence": {"verdict": "not_met", "expected": "< 0.5", "actual": 0.9,
+                "query": "histogram_quantile(0.99, x)", "time": "2026-01-01T00:00:01Z"}
+        }))
+        .expect("an entry")];
+        let ev = evidence(&r);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].phase, ev[0].name.as_str(), ev[0].met),
+            (Phase::Method, "p99", Some(false))
+        );
+        let keys: Vec<_> = ev[0].fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["query", "time", "actual", "expected", "verdict"]);
+        assert_eq!(ev[0].fields[2].1, "0.9");
+        assert_eq!(ev[0].fields[0].1, "histogram_quantile(0.99, x)");
     }
 
     #[test]
