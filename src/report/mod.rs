@@ -2,6 +2,7 @@
 //! renders what a reader needs. No I/O here: `app::report` reads journals.
 
 pub mod model;
+pub mod svg;
 
 /// Escapes text for HTML element content and attribute values (titles and
 /// outputs are user data).
