@@ -1,6 +1,8 @@
 //! Charts drawn server-side as inline SVG: no script, no external resource.
 
 use super::escape_html;
+use std::collections::BTreeMap;
+
 use super::model::{Phase, Span};
 
 /// The timeline: one row per activity, a bar from its start for its
@@ -45,6 +47,48 @@ pub fn timeline(spans: &[Span]) -> String {
     out
 }
 
+/// The contributions chart: one stacked bar per contribution, a segment per
+/// level (`high`, `medium`, `low`, `none`), as many units as runs declared it.
+pub fn contributions(agg: &BTreeMap<String, BTreeMap<String, usize>>) -> String {
+    const LABEL: f64 = 200.0;
+    const UNIT: f64 = 40.0;
+    const ROW: f64 = 24.0;
+    let widest = agg
+        .values()
+        .map(|l| l.values().sum::<usize>())
+        .max()
+        .unwrap_or(0) as f64;
+    let width = LABEL + widest * UNIT + 20.0;
+    let height = ROW * agg.len() as f64 + 10.0;
+    let mut out = format!(
+        "<svg id=\"contributions\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"contributions\">"
+    );
+    for (i, (name, levels)) in agg.iter().enumerate() {
+        let y = ROW * i as f64 + 4.0;
+        out.push_str(&format!(
+            "<text x=\"4\" y=\"{ty}\">{n}</text>",
+            ty = y + 15.0,
+            n = escape_html(name)
+        ));
+        let mut x = LABEL;
+        for level in ["high", "medium", "low", "none"] {
+            let count = levels.get(level).copied().unwrap_or(0);
+            if count == 0 {
+                continue;
+            }
+            let w = count as f64 * UNIT;
+            out.push_str(&format!(
+                "<rect class=\"level {level}\" x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\"><title>{n}: {level} × {count}</title></rect>",
+                h = ROW - 6.0,
+                n = escape_html(name),
+            ));
+            x += w;
+        }
+    }
+    out.push_str("</svg>");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +117,18 @@ mod tests {
         assert_eq!(svg.matches("<rect").count(), 2);
         assert!(svg.contains("class=\"bar failed\""));
         assert!(svg.contains("2.00 s"));
+    }
+
+    #[test]
+    fn contributions_stack_by_level() {
+        let mut agg = BTreeMap::new();
+        agg.insert(
+            "<b>".to_string(),
+            BTreeMap::from([("high".to_string(), 2), ("low".to_string(), 1)]),
+        );
+        let svg = contributions(&agg);
+        assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
+        assert!(svg.contains("class=\"level high\" x=\"200\" y=\"4\" width=\"80\""));
+        assert!(svg.contains("class=\"level low\" x=\"280\""));
     }
 }
