@@ -25,6 +25,7 @@ pub mod experiment;
 pub mod killswitch;
 pub mod provider;
 pub mod redact;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod server;
