@@ -49,7 +49,6 @@ pub fn summary(
     let r = &outcome.record;
     let started = r.started_at().unwrap_or_else(chrono::Utc::now);
     let ended = r.ended_at().unwrap_or(started).max(started);
-    let value = serde_json::to_value(r).unwrap_or(Value::Null);
     RunSummary {
         run_id: r.run_id().unwrap_or_default().to_string(),
         title: title.to_string(),
@@ -63,8 +62,10 @@ pub fn summary(
         trace_id: outcome.trace_id.clone(),
         journal: journal.map(|p| absolute(p).display().to_string()),
         host: Some(r.node.clone()).filter(|n| !n.is_empty()),
-        alerts: value
-            .pointer("/extensions/0/alerts")
+        // What the alerts control contributed to the journal's extension.
+        alerts: r
+            .faultline()
+            .and_then(|f| f.contributed.get("alerts"))
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default(),

@@ -149,6 +149,17 @@ fn window(pairs: &Pairs, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<
     Ok((from, to))
 }
 
+/// The overlap a correlation or an annotation query asks for.
+fn overlap(pairs: &Pairs, default_limit: usize) -> Result<Overlap, ApiError> {
+    let (from, to) = window(pairs, Utc::now())?;
+    Ok(Overlap {
+        from,
+        to,
+        labels: labels(pairs)?,
+        limit: limit(pairs, default_limit)?,
+    })
+}
+
 async fn correlate(
     State(st): State<ServerState>,
     Path(org): Path<String>,
@@ -157,13 +168,7 @@ async fn correlate(
 ) -> Result<Json<Vec<RunSummary>>, ApiError> {
     let org = st.auth.authorize(&st.store, &headers, &org).await?;
     let pairs = input::query(q.as_deref());
-    let (from, to) = window(&pairs, Utc::now())?;
-    let o = Overlap {
-        from,
-        to,
-        labels: labels(&pairs)?,
-        limit: limit(&pairs, 50)?,
-    };
+    let o = overlap(&pairs, 50)?;
     Ok(Json(st.store.overlapping(&org, &o).await?))
 }
 
@@ -212,13 +217,7 @@ async fn annotations(
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let org = st.auth.authorize(&st.store, &headers, &org).await?;
     let pairs = input::query(q.as_deref());
-    let (from, to) = window(&pairs, Utc::now())?;
-    let o = Overlap {
-        from,
-        to,
-        labels: labels(&pairs)?,
-        limit: limit(&pairs, 1000)?,
-    };
+    let o = overlap(&pairs, 1000)?;
     let runs = st.store.overlapping(&org, &o).await?;
     Ok(Json(runs.iter().map(annotation).collect()))
 }

@@ -443,17 +443,8 @@ impl SqliteStore {
     }
 
     pub(super) async fn organisations(&self) -> Result<Vec<String>, StoreError> {
-        self.read(|c| {
-            let mut st = c
-                .prepare_cached("SELECT DISTINCT org FROM objectives ORDER BY org")
-                .map_err(|e| unavailable("store read", e))?;
-            let rows = st
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(|e| unavailable("store read", e))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(|e| unavailable("store read", e))
-        })
-        .await
+        self.read(|c| strings(c, "SELECT DISTINCT org FROM objectives ORDER BY org"))
+            .await
     }
 
     pub(super) async fn put_run(&self, org: String, run: RunSummary) -> Result<bool, StoreError> {
@@ -509,17 +500,8 @@ impl SqliteStore {
     }
 
     pub(super) async fn run_organisations(&self) -> Result<Vec<String>, StoreError> {
-        self.read(|c| {
-            let mut st = c
-                .prepare_cached("SELECT org FROM run_orgs ORDER BY org")
-                .map_err(|e| unavailable("store read", e))?;
-            let rows = st
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(|e| unavailable("store read", e))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(|e| unavailable("store read", e))
-        })
-        .await
+        self.read(|c| strings(c, "SELECT org FROM run_orgs ORDER BY org"))
+            .await
     }
 
     pub(super) async fn latest_runs(
@@ -528,21 +510,14 @@ impl SqliteStore {
         n: usize,
     ) -> Result<Vec<RunSummary>, StoreError> {
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(super::runs::LATEST_SQL)
-                .map_err(|e| unavailable("store read", e))?;
-            let rows = st
-                .query_map(params![org, n as i64], |r| r.get::<_, String>(0))
-                .map_err(|e| unavailable("store read", e))?;
-            let mut out = Vec::new();
-            for text in rows {
-                let text = text.map_err(|e| unavailable("store read", e))?;
-                out.push(
-                    serde_json::from_str(&text)
-                        .map_err(|e| unavailable("a stored run record is unreadable", e))?,
-                );
-            }
-            Ok(out)
+            records(
+                c,
+                super::runs::LATEST_SQL,
+                vec![
+                    rusqlite::types::Value::Text(org),
+                    rusqlite::types::Value::Integer(n as i64),
+                ],
+            )
         })
         .await
     }
@@ -659,9 +634,6 @@ fn select_runs(c: &Connection, w: Where, limit: usize) -> Result<Vec<RunSummary>
         w.sql,
         Where::order(limit)
     );
-    let mut st = c
-        .prepare_cached(&sql)
-        .map_err(|e| unavailable("store read", e))?;
     let params: Vec<rusqlite::types::Value> = w
         .params
         .into_iter()
@@ -670,6 +642,18 @@ fn select_runs(c: &Connection, w: Where, limit: usize) -> Result<Vec<RunSummary>
             Param::Text(t) => rusqlite::types::Value::Text(t),
         })
         .collect();
+    records(c, &sql, params)
+}
+
+/// The run records (the first column, JSON) a query selects.
+fn records(
+    c: &Connection,
+    sql: &str,
+    params: Vec<rusqlite::types::Value>,
+) -> Result<Vec<RunSummary>, StoreError> {
+    let mut st = c
+        .prepare_cached(sql)
+        .map_err(|e| unavailable("store read", e))?;
     let rows = st
         .query_map(rusqlite::params_from_iter(params), |r| {
             r.get::<_, String>(0)
@@ -684,6 +668,18 @@ fn select_runs(c: &Connection, w: Where, limit: usize) -> Result<Vec<RunSummary>
         );
     }
     Ok(out)
+}
+
+/// The first column of every row of a query without parameters, as text.
+fn strings(c: &Connection, sql: &str) -> Result<Vec<String>, StoreError> {
+    let mut st = c
+        .prepare_cached(sql)
+        .map_err(|e| unavailable("store read", e))?;
+    let rows = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(|e| unavailable("store read", e))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unavailable("store read", e))
 }
 
 /// Store (or replace: a spooled record delivered twice) one run and its labels.
