@@ -107,6 +107,25 @@ pub struct TracingSettings {
     pub service_name: Option<String>,
     /// The most, in seconds, telemetry may add to the end of a run (default 1.5).
     pub shutdown_limit: Option<f64>,
+    /// Where a trace is shown, for reports' links: a template with `{trace_id}` (and
+    /// `{run_id}`), e.g. `http://localhost:16686/trace/{trace_id}`.
+    pub trace_url: Option<String>,
+}
+
+/// Checks a trace link template: an http(s) URL once `{trace_id}` (which it must
+/// hold) and `{run_id}` are replaced.
+pub fn check_trace_url(template: &str) -> Result<(), String> {
+    if !template.contains("{trace_id}") {
+        return Err(format!("{template:?} has no {{trace_id}} to replace"));
+    }
+    let sample = template
+        .replace("{trace_id}", "0af7651916cd43dd8448eb211c80319c")
+        .replace("{run_id}", "run");
+    match url::Url::parse(&sample) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        Ok(u) => Err(format!("{template:?} is a {} URL, not http(s)", u.scheme())),
+        Err(e) => Err(format!("{template:?} is not a URL: {e}")),
+    }
 }
 
 /// `$XDG_CONFIG_HOME/faultline/settings.yaml`, else `~/.config/faultline/settings.yaml`.
@@ -184,11 +203,14 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Vec<Problem>> {
                             problems.push(Problem::new(format!("$.tracing.{k}"), e).hint(crate::duration::HINT));
                         }
                     }
+                    if let Some(Err(e)) = t.trace_url.as_deref().map(check_trace_url) {
+                        problems.push(Problem::new("$.tracing.trace_url", e).hint("e.g. http://localhost:16686/trace/{trace_id}"));
+                    }
                     s.tracing = t;
                 }
                 Err(e) => problems.push(
                     Problem::new("$.tracing", format!("invalid tracing settings: {e}"))
-                        .hint("keys are exporter, endpoint, protocol, headers, timeout, service_name, shutdown_limit"),
+                        .hint("keys are exporter, endpoint, protocol, headers, timeout, service_name, shutdown_limit, trace_url"),
                 ),
             },
             "store" => match serde_json::from_value::<StoreSettings>(v.clone()) {

@@ -16,7 +16,7 @@ use crate::run::{Outcome, RunRecord};
 use crate::store::runs::RunSummary;
 use crate::store::{Store, StoreError, StoreSpec};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,45 +78,9 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// The verdicts of the run's SLO probes: every entry whose output judged an
-/// objective.
+/// objective (the report reads them the same way).
 pub fn slo_verdicts(r: &RunRecord) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut add = |phase: &str, e: &crate::run::journal::RunEntry| {
-        let o = &e.output;
-        if let (Some(objective), Some(verdict)) = (o.get("objective"), o.get("verdict")) {
-            let mut v = json!({"activity": e.name(), "phase": phase,
-                "objective": objective, "verdict": verdict});
-            for k in [
-                "sli",
-                "target",
-                "burn_rate",
-                "error_budget_remaining",
-                "budget_consumed_by_run",
-                "source",
-            ] {
-                if let Some(x) = o.get(k).filter(|x| !x.is_null()) {
-                    v[k] = x.clone();
-                }
-            }
-            out.push(v);
-        }
-    };
-    let ss = &r.steady_states;
-    for (phase, h) in [("before", &ss.before), ("after", &ss.after)] {
-        for e in h.iter().flat_map(|h| h.probes.iter()) {
-            add(phase, e);
-        }
-    }
-    for e in ss.during.iter().flat_map(|h| h.probes.iter()) {
-        add("during", e);
-    }
-    for e in &r.run {
-        add("method", e);
-    }
-    for e in &r.rollbacks {
-        add("rollbacks", e);
-    }
-    out
+    crate::report::model::slo_verdicts(r)
 }
 
 /// Where spooled records wait.

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod controls;
 pub mod history;
 pub mod kill;
+pub mod report;
 pub mod run;
 pub mod runs;
 pub mod schedule;

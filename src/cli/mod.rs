@@ -7,6 +7,7 @@
 mod console;
 mod indicator;
 mod kill;
+mod report;
 mod run;
 mod runs;
 mod schedule;
@@ -61,6 +62,9 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// The chaos runs that overlapped an incident (a time and a window), newest first.
     Correlate(runs::CorrelateArgs),
+    /// A report on runs, from their journals or the run history: HTML (one
+    /// self-contained file) or Markdown.
+    Report(report::ReportArgs),
 }
 
 /// Options shared by the subcommands.
@@ -126,6 +130,7 @@ pub fn main() -> i32 {
         Command::Runs(args) => runtime.block_on(runs::runs(args)),
         Command::Schedule(args) => runtime.block_on(schedule::schedule(args)),
         Command::Correlate(args) => runtime.block_on(runs::correlate(args)),
+        Command::Report(args) => runtime.block_on(report::report(args)),
     };
     // Background tasks (a stuck pipe writer, say) must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -7,7 +7,7 @@ use super::model::{Phase, Span};
 
 /// The timeline: one row per activity, a bar from its start for its
 /// duration on a shared time axis; failed bars are marked.
-pub fn timeline(spans: &[Span]) -> String {
+pub fn timeline(spans: &[Span], id: &str) -> String {
     const WIDTH: f64 = 900.0;
     const LABEL: f64 = 260.0;
     const ROW: f64 = 22.0;
@@ -19,8 +19,21 @@ pub fn timeline(spans: &[Span]) -> String {
     let scale = (WIDTH - LABEL - 10.0) / total;
     let height = ROW * spans.len() as f64 + 30.0;
     let mut out = format!(
-        "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" role=\"img\" aria-label=\"timeline\">"
+        "<svg id=\"{id}\" class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" role=\"img\" aria-label=\"timeline\">"
     );
+    // Ticks: about five, at a round step, each with a faint guide line.
+    let step = nice_step(total / 5.0);
+    let mut t = 0.0;
+    while t <= total + step * 1e-9 {
+        let x = LABEL + t * scale;
+        out.push_str(&format!(
+            "<line class=\"tick\" x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{gy}\" stroke=\"#d5dae0\" stroke-width=\"1\"/><text x=\"{x:.1}\" y=\"{ay}\" text-anchor=\"middle\">{label}</text>",
+            gy = height - 20.0,
+            ay = height - 6.0,
+            label = tick_label(t, step),
+        ));
+        t += step;
+    }
     for (i, s) in spans.iter().enumerate() {
         let y = ROW * i as f64 + 4.0;
         let x = LABEL + s.offset * scale;
@@ -32,19 +45,43 @@ pub fn timeline(spans: &[Span]) -> String {
             (false, _) => "bar hypothesis",
         };
         out.push_str(&format!(
-            "<text x=\"4\" y=\"{ty}\">{name}</text><rect class=\"{class}\" x=\"{x:.1}\" y=\"{y}\" width=\"{w:.1}\" height=\"{h}\"><title>{name}: {d:.3} s</title></rect>",
+            "<text x=\"4\" y=\"{ty}\">{short}</text><rect class=\"{class}\" x=\"{x:.1}\" y=\"{y}\" width=\"{w:.1}\" height=\"{h}\"><title>{name}: {d:.3} s</title></rect>",
             ty = y + 14.0,
+            short = escape_html(&super::model::clip(&s.name, 36)),
             name = escape_html(&s.name),
             h = ROW - 6.0,
             d = s.duration,
         ));
     }
-    out.push_str(&format!(
-        "<text x=\"{LABEL}\" y=\"{ay}\">0 s</text><text x=\"{ex}\" y=\"{ay}\" text-anchor=\"end\">{total:.2} s</text></svg>",
-        ay = height - 6.0,
-        ex = WIDTH - 10.0,
-    ));
+    out.push_str("</svg>");
     out
+}
+
+/// A round step (1, 2 or 5 times a power of ten) near `raw` seconds.
+fn nice_step(raw: f64) -> f64 {
+    let raw = raw.max(1e-3);
+    let p = 10f64.powf(raw.log10().floor());
+    let m = raw / p;
+    let n = if m <= 1.0 {
+        1.0
+    } else if m <= 2.0 {
+        2.0
+    } else if m <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    n * p
+}
+
+/// A tick's label, with as many decimals as the step needs.
+fn tick_label(t: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10()).ceil() as usize
+    };
+    format!("{t:.decimals$} s")
 }
 
 /// The contributions chart: one stacked bar per contribution, a segment per
@@ -111,12 +148,13 @@ mod tests {
                 failed: true,
             },
         ];
-        let svg = timeline(&spans);
+        let svg = timeline(&spans, "t");
         assert!(!svg.contains("<script"));
         assert!(svg.contains("&lt;script&gt;"));
         assert_eq!(svg.matches("<rect").count(), 2);
         assert!(svg.contains("class=\"bar failed\""));
-        assert!(svg.contains("2.00 s"));
+        assert!(svg.contains(">2.0 s<"), "{svg}");
+        assert!(svg.contains(">0.0 s<"));
     }
 
     #[test]

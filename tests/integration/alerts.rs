@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A server process killed on drop, with its temporary folder.
-struct Daemon {
-    url: String,
+pub(crate) struct Daemon {
+    pub(crate) url: String,
     _child: ChildGuard,
     _dir: TempDir,
 }
@@ -83,7 +83,7 @@ fn http_get(base: &str, path_and_query: &str) -> Option<String> {
 }
 
 /// A real Alertmanager with a null receiver, clustering off.
-fn alertmanager() -> Option<Daemon> {
+pub(crate) fn alertmanager() -> Option<Daemon> {
     if !installed("prometheus-alertmanager", "prometheus-alertmanager") {
         return None;
     }
@@ -108,7 +108,7 @@ fn alertmanager() -> Option<Daemon> {
 }
 
 /// Post alerts to the Alertmanager, as Prometheus does.
-fn post_alerts(am: &Daemon, alerts: Value) {
+pub(crate) fn post_alerts(am: &Daemon, alerts: Value) {
     let resp = http_client()
         .post(format!("{}/api/v2/alerts", am.url))
         .json(&alerts)
@@ -118,7 +118,7 @@ fn post_alerts(am: &Daemon, alerts: Value) {
 }
 
 /// The alerts the Alertmanager lists as active with this `alertname`.
-fn active(am: &Daemon, name: &str) -> Vec<Value> {
+pub(crate) fn active(am: &Daemon, name: &str) -> Vec<Value> {
     let q = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("active", "true")
         .append_pair("filter", &format!("alertname=\"{name}\""))
@@ -128,7 +128,7 @@ fn active(am: &Daemon, name: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn in_secs(s: i64) -> String {
+pub(crate) fn in_secs(s: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(s))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

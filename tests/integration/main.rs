@@ -26,6 +26,7 @@ mod prometheus;
 mod providers;
 mod python;
 mod remote_write;
+mod report;
 mod run_metrics;
 mod safeguards;
 mod schedule;

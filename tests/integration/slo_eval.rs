@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// An OpenSLO file over the fixture's request counter of `m`, at `target`.
-fn openslo(dir: &TempDir, m: &prom::Metrics, target: f64) -> String {
+pub(crate) fn openslo(dir: &TempDir, m: &prom::Metrics, target: f64) -> String {
     let sel = m.selector();
     let yaml = format!(
         "apiVersion: openslo/v1
@@ -37,14 +37,14 @@ spec:
 
 /// Requests in the background, every 100 ms: `mix` holds good and bad per tick (high
 /// and low 32 bits), changed while it runs.
-struct Traffic {
+pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     mix: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Traffic {
-    fn start(m: Arc<prom::Metrics>, good: u32, bad: u32) -> Traffic {
+    pub(crate) fn start(m: Arc<prom::Metrics>, good: u32, bad: u32) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let mix = Arc::new(AtomicU64::new(pack(good, bad)));
         let (s, x) = (stop.clone(), mix.clone());
@@ -66,7 +66,7 @@ impl Traffic {
         }
     }
 
-    fn set(&self, good: u32, bad: u32) {
+    pub(crate) fn set(&self, good: u32, bad: u32) {
         self.mix.store(pack(good, bad), Ordering::SeqCst);
     }
 }
@@ -85,7 +85,7 @@ fn pack(good: u32, bad: u32) -> u64 {
 }
 
 /// An `slo` probe of the file over the method, with the `slo` tolerance.
-fn slo_probe(url: &str, file: &str, extra: Value) -> Value {
+pub(crate) fn slo_probe(url: &str, file: &str, extra: Value) -> Value {
     let mut provider = json!({"type": "slo", "objective_file": file, "window": "method",
         "scrape_interval": 1, "base_url": url});
     for (k, v) in extra.as_object().unwrap() {
@@ -118,7 +118,7 @@ fn after(out: &Output) -> Value {
 }
 
 /// Wait until Prometheus holds the series of `m` with some traffic.
-fn wait_traffic(p: &prom::Prom, m: &prom::Metrics) {
+pub(crate) fn wait_traffic(p: &prom::Prom, m: &prom::Metrics) {
     p.wait_for(
         &format!("sum(http_requests_total{{{}}})", m.selector()),
         |v| v > 0.0,
