@@ -354,6 +354,9 @@ fn reference_problems(docs: &[Doc]) -> Vec<String> {
     let objs = objects(docs);
     let has = |kind: &str, name: &str| objs.contains_key(&(kind.to_string(), name.to_string()));
     let mut problems = Vec::new();
+    let re =
+        regex::Regex::new(r"([a-z0-9][a-z0-9-]*)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)")
+            .unwrap();
 
     for d in docs {
         let v = &d.value;
@@ -363,10 +366,6 @@ fn reference_problems(docs: &[Doc]) -> Vec<String> {
         // Services a value names (`http://faultline.chaos.svc:8089`, `@postgres.chaos.svc:5432`).
         let mut all = Vec::new();
         strings(v, &mut all);
-        let re = regex::Regex::new(
-            r"([a-z0-9][a-z0-9-]*)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)",
-        )
-        .unwrap();
         for s in all {
             for c in re.captures_iter(s) {
                 let (svc, ns, port) = (&c[1], &c[2], &c[3]);
@@ -480,7 +479,7 @@ fn reference_problems(docs: &[Doc]) -> Vec<String> {
                 "not true".into(),
             );
         }
-        if !psc["runAsUser"].as_u64().is_some_and(|u| u > 0) {
+        if psc["runAsUser"].as_u64().is_none_or(|u| u == 0) {
             bad(
                 &format!("{sp}.securityContext.runAsUser"),
                 "no non-zero uid (a named USER cannot be checked by the kubelet)".into(),
