@@ -696,16 +696,31 @@ fn every_reference_resolves_and_every_pod_is_hardened() {
     token["valueFrom"]["secretKeyRef"]["key"] = Value::from("FAULTLINE_TOKN");
     cron.value["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] =
         Value::from("ghcr.io/faultline/faultline:latest");
+    // The runs' server on a port its Service does not have; the database password
+    // changed in one Secret only.
+    let runner = broken
+        .iter_mut()
+        .find(|d| d.kind() == "Secret" && d.name() == "faultline-runner")
+        .unwrap();
+    runner.value["stringData"]["FAULTLINE_STORE"] = Value::from("http://faultline.chaos.svc:8090");
+    let pg = broken
+        .iter_mut()
+        .find(|d| d.kind() == "Secret" && d.name() == "postgres")
+        .unwrap();
+    pg.value["stringData"]["POSTGRES_PASSWORD"] = Value::from("another");
     let problems = reference_problems(&broken);
-    assert_eq!(problems.len(), 2, "{problems:#?}");
-    assert!(
-        problems[0].contains("image") && problems[0].contains("not pinned"),
-        "{problems:#?}"
-    );
-    assert!(
-        problems[1].contains("Secret faultline-runner has no key FAULTLINE_TOKN"),
-        "{problems:#?}"
-    );
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    for expected in [
+        "cronjob.yaml: document 2 (CronJob/faultline-chaos): $.spec.jobTemplate.spec.template.spec.containers[0].image: \"ghcr.io/faultline/faultline:latest\" is not pinned",
+        "Secret faultline-runner has no key FAULTLINE_TOKN",
+        "runner-secret.yaml: document 1 (Secret/faultline-runner): $: \"http://faultline.chaos.svc:8090\": Service faultline has no port 8090",
+        "Secret faultline-store's URL does not match Secret postgres",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:#?}"
+        );
+    }
 }
 
 #[test]
@@ -788,7 +803,8 @@ fn container(
     for m in c["volumeMounts"].as_array().into_iter().flatten() {
         let name = m["name"].as_str().unwrap();
         let at = m["mountPath"].as_str().unwrap();
-        let local = root.join(format!("{}-{name}", c["name"].as_str().unwrap()));
+        // One directory per volume, shared by the containers that mount it.
+        let local = root.join(name);
         let vol = pod["volumes"]
             .as_array()
             .unwrap()
