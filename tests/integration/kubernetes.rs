@@ -19,13 +19,15 @@
 //! - With the real binary: the settings and every experiment of the ConfigMaps pass
 //!   `faultline validate`, and the CronJob's own containers run as written (args and
 //!   env from the manifests, the mounts laid out as the kubelet lays out a ConfigMap),
-//!   against a real `faultline serve` and a stand-in collector: the kill-switch gate
-//!   refuses the placeholder token and an engaged switch, and the run records both
-//!   experiments in the server's history and sends its spans to the collector.
+//!   against the server's Deployment container run as written too (over a real
+//!   PostgreSQL with the Secrets' user and database, when it is installed) and a
+//!   stand-in collector: the token made as README.md says, the kill-switch gate
+//!   refusing the placeholder token and an engaged switch, the run recording both
+//!   experiments in the server's history and sending its spans to the collector.
 
 use crate::common::*;
 use crate::http_server::{Response, Server};
-use crate::server::{token, Served};
+use crate::store::Postgres;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
@@ -816,7 +818,11 @@ fn container(
             if let Some(cm) = vol["configMap"]["name"].as_str() {
                 mount_config_map(&objs[&("ConfigMap".to_string(), cm.to_string())], &local);
             } else {
-                assert!(vol.get("emptyDir").is_some(), "{vol}");
+                // An emptyDir, or a claim: empty at first either way.
+                assert!(
+                    vol.get("emptyDir").is_some() || vol.get("persistentVolumeClaim").is_some(),
+                    "{vol}"
+                );
             }
         }
         mounts.push((at.to_string(), local));
@@ -875,6 +881,129 @@ fn run_container(dir: &TempDir, args: &[String], env: &[(String, String)]) -> Ou
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     faultline(dir, &args, &env)
+}
+
+/// `faultline serve` as the Deployment runs it: its container's args and env, its
+/// claim and emptyDirs in a temporary directory, the store the `faultline-store`
+/// Secret names with the host moved to a local PostgreSQL whose user, password and
+/// database are `postgres`'s Secret's (an SQLite file when PostgreSQL is not installed).
+struct Engine {
+    env: Vec<(String, String)>,
+    base: String,
+    _child: ChildGuard,
+    _postgres: Option<Postgres>,
+}
+
+impl Engine {
+    fn start(dir: &TempDir, objs: &BTreeMap<(String, String), Value>) -> Engine {
+        let deployment = &objs[&("Deployment".into(), "faultline".into())];
+        let pod = &deployment["spec"]["template"]["spec"];
+        let secret = |name: &str, key: &str| {
+            objs[&("Secret".to_string(), name.to_string())]["stringData"][key]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let postgres = Postgres::start();
+        let store = match &postgres {
+            Some(pg) => {
+                let (user, password, db) = (
+                    secret("postgres", "POSTGRES_USER"),
+                    secret("postgres", "POSTGRES_PASSWORD"),
+                    secret("postgres", "POSTGRES_DB"),
+                );
+                let rt = crate::store::runtime();
+                rt.block_on(async {
+                    let admin = format!("postgres://faultline@127.0.0.1:{}/postgres", pg.port());
+                    let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                    tokio::spawn(conn);
+                    if user != "faultline" {
+                        c.batch_execute(&format!("CREATE ROLE \"{user}\" LOGIN"))
+                            .await
+                            .unwrap();
+                    }
+                    for sql in [
+                        format!("ALTER ROLE \"{user}\" PASSWORD '{password}'"),
+                        format!("CREATE DATABASE \"{db}\" OWNER \"{user}\""),
+                    ] {
+                        c.batch_execute(&sql).await.unwrap();
+                    }
+                });
+                let mut url =
+                    url::Url::parse(&secret("faultline-store", "FAULTLINE_STORE")).unwrap();
+                url.set_host(Some("127.0.0.1")).unwrap();
+                url.set_port(Some(pg.port())).unwrap();
+                url.to_string()
+            }
+            None => dir.join("store.db").display().to_string(),
+        };
+        let c = &pod["containers"][0];
+        let (mut args, env) = container(
+            objs,
+            pod,
+            c,
+            &dir.join("server"),
+            &[("FAULTLINE_STORE", store)],
+        );
+        // Its port, on loopback here.
+        let listen = args.iter().position(|a| a == "--listen").unwrap() + 1;
+        assert_eq!(
+            args[listen],
+            format!("0.0.0.0:{}", c["ports"][0]["containerPort"])
+        );
+        args[listen] = "127.0.0.1:0".into();
+        let out = dir.join("serve.out");
+        let child = std::process::Command::new(bin())
+            .args(&args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut child = ChildGuard(Some(child));
+        let mut base = String::new();
+        wait_until(
+            std::time::Duration::from_secs(60),
+            "faultline serve to listen",
+            || {
+                let text = std::fs::read_to_string(&out).unwrap_or_default();
+                if let Some(rest) = text.split("listening on ").nth(1) {
+                    base = rest.split_whitespace().next().unwrap().to_string();
+                    return true;
+                }
+                assert!(
+                    child.0.as_mut().unwrap().try_wait().unwrap().is_none(),
+                    "serve exited: {}",
+                    std::fs::read_to_string(dir.join("serve.err")).unwrap_or_default()
+                );
+                false
+            },
+        );
+        if postgres.is_some() {
+            let text = std::fs::read_to_string(&out).unwrap();
+            assert!(text.contains("(store postgres://"), "{text}");
+        }
+        Engine {
+            env,
+            base,
+            _child: child,
+            _postgres: postgres,
+        }
+    }
+
+    /// The server container's environment, for commands run "in" it.
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
 }
 
 #[test]
@@ -944,15 +1073,13 @@ fn the_cronjobs_containers_run_as_written_against_a_real_server() {
     let docs = documents();
     let objs = objects(&docs);
     let dir = TempDir::new("k8s-cronjob");
-    let store = dir.join("store.db");
-    let token = token(&dir, "chaos", &store);
-    let switch = dir.join("server-kill-switch");
-    let served = Served::start(
-        &dir,
-        "k8s",
-        &store,
-        &["--kill-switch", switch.to_str().unwrap()],
-    );
+    let engine = Engine::start(&dir, &objs);
+    let served = &engine.base;
+    // What `kubectl exec deploy/faultline -- faultline token create --org chaos` does
+    // (README.md, "The runner's token"): the server container's environment.
+    let out = faultline(&dir, &["token", "create", "--org", "chaos"], &engine.env());
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let token = out.stdout.trim().to_string();
     // The collector: its health check, its OTLP/HTTP receiver.
     let collector = Server::start(|_| Response::json(200, &serde_json::json!({})));
 
@@ -961,10 +1088,10 @@ fn the_cronjobs_containers_run_as_written_against_a_real_server() {
     let root = dir.join("pod");
     let in_cluster = |token: &str| {
         vec![
-            ("FAULTLINE_STORE", served.base.clone()),
+            ("FAULTLINE_STORE", served.clone()),
             ("FAULTLINE_TOKEN", token.to_string()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url("")),
-            ("FAULTLINE_SERVER_URL", served.base.clone()),
+            ("FAULTLINE_SERVER_URL", served.clone()),
             ("COLLECTOR_HEALTH_URL", collector.url("/")),
             ("COLLECTOR_OTLP_URL", collector.url("")),
         ]
@@ -994,18 +1121,25 @@ fn the_cronjobs_containers_run_as_written_against_a_real_server() {
     let (args, env) = container(&objs, pod, gate, &root, &in_cluster(&token));
     let out = run_container(&dir, &args, &env);
     assert_eq!(out.code, 0, "{args:?}: {}", out.all_text());
-    let kill = |what: &str| {
-        let out = faultline(
-            &dir,
-            &["kill", what, "--server", &served.base, "--token", &token],
-            &[],
-        );
-        assert_eq!(out.code, 0, "{}", out.all_text());
-    };
-    kill("--reason=incident");
+    // Engaged as README.md says, in the server's container (its switch file, on the
+    // claim), and released over HTTP with the token (`faultline kill --server`).
+    let out = faultline(&dir, &["kill", "--reason", "incident 4711"], &engine.env());
+    assert_eq!(out.code, 0, "{}", out.all_text());
     let out = run_container(&dir, &args, &env);
     assert_eq!(out.code, 4, "{}", out.all_text());
-    kill("--release");
+    assert!(
+        out.all_text().contains("incident 4711"),
+        "{}",
+        out.all_text()
+    );
+    let out = faultline(
+        &dir,
+        &["kill", "--release", "--server", served, "--token", &token],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let out = run_container(&dir, &args, &env);
+    assert_eq!(out.code, 0, "{}", out.all_text());
 
     // The run: the whole catalog, recorded on the server, spans to the collector.
     let main = &pod["containers"][0];
@@ -1032,7 +1166,7 @@ fn the_cronjobs_containers_run_as_written_against_a_real_server() {
 
     faultline::tls::init();
     let runs: Value = reqwest::blocking::Client::new()
-        .get(format!("{}/api/v1/orgs/chaos/runs", served.base))
+        .get(format!("{served}/api/v1/orgs/chaos/runs"))
         .bearer_auth(&token)
         .query(&[("label", "trigger=cronjob")])
         .send()
