@@ -16,6 +16,7 @@ mod history;
 #[path = "../support/http_server.rs"]
 mod http_server;
 mod kill;
+mod kubernetes;
 mod limits;
 mod method;
 mod metrics;

@@ -347,6 +347,11 @@ impl Postgres {
         Some(pg)
     }
 
+    /// Its port on 127.0.0.1 (the superuser `faultline` connects without a password).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// A fresh database on this server.
     pub(crate) fn database(&self, rt: &tokio::runtime::Runtime) -> String {
         let name = format!("t{}", uuid::Uuid::new_v4().simple());
