@@ -523,4 +523,95 @@ experiments:
             ["$.experiments: empty"]
         );
     }
+
+    #[test]
+    fn entry_options_parse_and_files_go_through_the_resolver() {
+        let text = r#"
+settings: base.yaml
+experiments:
+  - name: a
+    experiment: a.json
+    cron: "0 0 12 * * *"
+    vars: {"rate:int": 5}
+    var_files: [one.env, two.json]
+    rollback_strategy: never
+    hypothesis_strategy: before-method-only
+  - {experiment: "https://example.com/e.json", cron: "0 0 3 * * *", settings: own.yaml, var_files: three.env}
+"#;
+        let resolve = |s: &str| {
+            if s.starts_with("missing") {
+                Err(format!("{s}: no such file"))
+            } else {
+                Ok(format!("/base/{s}"))
+            }
+        };
+        let s = parse_in(text, &resolve).unwrap();
+        let (a, b) = (&s.entries[0], &s.entries[1]);
+        assert_eq!(a.experiment, "/base/a.json");
+        assert_eq!(a.var_files, ["/base/one.env", "/base/two.json"]);
+        assert_eq!(a.vars, ["rate:int=5"]);
+        assert_eq!(a.rollback_strategy, Some(RollbackStrategy::Never));
+        assert_eq!(
+            a.hypothesis_strategy,
+            Some(HypothesisStrategy::BeforeMethodOnly)
+        );
+        assert_eq!(
+            s.settings(a),
+            Some("/base/base.yaml"),
+            "the file's settings"
+        );
+        assert_eq!(b.experiment, "https://example.com/e.json", "a URL is kept");
+        assert_eq!(b.name, "https://example.com/e.json");
+        assert_eq!(
+            b.var_files,
+            ["/base/three.env"],
+            "one path is a list of one"
+        );
+        assert_eq!(
+            s.settings(b),
+            Some("/base/own.yaml"),
+            "its own settings win"
+        );
+
+        let bad = r#"
+settings: missing-settings.yaml
+experiments:
+  - experiment: missing.json
+    cron: "*/1 * * * * *"
+    var_files: [ok.env, missing.env, 3]
+    rollback_strategy: sometimes
+    hypothesis_strategy: 1
+    labels: {"bad-key": x}
+    vars: {"r:zz": 1}
+"#;
+        let p = parse_in(bad, &resolve).unwrap_err();
+        let has = |s: &str| assert!(p.iter().any(|x| x.contains(s)), "{s} not in {p:#?}");
+        has("$.settings: missing-settings.yaml: no such file");
+        has("$.experiments[0].experiment: missing.json: no such file");
+        has("$.experiments[0].var_files[1]: missing.env: no such file");
+        has("$.experiments[0].var_files[2]: expected a non-empty string");
+        has("$.experiments[0].rollback_strategy: unknown value 'sometimes'");
+        has("$.experiments[0].hypothesis_strategy: expected a non-empty string");
+        has("$.experiments[0].labels.bad-key: not a label name");
+        has("$.experiments[0].vars.r:zz:");
+        assert_eq!(p.len(), 8, "{p:#?}");
+    }
+
+    #[test]
+    fn upcoming_firings_skip_those_outside_the_windows() {
+        let s = parse(
+            r#"
+windows: [{days: mon-fri, from: "09:00", to: "17:00"}]
+experiments:
+  - {name: noon, experiment: a.json, cron: "0 0 12 * * *"}
+  - {name: night, experiment: a.json, cron: "0 0 3 * * *"}
+"#,
+        )
+        .unwrap();
+        let fri = Utc.with_ymd_and_hms(2026, 12, 4, 13, 0, 0).unwrap(); // a Friday
+        let noon = s.upcoming(&s.entries[0], fri, 3);
+        let day = |d| Utc.with_ymd_and_hms(2026, 12, d, 12, 0, 0).unwrap();
+        assert_eq!(noon, [day(7), day(8), day(9)], "the weekend skipped");
+        assert!(s.upcoming(&s.entries[1], fri, 3).is_empty(), "never inside");
+    }
 }
