@@ -96,9 +96,21 @@ pub async fn run_schedule(
     console: impl Fn(&str) -> Arc<dyn Narrator> + 'static,
 ) -> ExitCode {
     let out = console("schedule");
-    let schedule = match load(&req.file) {
-        Ok(s) => Arc::new(s),
-        Err(problems) => {
+    // The file's problems, then the flags': every one said, nothing run.
+    let (schedule, mut problems) = match load(&req.file) {
+        Ok(s) => (Some(Arc::new(s)), Vec::new()),
+        Err(p) => (None, p),
+    };
+    problems.extend(
+        req.template
+            .labels
+            .iter()
+            .filter_map(|l| crate::experiment::labels::parse_label(l).err())
+            .map(|e| format!("--label: {e}")),
+    );
+    let schedule = match schedule {
+        Some(s) if problems.is_empty() => s,
+        _ => {
             for p in problems {
                 out.line(Level::Error, "input.invalid", &p);
             }

@@ -3,7 +3,7 @@
 //! loop that runs experiments on time is `app::schedule`.
 
 use crate::experiment::config::parse_var;
-use crate::experiment::labels::valid_key;
+use crate::experiment::labels::parse_label;
 use crate::run::{HypothesisStrategy, RollbackStrategy};
 use chrono::{DateTime, Datelike, FixedOffset, NaiveTime, Utc, Weekday};
 use serde_json::Value;
@@ -253,11 +253,9 @@ fn entry(v: &Value, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option
     });
     let labels = pairs(m.get("labels"), &format!("{path}.labels"), p);
     for l in &labels {
-        let key = l.split_once('=').map_or(l.as_str(), |(k, _)| k);
-        if !valid_key(key) {
-            p.push(format!(
-                "{path}.labels.{key}: not a label name ([a-zA-Z_][a-zA-Z0-9_]*, at most 64)"
-            ));
+        if let Err(e) = parse_label(l) {
+            let key = l.split_once('=').map_or(l.as_str(), |(k, _)| k);
+            p.push(format!("{path}.labels.{key}: {e}"));
         }
     }
     let vars = pairs(m.get("vars"), &format!("{path}.vars"), p);
@@ -592,7 +590,7 @@ experiments:
         has("$.experiments[0].var_files[2]: expected a non-empty string");
         has("$.experiments[0].rollback_strategy: unknown value 'sometimes'");
         has("$.experiments[0].hypothesis_strategy: expected a non-empty string");
-        has("$.experiments[0].labels.bad-key: not a label name");
+        has("$.experiments[0].labels.bad-key: label \"bad-key=x\": the key must be");
         has("$.experiments[0].vars.r:zz:");
         assert_eq!(p.len(), 8, "{p:#?}");
     }

@@ -121,11 +121,17 @@ fn a_window_excluding_now_runs_nothing_and_the_kill_switch_refuses() {
 fn a_wrong_schedule_is_refused_with_every_problem() {
     let dir = TempDir::new("schedule-bad");
     dir.write("b.yaml", "experiments:\n  - {experiment: a.json, cron: \"* * * * *\"}\n  - {cron: \"*/1 * * * * *\"}\n");
-    let out = faultline(&dir, &["schedule", "b.yaml"], &[]);
+    let out = faultline(&dir, &["schedule", "b.yaml", "--label", "bad"], &[]);
     assert_eq!(out.code, 3, "{}", out.all_text());
     let t = out.all_text();
     assert!(t.contains("$.experiments[0].cron"), "{t}");
+    assert!(
+        t.contains("$.experiments[0].experiment: a.json: no such file"),
+        "{t}"
+    );
     assert!(t.contains("$.experiments[1].experiment: required"), "{t}");
+    assert!(t.contains("--label: label \"bad\""), "{t}");
+    assert!(!dir.join("journals").exists(), "nothing ran");
 }
 
 /// The journals of the entry `name` (`<name>-<run id>.json`).
@@ -244,6 +250,7 @@ fn every_run_is_recorded_with_its_entry_labels_and_runs_of_one_entry_never_overl
         assert_eq!(mine.len(), n, "{name}: {runs:#?}");
         assert!(n >= 2, "{name}: {n} run(s)");
         for r in &mine {
+            // The entry's `service` replaces `--label service=all`.
             assert_eq!(r["labels"]["service"], service, "{r:#}");
             assert_eq!(
                 r["labels"]["team"], "payments",
