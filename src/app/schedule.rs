@@ -8,7 +8,7 @@ use super::{new_run_id, run, Narrator, Processes, RunRequest};
 use crate::event::Level;
 use crate::exit::ExitCode;
 use crate::run::{Interrupt, InterruptSource};
-use crate::schedule::{next_firing, parse_in, Schedule};
+use crate::schedule::{jitter_delay, next_firing, parse_in, Schedule};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -214,10 +214,20 @@ pub async fn run_schedule(
                     if e.hypothesis_strategy.is_some() {
                         one.hypothesis_strategy = e.hypothesis_strategy;
                     }
+                    let delay = e
+                        .jitter
+                        .map(|j| jitter_delay(j, uuid::Uuid::new_v4().as_u128()));
                     out.line(
                         Level::Info,
                         "schedule.fire",
-                        &format!("{}: firing at {at}: run {run_id}", e.name),
+                        &match delay {
+                            Some(d) => format!(
+                                "{}: firing at {at}: run {run_id}, starting in {:.1} s (jitter)",
+                                e.name,
+                                d.as_secs_f64()
+                            ),
+                            None => format!("{}: firing at {at}: run {run_id}", e.name),
+                        },
                     );
                     let narrator = console(&run_id);
                     let flag = busy[i].clone();
@@ -225,15 +235,34 @@ pub async fn run_schedule(
                     let name = e.name.clone();
                     let out2 = out.clone();
                     handles.push(tokio::task::spawn_local(async move {
-                        let end = run(one, narrator).await;
-                        out2.line(
-                            Level::Info,
-                            "schedule.done",
-                            &format!(
-                                "{name}: run {run_id} ended with exit code {}",
-                                end.code.code()
-                            ),
-                        );
+                        // The jitter: the entry stays busy; a shutdown ends the wait
+                        // (its interrupt is triggered) and the run never starts.
+                        if let Some(d) = delay {
+                            let until = tokio::time::Instant::now() + d;
+                            while !interrupt.is_set() && tokio::time::Instant::now() < until {
+                                let left = until - tokio::time::Instant::now();
+                                tokio::time::sleep(left.min(Duration::from_millis(50))).await;
+                            }
+                        }
+                        if delay.is_some() && interrupt.is_set() {
+                            out2.line(
+                                Level::Info,
+                                "schedule.skipped",
+                                &format!(
+                                    "{name}: run {run_id} not started: stopped during its jitter"
+                                ),
+                            );
+                        } else {
+                            let end = run(one, narrator).await;
+                            out2.line(
+                                Level::Info,
+                                "schedule.done",
+                                &format!(
+                                    "{name}: run {run_id} ended with exit code {}",
+                                    end.code.code()
+                                ),
+                            );
+                        }
                         control.lock().retain(|(x, _)| !x.same(&interrupt));
                         flag.store(false, Ordering::SeqCst);
                     }));

@@ -32,6 +32,8 @@ pub struct Entry {
     pub rollback_strategy: Option<RollbackStrategy>,
     /// When its runs check the hypothesis (as `--hypothesis-strategy`).
     pub hypothesis_strategy: Option<HypothesisStrategy>,
+    /// Each run starts a random delay in `[0, jitter)` after its firing.
+    pub jitter: Option<std::time::Duration>,
     /// Its windows (empty: the file's).
     pub windows: Vec<Window>,
 }
@@ -98,6 +100,14 @@ impl Schedule {
 
 /// How many firings [`Schedule::upcoming`] looks at, at most.
 pub const SCAN_LIMIT: usize = 1_000_000;
+
+/// A delay in `[0, max)` drawn from `random` (uniform enough for spreading runs).
+pub fn jitter_delay(max: std::time::Duration, random: u128) -> std::time::Duration {
+    match max.as_nanos() {
+        0 => std::time::Duration::ZERO,
+        n => std::time::Duration::from_nanos(u64::try_from(random % n).unwrap_or(0)),
+    }
+}
 
 /// The next firing of `entry` strictly after `after`.
 pub fn next_firing(entry: &Entry, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -212,6 +222,7 @@ fn entry(v: &Value, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option
         "settings",
         "rollback_strategy",
         "hypothesis_strategy",
+        "jitter",
         "windows",
     ];
     for k in m.keys() {
@@ -285,6 +296,20 @@ fn entry(v: &Value, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option
         &format!("{path}.hypothesis_strategy"),
         p,
     );
+    let jitter = match m.get("jitter") {
+        None => None,
+        Some(v) => match v.as_f64().map(crate::duration::seconds) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                p.push(format!("{path}.jitter: {e}"));
+                None
+            }
+            None => {
+                p.push(format!("{path}.jitter: expected a number of seconds"));
+                None
+            }
+        },
+    };
     let windows = windows(m.get("windows"), &format!("{path}.windows"), p);
     if p.len() > before {
         return None;
@@ -300,6 +325,7 @@ fn entry(v: &Value, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option
         settings,
         rollback_strategy,
         hypothesis_strategy,
+        jitter,
         windows,
     })
 }
@@ -531,6 +557,7 @@ experiments:
     experiment: a.json
     cron: "0 0 12 * * *"
     vars: {"rate:int": 5}
+    jitter: 2.5
     var_files: [one.env, two.json]
     rollback_strategy: never
     hypothesis_strategy: before-method-only
@@ -549,6 +576,8 @@ experiments:
         assert_eq!(a.var_files, ["/base/one.env", "/base/two.json"]);
         assert_eq!(a.vars, ["rate:int=5"]);
         assert_eq!(a.rollback_strategy, Some(RollbackStrategy::Never));
+        assert_eq!(a.jitter, Some(std::time::Duration::from_millis(2500)));
+        assert_eq!(b.jitter, None);
         assert_eq!(
             a.hypothesis_strategy,
             Some(HypothesisStrategy::BeforeMethodOnly)
@@ -579,6 +608,7 @@ experiments:
     var_files: [ok.env, missing.env, 3]
     rollback_strategy: sometimes
     hypothesis_strategy: 1
+    jitter: -1
     labels: {"bad-key": x}
     vars: {"r:zz": 1}
 "#;
@@ -592,7 +622,23 @@ experiments:
         has("$.experiments[0].hypothesis_strategy: expected a non-empty string");
         has("$.experiments[0].labels.bad-key: label \"bad-key=x\": the key must be");
         has("$.experiments[0].vars.r:zz:");
-        assert_eq!(p.len(), 8, "{p:#?}");
+        has("$.experiments[0].jitter: expected a non-negative number of seconds");
+        assert_eq!(p.len(), 9, "{p:#?}");
+        let p = parse("experiments: [{experiment: a, cron: \"*/1 * * * * *\", jitter: 1m}]")
+            .unwrap_err();
+        assert_eq!(p, ["$.experiments[0].jitter: expected a number of seconds"]);
+    }
+
+    #[test]
+    fn a_jitter_delay_is_below_its_maximum() {
+        use std::time::Duration;
+        let max = Duration::from_secs(30);
+        assert_eq!(jitter_delay(max, 0), Duration::ZERO);
+        assert_eq!(jitter_delay(max, 30_000_000_001), Duration::from_nanos(1));
+        assert_eq!(jitter_delay(Duration::ZERO, 12345), Duration::ZERO);
+        for r in [1u128, 7 << 40, u128::MAX, u128::MAX / 3] {
+            assert!(jitter_delay(max, r) < max);
+        }
     }
 
     #[test]

@@ -431,3 +431,47 @@ fn next_lists_the_firings_inside_the_windows_and_runs_nothing() {
         out.all_text()
     );
 }
+
+#[test]
+fn a_jittered_run_waits_busy_and_a_shutdown_during_the_wait_starts_nothing() {
+    let dir = TempDir::new("schedule-jitter");
+    dir.write(
+        "ok.json",
+        &serde_json::to_string(&experiment(
+            vec![],
+            vec![tracer("action", "a", "ran")],
+            vec![],
+        ))
+        .unwrap(),
+    );
+    // A jitter of an hour: the run waits, its entry busy meanwhile.
+    dir.write(
+        "j.yaml",
+        "experiments:\n  - {name: ok, experiment: ok.json, cron: \"*/1 * * * * *\", jitter: 3600}\n",
+    );
+    let mut guard = ChildGuard(Some(spawn(&dir, &["schedule", "j.yaml"], &[])));
+    wait_until(
+        LIMIT,
+        "a jittered firing, then one skipped meanwhile",
+        || {
+            let t = text(&dir);
+            t.contains("(jitter)") && t.contains("skipped: its previous run is still running")
+        },
+    );
+    let signalled = std::time::Instant::now();
+    send_signal(guard.0.as_ref().unwrap().id(), "TERM");
+    assert_eq!(
+        wait_with_limit(guard.0.as_mut().unwrap(), LIMIT),
+        0,
+        "{}",
+        text(&dir)
+    );
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+    assert!(
+        text(&dir).contains("not started: stopped during its jitter"),
+        "{}",
+        text(&dir)
+    );
+    assert!(lines(&dir, "trace").is_empty(), "nothing ran");
+    assert!(journals(&dir).is_empty());
+}
