@@ -21,7 +21,8 @@ pub struct ScheduleArgs {
     /// The kill switch the runs obey [env: FAULTLINE_KILL_SWITCH].
     #[arg(long, value_name = "PATH")]
     pub kill_switch: Option<PathBuf>,
-    /// A target label of every run (`key=value`; repeatable), before each entry's.
+    /// A target label of every run (`key=value`; repeatable); an entry's label of the
+    /// same name wins.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// Do not record the runs in the run history.
@@ -38,9 +39,9 @@ pub struct ScheduleArgs {
     #[arg(long)]
     pub token: Option<String>,
     /// Run nothing: check the file, print each entry's next N firings inside its
-    /// windows (UTC, RFC 3339) and exit.
-    #[arg(long, value_name = "N")]
-    pub next: Option<usize>,
+    /// windows (UTC, RFC 3339) and exit (N from 1 to 10000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub next: Option<u16>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -52,7 +53,7 @@ pub async fn schedule(args: ScheduleArgs) -> ExitCode {
     if let Some(n) = args.next {
         return next(
             &args.file,
-            n,
+            usize::from(n),
             &Console::new(format, verbose, no_color, String::new()),
         );
     }

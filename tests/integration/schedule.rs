@@ -425,6 +425,8 @@ fn next_lists_the_firings_inside_the_windows_and_runs_nothing() {
     );
     let out = faultline(&dir, &["schedule", "b.yaml", "--next", "5"], &[]);
     assert_eq!(out.code, 3, "{}", out.all_text());
+    let zero = faultline(&dir, &["schedule", "s.yaml", "--next", "0"], &[]);
+    assert_eq!(zero.code, 3, "{}", zero.all_text());
     assert!(
         out.all_text().contains("$.experiments[0].experiment"),
         "{}",
