@@ -1,7 +1,10 @@
 //! `faultline schedule FILE`, the pure parts: the schedule file parsed and checked
 //! (every problem named with its path), business-hours windows, next firings. The
-//! loop that runs experiments on time is in `app` (not yet written: issue 15).
+//! loop that runs experiments on time is `app::schedule`.
 
+use crate::experiment::config::parse_var;
+use crate::experiment::labels::parse_label;
+use crate::run::{HypothesisStrategy, RollbackStrategy};
 use chrono::{DateTime, Datelike, FixedOffset, NaiveTime, Utc, Weekday};
 use serde_json::Value;
 use std::str::FromStr;
@@ -19,10 +22,18 @@ pub struct Entry {
     pub schedule: cron::Schedule,
     /// Target labels, `key=value`.
     pub labels: Vec<String>,
-    /// Configuration overrides, `key=value` (as `--var`).
+    /// Configuration overrides, `key=value` or `key:type=value` (as `--var`).
     pub vars: Vec<String>,
-    /// A settings file for its runs.
+    /// Files of configuration/secrets, or `.env` files (as `--var-file`), as written.
+    pub var_files: Vec<String>,
+    /// A settings file for its runs (else the file's `settings`), as written.
     pub settings: Option<String>,
+    /// When its runs play rollbacks (as `--rollback-strategy`).
+    pub rollback_strategy: Option<RollbackStrategy>,
+    /// When its runs check the hypothesis (as `--hypothesis-strategy`).
+    pub hypothesis_strategy: Option<HypothesisStrategy>,
+    /// Each run starts a random delay in `[0, jitter)` after its firing.
+    pub jitter: Option<std::time::Duration>,
     /// Its windows (empty: the file's).
     pub windows: Vec<Window>,
 }
@@ -51,6 +62,8 @@ pub struct Schedule {
     pub entries: Vec<Entry>,
     /// Windows for every entry without its own (empty: always).
     pub windows: Vec<Window>,
+    /// The settings file of every entry without its own, as written.
+    pub settings: Option<String>,
 }
 
 impl Schedule {
@@ -64,6 +77,36 @@ impl Schedule {
         };
         w.is_empty() || w.iter().any(|w| w.contains(at))
     }
+
+    /// The settings file of `entry`'s runs: its own, else the file's.
+    pub fn settings<'a>(&'a self, entry: &'a Entry) -> Option<&'a str> {
+        entry.settings.as_deref().or(self.settings.as_deref())
+    }
+
+    /// The next `n` firings of `entry` strictly after `after` that are inside its
+    /// windows (firings outside are skipped, as the loop skips them). At most
+    /// [`SCAN_LIMIT`] firings are looked at, so a cron that never meets its windows
+    /// ends the list early rather than looping.
+    pub fn upcoming(&self, entry: &Entry, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        entry
+            .schedule
+            .after(&after)
+            .take(SCAN_LIMIT)
+            .filter(|t| self.in_window(entry, *t))
+            .take(n)
+            .collect()
+    }
+}
+
+/// How many firings [`Schedule::upcoming`] looks at, at most.
+pub const SCAN_LIMIT: usize = 1_000_000;
+
+/// A delay in `[0, max)` drawn from `random` (uniform enough for spreading runs).
+pub fn jitter_delay(max: std::time::Duration, random: u128) -> std::time::Duration {
+    match max.as_nanos() {
+        0 => std::time::Duration::ZERO,
+        n => std::time::Duration::from_nanos(u64::try_from(random % n).unwrap_or(0)),
+    }
 }
 
 /// The next firing of `entry` strictly after `after`.
@@ -71,21 +114,33 @@ pub fn next_firing(entry: &Entry, after: DateTime<Utc>) -> Option<DateTime<Utc>>
     entry.schedule.after(&after).next()
 }
 
-/// Parse and check a schedule file's text: every problem, each with its path.
+/// Resolves a file named in a schedule (an experiment's path, a settings or var
+/// file): the path to use, or what is wrong with it (no such file).
+pub type Resolve<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+/// Parse and check a schedule file's text: every problem, each with its path. Paths
+/// are kept as written.
 pub fn parse(text: &str) -> Result<Schedule, Vec<String>> {
+    parse_in(text, &|s| Ok(s.to_string()))
+}
+
+/// [`parse`], each file it names (not an http(s) experiment) passed through
+/// `resolve`, whose problems join the others.
+pub fn parse_in(text: &str, resolve: Resolve) -> Result<Schedule, Vec<String>> {
     let doc: Value = serde_saphyr::from_str(text).map_err(|e| vec![format!("$: {e}")])?;
     let mut p = Vec::new();
     let Some(top) = doc.as_object() else {
         return Err(vec!["$: expected a mapping with `experiments`".into()]);
     };
     for k in top.keys() {
-        if k != "experiments" && k != "windows" {
+        if !["experiments", "windows", "settings"].contains(&k.as_str()) {
             p.push(format!(
-                "$.{k}: unknown key (expected experiments, windows)"
+                "$.{k}: unknown key (expected experiments, windows, settings)"
             ));
         }
     }
     let windows = windows(top.get("windows"), "$.windows", &mut p);
+    let settings = file(top.get("settings"), "$.settings", resolve, &mut p);
     let mut entries: Vec<Entry> = Vec::new();
     match top.get("experiments").and_then(|e| e.as_array()) {
         None => p.push("$.experiments: required, a list of experiments".into()),
@@ -93,7 +148,7 @@ pub fn parse(text: &str) -> Result<Schedule, Vec<String>> {
         Some(list) => {
             for (i, e) in list.iter().enumerate() {
                 let path = format!("$.experiments[{i}]");
-                if let Some(entry) = entry(e, &path, &mut p) {
+                if let Some(entry) = entry(e, &path, resolve, &mut p) {
                     if entries.iter().any(|x| x.name == entry.name) {
                         p.push(format!("{path}.name: {:?} is used twice", entry.name));
                     }
@@ -103,7 +158,11 @@ pub fn parse(text: &str) -> Result<Schedule, Vec<String>> {
         }
     }
     if p.is_empty() {
-        Ok(Schedule { entries, windows })
+        Ok(Schedule {
+            entries,
+            windows,
+            settings,
+        })
     } else {
         Err(p)
     }
@@ -142,7 +201,13 @@ fn pairs(v: Option<&Value>, path: &str, p: &mut Vec<String>) -> Vec<String> {
     }
 }
 
-fn entry(v: &Value, path: &str, p: &mut Vec<String>) -> Option<Entry> {
+/// A string naming a file, through `resolve`.
+fn file(v: Option<&Value>, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option<String> {
+    let s = string(v, path, p)?;
+    resolve(&s).map_err(|e| p.push(format!("{path}: {e}"))).ok()
+}
+
+fn entry(v: &Value, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option<Entry> {
     let Some(m) = v.as_object() else {
         p.push(format!("{path}: expected a mapping"));
         return None;
@@ -153,7 +218,11 @@ fn entry(v: &Value, path: &str, p: &mut Vec<String>) -> Option<Entry> {
         "cron",
         "labels",
         "vars",
+        "var_files",
         "settings",
+        "rollback_strategy",
+        "hypothesis_strategy",
+        "jitter",
         "windows",
     ];
     for k in m.keys() {
@@ -165,7 +234,20 @@ fn entry(v: &Value, path: &str, p: &mut Vec<String>) -> Option<Entry> {
         }
     }
     let before = p.len();
-    let experiment = string(m.get("experiment"), &format!("{path}.experiment"), p);
+    let experiment = string(m.get("experiment"), &format!("{path}.experiment"), p).and_then(|x| {
+        if x.starts_with("http://") || x.starts_with("https://") {
+            Some(x)
+        } else {
+            resolve(&x)
+                .map_err(|e| p.push(format!("{path}.experiment: {e}")))
+                .ok()
+        }
+    });
+    let name = string(m.get("name"), &format!("{path}.name"), p).or_else(|| {
+        m.get("experiment")
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+    });
     if experiment.is_none() && !m.contains_key("experiment") {
         p.push(format!("{path}.experiment: required"));
     }
@@ -180,25 +262,101 @@ fn entry(v: &Value, path: &str, p: &mut Vec<String>) -> Option<Entry> {
             None
         }
     });
-    let name = string(m.get("name"), &format!("{path}.name"), p);
     let labels = pairs(m.get("labels"), &format!("{path}.labels"), p);
+    for l in &labels {
+        if let Err(e) = parse_label(l) {
+            let key = l.split_once('=').map_or(l.as_str(), |(k, _)| k);
+            p.push(format!("{path}.labels.{key}: {e}"));
+        }
+    }
     let vars = pairs(m.get("vars"), &format!("{path}.vars"), p);
-    let settings = string(m.get("settings"), &format!("{path}.settings"), p);
+    for v in &vars {
+        if let Err(e) = parse_var(v) {
+            let key = v.split_once('=').map_or(v.as_str(), |(k, _)| k);
+            p.push(format!("{path}.vars.{key}: {e}"));
+        }
+    }
+    let var_files = strings(m.get("var_files"), &format!("{path}.var_files"), p)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            resolve(&f)
+                .map_err(|e| p.push(format!("{path}.var_files[{i}]: {e}")))
+                .ok()
+        })
+        .collect();
+    let settings = file(m.get("settings"), &format!("{path}.settings"), resolve, p);
+    let rollback_strategy = strategy::<RollbackStrategy>(
+        m.get("rollback_strategy"),
+        &format!("{path}.rollback_strategy"),
+        p,
+    );
+    let hypothesis_strategy = strategy::<HypothesisStrategy>(
+        m.get("hypothesis_strategy"),
+        &format!("{path}.hypothesis_strategy"),
+        p,
+    );
+    let jitter = match m.get("jitter") {
+        None => None,
+        Some(v) => match v.as_f64().map(crate::duration::seconds) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                p.push(format!("{path}.jitter: {e}"));
+                None
+            }
+            None => {
+                p.push(format!("{path}.jitter: expected a number of seconds"));
+                None
+            }
+        },
+    };
     let windows = windows(m.get("windows"), &format!("{path}.windows"), p);
     if p.len() > before {
         return None;
     }
-    let experiment = experiment?;
     Some(Entry {
-        name: name.unwrap_or_else(|| experiment.clone()),
-        experiment,
+        name: name?,
+        experiment: experiment?,
         cron: cron_text?,
         schedule: schedule?,
         labels,
         vars,
+        var_files,
         settings,
+        rollback_strategy,
+        hypothesis_strategy,
+        jitter,
         windows,
     })
+}
+
+/// A list of non-empty strings (a single string is a list of one).
+fn strings(v: Option<&Value>, path: &str, p: &mut Vec<String>) -> Vec<String> {
+    match v {
+        None => Vec::new(),
+        Some(Value::String(_)) => string(v, path, p).into_iter().collect(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, x)| string(Some(x), &format!("{path}[{i}]"), p))
+            .collect(),
+        Some(_) => {
+            p.push(format!("{path}: expected a list of paths"));
+            Vec::new()
+        }
+    }
+}
+
+/// A strategy by its name (`RollbackStrategy`, `HypothesisStrategy`).
+fn strategy<T: FromStr<Err = String>>(
+    v: Option<&Value>,
+    path: &str,
+    p: &mut Vec<String>,
+) -> Option<T> {
+    let s = string(v, path, p)?;
+    s.parse::<T>()
+        .map_err(|e| p.push(format!("{path}: {e}")))
+        .ok()
 }
 
 /// A cron expression with seconds: 6 fields (`sec min hour dom month dow`) or 7 (a year).
@@ -388,5 +546,116 @@ experiments:
             parse("experiments: []").unwrap_err(),
             ["$.experiments: empty"]
         );
+    }
+
+    #[test]
+    fn entry_options_parse_and_files_go_through_the_resolver() {
+        let text = r#"
+settings: base.yaml
+experiments:
+  - name: a
+    experiment: a.json
+    cron: "0 0 12 * * *"
+    vars: {"rate:int": 5}
+    jitter: 2.5
+    var_files: [one.env, two.json]
+    rollback_strategy: never
+    hypothesis_strategy: before-method-only
+  - {experiment: "https://example.com/e.json", cron: "0 0 3 * * *", settings: own.yaml, var_files: three.env}
+"#;
+        let resolve = |s: &str| {
+            if s.starts_with("missing") {
+                Err(format!("{s}: no such file"))
+            } else {
+                Ok(format!("/base/{s}"))
+            }
+        };
+        let s = parse_in(text, &resolve).unwrap();
+        let (a, b) = (&s.entries[0], &s.entries[1]);
+        assert_eq!(a.experiment, "/base/a.json");
+        assert_eq!(a.var_files, ["/base/one.env", "/base/two.json"]);
+        assert_eq!(a.vars, ["rate:int=5"]);
+        assert_eq!(a.rollback_strategy, Some(RollbackStrategy::Never));
+        assert_eq!(a.jitter, Some(std::time::Duration::from_millis(2500)));
+        assert_eq!(b.jitter, None);
+        assert_eq!(
+            a.hypothesis_strategy,
+            Some(HypothesisStrategy::BeforeMethodOnly)
+        );
+        assert_eq!(
+            s.settings(a),
+            Some("/base/base.yaml"),
+            "the file's settings"
+        );
+        assert_eq!(b.experiment, "https://example.com/e.json", "a URL is kept");
+        assert_eq!(b.name, "https://example.com/e.json");
+        assert_eq!(
+            b.var_files,
+            ["/base/three.env"],
+            "one path is a list of one"
+        );
+        assert_eq!(
+            s.settings(b),
+            Some("/base/own.yaml"),
+            "its own settings win"
+        );
+
+        let bad = r#"
+settings: missing-settings.yaml
+experiments:
+  - experiment: missing.json
+    cron: "*/1 * * * * *"
+    var_files: [ok.env, missing.env, 3]
+    rollback_strategy: sometimes
+    hypothesis_strategy: 1
+    jitter: -1
+    labels: {"bad-key": x}
+    vars: {"r:zz": 1}
+"#;
+        let p = parse_in(bad, &resolve).unwrap_err();
+        let has = |s: &str| assert!(p.iter().any(|x| x.contains(s)), "{s} not in {p:#?}");
+        has("$.settings: missing-settings.yaml: no such file");
+        has("$.experiments[0].experiment: missing.json: no such file");
+        has("$.experiments[0].var_files[1]: missing.env: no such file");
+        has("$.experiments[0].var_files[2]: expected a non-empty string");
+        has("$.experiments[0].rollback_strategy: unknown value 'sometimes'");
+        has("$.experiments[0].hypothesis_strategy: expected a non-empty string");
+        has("$.experiments[0].labels.bad-key: label \"bad-key=x\": the key must be");
+        has("$.experiments[0].vars.r:zz:");
+        has("$.experiments[0].jitter: expected a non-negative number of seconds");
+        assert_eq!(p.len(), 9, "{p:#?}");
+        let p = parse("experiments: [{experiment: a, cron: \"*/1 * * * * *\", jitter: 1m}]")
+            .unwrap_err();
+        assert_eq!(p, ["$.experiments[0].jitter: expected a number of seconds"]);
+    }
+
+    #[test]
+    fn a_jitter_delay_is_below_its_maximum() {
+        use std::time::Duration;
+        let max = Duration::from_secs(30);
+        assert_eq!(jitter_delay(max, 0), Duration::ZERO);
+        assert_eq!(jitter_delay(max, 30_000_000_001), Duration::from_nanos(1));
+        assert_eq!(jitter_delay(Duration::ZERO, 12345), Duration::ZERO);
+        for r in [1u128, 7 << 40, u128::MAX, u128::MAX / 3] {
+            assert!(jitter_delay(max, r) < max);
+        }
+    }
+
+    #[test]
+    fn upcoming_firings_skip_those_outside_the_windows() {
+        let s = parse(
+            r#"
+windows: [{days: mon-fri, from: "09:00", to: "17:00"}]
+experiments:
+  - {name: noon, experiment: a.json, cron: "0 0 12 * * *"}
+  - {name: night, experiment: a.json, cron: "0 0 3 * * *"}
+"#,
+        )
+        .unwrap();
+        let fri = Utc.with_ymd_and_hms(2026, 12, 4, 13, 0, 0).unwrap(); // a Friday
+        let noon = s.upcoming(&s.entries[0], fri, 3);
+        let day = |d| Utc.with_ymd_and_hms(2026, 12, d, 12, 0, 0).unwrap();
+        assert_eq!(noon, [day(7), day(8), day(9)], "the weekend skipped");
+        assert!(s.upcoming(&s.entries[1], fri, 3).is_empty(), "never inside");
     }
 }

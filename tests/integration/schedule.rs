@@ -121,9 +121,359 @@ fn a_window_excluding_now_runs_nothing_and_the_kill_switch_refuses() {
 fn a_wrong_schedule_is_refused_with_every_problem() {
     let dir = TempDir::new("schedule-bad");
     dir.write("b.yaml", "experiments:\n  - {experiment: a.json, cron: \"* * * * *\"}\n  - {cron: \"*/1 * * * * *\"}\n");
-    let out = faultline(&dir, &["schedule", "b.yaml"], &[]);
+    let out = faultline(&dir, &["schedule", "b.yaml", "--label", "bad"], &[]);
     assert_eq!(out.code, 3, "{}", out.all_text());
     let t = out.all_text();
     assert!(t.contains("$.experiments[0].cron"), "{t}");
+    assert!(
+        t.contains("$.experiments[0].experiment: a.json: no such file"),
+        "{t}"
+    );
     assert!(t.contains("$.experiments[1].experiment: required"), "{t}");
+    assert!(t.contains("--label: label \"bad\""), "{t}");
+    assert!(!dir.join("journals").exists(), "nothing ran");
+}
+
+/// The journals of the entry `name` (`<name>-<run id>.json`).
+fn journals_of(dir: &TempDir, name: &str) -> usize {
+    std::fs::read_dir(dir.join("journals"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n.starts_with(&format!("{name}-"))
+                        && n.ends_with(".json")
+                        && !n.ends_with(".trace.json")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The console's JSON lines (`--log-format json`) of event `event`.
+fn events(dir: &TempDir, event: &str) -> Vec<serde_json::Value> {
+    text(dir)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == event)
+        .collect()
+}
+
+#[test]
+fn every_run_is_recorded_with_its_entry_labels_and_runs_of_one_entry_never_overlap() {
+    let dir = TempDir::new("schedule-record");
+    // Each run takes longer than the one-second cron: the next firing finds it running.
+    let e = experiment(
+        vec![],
+        vec![process("action", "nap", "sleep", &["1.3"])],
+        vec![],
+    );
+    dir.write("nap.json", &serde_json::to_string(&e).unwrap());
+    dir.write(
+        "s.yaml",
+        "experiments:\n  - {name: checkout, experiment: nap.json, cron: \"*/1 * * * * *\", labels: {service: checkout}}\n  - {name: cart, experiment: nap.json, cron: \"*/1 * * * * *\", labels: {service: cart, tier: \"1\"}}\n",
+    );
+    let store = dir.join("history.db");
+    let store = store.to_str().unwrap();
+    let args = [
+        "schedule",
+        "s.yaml",
+        "--store",
+        store,
+        "--label",
+        "team=payments",
+        "--log-format",
+        "json",
+    ];
+    let mut guard = ChildGuard(Some(spawn(&dir, &args, &[])));
+    wait_until(LIMIT, "two finished runs of each entry", || {
+        let done = events(&dir, "schedule.done");
+        ["checkout", "cart"].iter().all(|n| {
+            done.iter()
+                .filter(|d| {
+                    d["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with(&format!("{n}: run "))
+                })
+                .count()
+                >= 2
+        })
+    });
+    send_signal(guard.0.as_ref().unwrap().id(), "TERM");
+    assert_eq!(
+        wait_with_limit(guard.0.as_mut().unwrap(), LIMIT),
+        0,
+        "{}",
+        text(&dir)
+    );
+    let skipped = events(&dir, "schedule.skipped");
+    assert!(
+        skipped.iter().any(|s| s["message"]
+            .as_str()
+            .unwrap()
+            .contains("its previous run is still running")),
+        "{}",
+        text(&dir)
+    );
+    let (n_checkout, n_cart) = (journals_of(&dir, "checkout"), journals_of(&dir, "cart"));
+
+    let list = faultline(
+        &dir,
+        &[
+            "runs", "list", "--format", "json", "--store", store, "--limit", "0",
+        ],
+        &[],
+    );
+    assert_eq!(list.code, 0, "{}", list.all_text());
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(
+        runs.len(),
+        n_checkout + n_cart,
+        "every run recorded: {runs:#?}"
+    );
+    for (name, service, n) in [
+        ("checkout", "checkout", n_checkout),
+        ("cart", "cart", n_cart),
+    ] {
+        let mut mine: Vec<&serde_json::Value> = runs
+            .iter()
+            .filter(|r| {
+                let j = r["journal"].as_str().unwrap();
+                std::path::Path::new(j)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}-"))
+            })
+            .collect();
+        assert_eq!(mine.len(), n, "{name}: {runs:#?}");
+        assert!(n >= 2, "{name}: {n} run(s)");
+        for r in &mine {
+            // The entry's `service` replaces `--label service=all`.
+            assert_eq!(r["labels"]["service"], service, "{r:#}");
+            assert_eq!(
+                r["labels"]["team"], "payments",
+                "the --label of every run: {r:#}"
+            );
+            let status = r["status"].as_str().unwrap();
+            assert!(["completed", "interrupted"].contains(&status), "{r:#}");
+        }
+        assert_eq!(
+            mine.iter().any(|r| r["labels"]["tier"] == "1"),
+            name == "cart"
+        );
+        // Oldest first; each run started after the previous one ended.
+        mine.sort_by_key(|r| r["started"].as_str().unwrap().to_string());
+        let time = |v: &serde_json::Value| {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap()
+        };
+        for w in mine.windows(2) {
+            assert!(
+                time(&w[1]["started"]) >= time(&w[0]["ended"]),
+                "{name}: runs overlap: {:#} then {:#}",
+                w[0],
+                w[1]
+            );
+        }
+        // Only the last run can have been interrupted by the SIGTERM.
+        for r in &mine[..mine.len() - 1] {
+            assert_eq!(r["status"], "completed", "{r:#}");
+        }
+    }
+}
+
+/// A shell activity that starts `sleep 300` in the background, records both pids,
+/// then touches `<tag>.ready` and waits (`$$$$`: a literal `$$` after substitution).
+fn long_sleeper(kind: &str, name: &str, tag: &str) -> serde_json::Value {
+    sh(
+        kind,
+        name,
+        &format!("sleep 300 & echo $! > {tag}.sleep.pid; echo $$$$ > {tag}.sh.pid; touch {tag}.ready; wait"),
+    )
+}
+
+#[test]
+fn a_second_signal_while_the_first_waits_for_running_runs_exits_at_once() {
+    let dir = TempDir::new("schedule-twice");
+    let _sleepers = SleepGuard(vec![
+        dir.join("long.sleep.pid"),
+        dir.join("rollback.sleep.pid"),
+    ]);
+    let e = experiment(
+        vec![],
+        vec![long_sleeper("action", "long", "long")],
+        vec![long_sleeper("action", "slow-undo", "rollback")],
+    );
+    dir.write("slow.json", &serde_json::to_string(&e).unwrap());
+    dir.write(
+        "s.yaml",
+        "experiments:\n  - {name: slow, experiment: slow.json, cron: \"*/1 * * * * *\"}\n",
+    );
+    let mut guard = ChildGuard(Some(spawn(&dir, &["schedule", "s.yaml"], &[])));
+    let child = guard.0.as_mut().unwrap();
+    wait_until(LIMIT, "the method to start", || {
+        dir.join("long.ready").exists()
+    });
+    send_signal(child.id(), "TERM");
+    // The first signal interrupted the run; its rollback starts and blocks, and the
+    // scheduler waits for it.
+    wait_until(LIMIT, "the rollback to start", || {
+        dir.join("rollback.ready").exists()
+    });
+    assert!(child.try_wait().unwrap().is_none(), "{}", text(&dir));
+    let second = std::time::Instant::now();
+    send_signal(child.id(), "TERM");
+    let code = wait_with_limit(child, LIMIT);
+    let took = second.elapsed();
+    assert_eq!(code, 2, "{}", text(&dir));
+    assert!(
+        took < Duration::from_secs(5),
+        "second signal: exit took {took:?}"
+    );
+    assert!(text(&dir).contains("again: exiting now"), "{}", text(&dir));
+    // Given up: the activities' processes are gone, no journal, no temporary file.
+    for tag in ["long", "rollback"] {
+        for which in ["sleep", "sh"] {
+            let pid = read_pid(&dir.join(&format!("{tag}.{which}.pid")));
+            assert!(
+                wait_pid_gone(pid, Duration::from_secs(5)),
+                "{tag}: the {which} process {pid} is still running"
+            );
+        }
+    }
+    assert!(journals(&dir).is_empty(), "no journal: {}", text(&dir));
+    assert_no_temporaries(&dir.join("journals"));
+}
+
+#[test]
+fn entry_options_reach_their_runs_and_paths_are_the_files() {
+    let dir = TempDir::new("schedule-options");
+    std::fs::create_dir_all(dir.join("conf")).unwrap();
+    std::fs::create_dir_all(dir.join("exp")).unwrap();
+    let mut e = experiment(
+        vec![],
+        vec![sh("action", "greet", "echo ${greeting} ${who} >> out")],
+        vec![rollback()],
+    );
+    e["configuration"] = serde_json::json!({"greeting": "bye", "who": "nobody"});
+    dir.write("exp/e.json", &serde_json::to_string(&e).unwrap());
+    dir.write("conf/vars.json", r#"{"configuration": {"who": "world"}}"#);
+    // Paths are the schedule file's: `../exp/e.json`, `vars.json`.
+    dir.write(
+        "conf/s.yaml",
+        "experiments:\n  - name: greet\n    experiment: ../exp/e.json\n    cron: \"*/1 * * * * *\"\n    vars: {greeting: hello}\n    var_files: [vars.json]\n    rollback_strategy: never\n",
+    );
+    let mut guard = ChildGuard(Some(spawn(&dir, &["schedule", "conf/s.yaml"], &[])));
+    wait_until(LIMIT, "a finished run", || {
+        text(&dir).contains("greet: run ") && text(&dir).contains("ended with exit code")
+    });
+    send_signal(guard.0.as_ref().unwrap().id(), "TERM");
+    assert_eq!(
+        wait_with_limit(guard.0.as_mut().unwrap(), LIMIT),
+        0,
+        "{}",
+        text(&dir)
+    );
+    let out = lines(&dir, "out");
+    assert!(!out.is_empty(), "{}", text(&dir));
+    assert!(out.iter().all(|l| l == "hello world"), "{out:?}");
+    assert!(
+        text(&dir).contains("ended with exit code 0"),
+        "{}",
+        text(&dir)
+    );
+    assert!(lines(&dir, "trace").is_empty(), "rollback_strategy: never");
+}
+
+#[test]
+fn next_lists_the_firings_inside_the_windows_and_runs_nothing() {
+    let dir = TempDir::new("schedule-next");
+    dir.write("a.json", "{}");
+    dir.write(
+        "s.yaml",
+        "windows: [{days: mon-fri, from: \"09:00\", to: \"17:00\", tz: UTC}]\nexperiments:\n  - {name: noon, experiment: a.json, cron: \"0 0 12 * * *\"}\n  - {name: night, experiment: a.json, cron: \"0 0 3 * * *\"}\n",
+    );
+    let out = faultline(&dir, &["schedule", "s.yaml", "--next", "5"], &[]);
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let noon: Vec<chrono::DateTime<chrono::Utc>> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("noon\t"))
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert_eq!(noon.len(), 5, "{}", out.stdout);
+    use chrono::{Datelike, Timelike};
+    for t in &noon {
+        assert_eq!((t.hour(), t.minute(), t.second()), (12, 0, 0), "{t}");
+        assert!(
+            t.weekday().number_from_monday() <= 5,
+            "{t} is a weekend day"
+        );
+    }
+    assert!(noon.windows(2).all(|w| w[0] < w[1]));
+    assert!(
+        out.stdout.contains("night\t(only 0 firing(s)"),
+        "{}",
+        out.stdout
+    );
+    assert!(!dir.join("journals").exists(), "nothing ran");
+    // A wrong file: every problem, exit 3.
+    dir.write(
+        "b.yaml",
+        "experiments:\n  - {experiment: gone.json, cron: \"0 0 12 * * *\"}\n",
+    );
+    let out = faultline(&dir, &["schedule", "b.yaml", "--next", "5"], &[]);
+    assert_eq!(out.code, 3, "{}", out.all_text());
+    let zero = faultline(&dir, &["schedule", "s.yaml", "--next", "0"], &[]);
+    assert_eq!(zero.code, 3, "{}", zero.all_text());
+    assert!(
+        out.all_text().contains("$.experiments[0].experiment"),
+        "{}",
+        out.all_text()
+    );
+}
+
+#[test]
+fn a_jittered_run_waits_busy_and_a_shutdown_during_the_wait_starts_nothing() {
+    let dir = TempDir::new("schedule-jitter");
+    dir.write(
+        "ok.json",
+        &serde_json::to_string(&experiment(
+            vec![],
+            vec![tracer("action", "a", "ran")],
+            vec![],
+        ))
+        .unwrap(),
+    );
+    // A jitter of an hour: the run waits, its entry busy meanwhile.
+    dir.write(
+        "j.yaml",
+        "experiments:\n  - {name: ok, experiment: ok.json, cron: \"*/1 * * * * *\", jitter: 3600}\n",
+    );
+    let mut guard = ChildGuard(Some(spawn(&dir, &["schedule", "j.yaml"], &[])));
+    wait_until(
+        LIMIT,
+        "a jittered firing, then one skipped meanwhile",
+        || {
+            let t = text(&dir);
+            t.contains("(jitter)") && t.contains("skipped: its previous run is still running")
+        },
+    );
+    let signalled = std::time::Instant::now();
+    send_signal(guard.0.as_ref().unwrap().id(), "TERM");
+    assert_eq!(
+        wait_with_limit(guard.0.as_mut().unwrap(), LIMIT),
+        0,
+        "{}",
+        text(&dir)
+    );
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+    assert!(
+        text(&dir).contains("not started: stopped during its jitter"),
+        "{}",
+        text(&dir)
+    );
+    assert!(lines(&dir, "trace").is_empty(), "nothing ran");
+    assert!(journals(&dir).is_empty());
 }
