@@ -322,22 +322,17 @@ fn a_second_signal_while_the_first_waits_for_running_runs_exits_at_once() {
         dir.join("rollback.ready").exists()
     });
     assert!(child.try_wait().unwrap().is_none(), "{}", text(&dir));
-    let second = std::time::Instant::now();
     send_signal(child.id(), "TERM");
+    // The rollback sleeps 300 s: ending within LIMIT is giving it up.
     let code = wait_with_limit(child, LIMIT);
-    let took = second.elapsed();
     assert_eq!(code, 2, "{}", text(&dir));
-    assert!(
-        took < Duration::from_secs(5),
-        "second signal: exit took {took:?}"
-    );
     assert!(text(&dir).contains("again: exiting now"), "{}", text(&dir));
     // Given up: the activities' processes are gone, no journal, no temporary file.
     for tag in ["long", "rollback"] {
         for which in ["sleep", "sh"] {
             let pid = read_pid(&dir.join(&format!("{tag}.{which}.pid")));
             assert!(
-                wait_pid_gone(pid, Duration::from_secs(5)),
+                wait_pid_gone(pid, LIMIT),
                 "{tag}: the {which} process {pid} is still running"
             );
         }
@@ -446,10 +441,11 @@ fn a_jittered_run_waits_busy_and_a_shutdown_during_the_wait_starts_nothing() {
         ))
         .unwrap(),
     );
-    // A jitter of an hour: the run waits, its entry busy meanwhile.
+    // A jitter of a year: the run waits (a delay under the few seconds this test
+    // takes is a chance of about 1e-7), its entry busy meanwhile.
     dir.write(
         "j.yaml",
-        "experiments:\n  - {name: ok, experiment: ok.json, cron: \"*/1 * * * * *\", jitter: 3600}\n",
+        "experiments:\n  - {name: ok, experiment: ok.json, cron: \"*/1 * * * * *\", jitter: 31536000}\n",
     );
     let mut guard = ChildGuard(Some(spawn(&dir, &["schedule", "j.yaml"], &[])));
     wait_until(
@@ -460,7 +456,6 @@ fn a_jittered_run_waits_busy_and_a_shutdown_during_the_wait_starts_nothing() {
             t.contains("(jitter)") && t.contains("skipped: its previous run is still running")
         },
     );
-    let signalled = std::time::Instant::now();
     send_signal(guard.0.as_ref().unwrap().id(), "TERM");
     assert_eq!(
         wait_with_limit(guard.0.as_mut().unwrap(), LIMIT),
@@ -468,7 +463,6 @@ fn a_jittered_run_waits_busy_and_a_shutdown_during_the_wait_starts_nothing() {
         "{}",
         text(&dir)
     );
-    assert!(signalled.elapsed() < Duration::from_secs(5));
     assert!(
         text(&dir).contains("not started: stopped during its jitter"),
         "{}",
