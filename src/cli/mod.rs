@@ -87,6 +87,38 @@ pub struct Common {
     pub fetch_timeout: Option<f64>,
 }
 
+/// The signals that ask faultline to stop: SIGINT, SIGTERM and SIGHUP (the SSH
+/// session or terminal went away: by default it would kill faultline with no rollback
+/// and no journal). Installed when made, not when first awaited: a child started
+/// before the first wait may already have led someone to signal us, and the default
+/// action would kill faultline outright.
+pub(crate) struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (`None` when the runtime refuses them).
+    pub(crate) fn install() -> Option<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(StopSignals {
+            int: signal(SignalKind::interrupt()).ok()?,
+            term: signal(SignalKind::terminate()).ok()?,
+            hup: signal(SignalKind::hangup()).ok()?,
+        })
+    }
+
+    /// The next one received, by name.
+    pub(crate) async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}
+
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {

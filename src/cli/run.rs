@@ -167,28 +167,15 @@ fn spawn_signal_handler(
     processes: Processes,
     console: Arc<Console>,
 ) -> tokio::task::JoinHandle<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // Installed now, not when the task first runs: that is only at the run's first
-    // wait, and a child started before it (the first activity) may already have led
-    // someone to signal us; the default action would kill faultline outright.
-    // SIGHUP (the SSH session or terminal went away) is a request to stop like
-    // SIGTERM: by default it would kill faultline with no rollback and no journal.
-    let signals = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    );
+    // Installed now, before the first child starts.
+    let signals = super::StopSignals::install();
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = signals else {
+        let Some(mut signals) = signals else {
             return;
         };
         let mut count = 0;
         loop {
-            let name = tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-                _ = hup.recv() => "SIGHUP",
-            };
+            let name = signals.next().await;
             count += 1;
             let interrupt = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
             if count == 1 && interrupt.in_rollbacks() {

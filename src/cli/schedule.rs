@@ -94,24 +94,15 @@ fn spawn_signal_handler(
     control: ScheduleControl,
     console: Arc<Console>,
 ) -> tokio::task::JoinHandle<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // Installed now, before the first run starts (see `run`'s handler).
-    let signals = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    );
+    // Installed now, before the first child starts.
+    let signals = super::StopSignals::install();
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = signals else {
+        let Some(mut signals) = signals else {
             return;
         };
         let mut count = 0;
         loop {
-            let name = tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-                _ = hup.recv() => "SIGHUP",
-            };
+            let name = signals.next().await;
             count += 1;
             if count == 1 {
                 console.line(
