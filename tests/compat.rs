@@ -495,6 +495,13 @@ fn run_case(name: &str, case: Case) {
     let mut problems = Vec::new();
     compare(&case, &ctk, &fl, &mut problems);
     check_durations(&case, &[&ctk, &fl], &mut problems);
+    if let Some(j) = &ctk.journal {
+        check_report(
+            &dir.0.join("ctk").join("journal.json"),
+            &j.raw,
+            &mut problems,
+        );
+    }
 
     let mut fl_default = None;
     if let Some(expected) = case.faultline_default_rollbacks {
@@ -521,6 +528,53 @@ fn run_case(name: &str, case: Case) {
             report.push_str(&run.describe());
         }
         panic!("{report}");
+    }
+}
+
+/// `faultline report` reads the Chaos Toolkit's own journal: HTML and Markdown, the
+/// verdict its status and deviation give.
+fn check_report(journal: &Path, raw: &Value, problems: &mut Vec<String>) {
+    let verdict = match raw["status"].as_str().unwrap_or("") {
+        s @ ("failed" | "aborted" | "interrupted") => s,
+        _ if raw["deviated"] == true => "deviated",
+        _ => "held",
+    };
+    // A control's additions to CTK's state (strings in `run`) are left out, and said.
+    let foreign = ["run", "rollbacks"].iter().any(|k| {
+        raw[k]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| !i.is_object()))
+    });
+    let markdown = if foreign {
+        "are not activities"
+    } else {
+        "# Chaos report:"
+    };
+    for (format, says) in [
+        ("html", format!("class=\"badge {verdict}\"")),
+        ("markdown", markdown.to_string()),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(["report", "--format", format])
+            .arg(journal)
+            .env_remove("FAULTLINE_TRACE_URL")
+            .env("XDG_CONFIG_HOME", journal.with_file_name("xdg"))
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                if !String::from_utf8_lossy(&o.stdout).contains(&says) {
+                    problems.push(format!(
+                        "faultline report --format {format} on CTK's journal does not say {says:?}"
+                    ));
+                }
+            }
+            Ok(o) => problems.push(format!(
+                "faultline report --format {format} on CTK's journal failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => problems.push(format!("faultline report could not start: {e}")),
+        }
     }
 }
 

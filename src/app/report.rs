@@ -11,7 +11,8 @@
 use super::runs::{self, ListRequest};
 use super::slo::{SloError, StoreRequest};
 use crate::report::{Input, Report};
-use crate::run::record::RunRecord;
+use crate::run::record::{RunEntry, RunRecord};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -56,14 +57,52 @@ fn invalid(problems: Vec<String>) -> SloError {
     SloError::Invalid(problems)
 }
 
-/// Reads a journal's text as a record; the error names what is wrong.
-fn parse(name: &str, text: &str) -> Result<RunRecord, String> {
-    RunRecord::from_json(text).map_err(|e| {
-        format!("{name}: not a run journal ({e}); give a journal written by `faultline run` or `chaos run`")
-    })
+/// Reads a journal's text as a record; the error names what is wrong. A Chaos
+/// Toolkit journal may hold items that are not activities in its `run`, `rollbacks`
+/// or a hypothesis' `probes` (a control's hook appends to the state it is given, and
+/// that state is the journal): they are left out, and said in the report.
+fn parse(name: &str, text: &str) -> Result<(RunRecord, Vec<String>), String> {
+    let strict = match RunRecord::from_json(text) {
+        Ok(r) => return Ok((r, Vec::new())),
+        Err(e) => e,
+    };
+    let refused = || {
+        format!("{name}: not a run journal ({strict}); give a journal written by `faultline run` or `chaos run`")
+    };
+    let mut v: Value = serde_json::from_str(text).map_err(|_| refused())?;
+    let mut dropped = 0;
+    let mut keep_activities = |list: Option<&mut Value>| {
+        if let Some(Value::Array(items)) = list {
+            let before = items.len();
+            items.retain(|i| serde_json::from_value::<RunEntry>(i.clone()).is_ok());
+            dropped += before - items.len();
+        }
+    };
+    keep_activities(v.get_mut("run"));
+    keep_activities(v.get_mut("rollbacks"));
+    if let Some(ss) = v.get_mut("steady_states") {
+        for phase in ["before", "after"] {
+            keep_activities(ss.get_mut(phase).and_then(|h| h.get_mut("probes")));
+        }
+        if let Some(Value::Array(during)) = ss.get_mut("during") {
+            for h in during {
+                keep_activities(h.get_mut("probes"));
+            }
+        }
+    }
+    if dropped == 0 {
+        return Err(refused());
+    }
+    let record: RunRecord = serde_json::from_value(v).map_err(|_| refused())?;
+    Ok((
+        record,
+        vec![format!(
+            "{dropped} item(s) of the journal's activity lists are not activities (a control's additions, say) and are left out"
+        )],
+    ))
 }
 
-fn read(path: &Path) -> Result<RunRecord, String> {
+fn read(path: &Path) -> Result<(RunRecord, Vec<String>), String> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read it: {e}"))?;
     parse(&name, &text)
@@ -103,10 +142,11 @@ pub async fn gather(req: &ReportRequest) -> Result<Gathered, SloError> {
     for given in &req.journals {
         if given == "-" {
             match req.stdin.as_deref().map(|t| parse("<stdin>", t)) {
-                Some(Ok(record)) => runs.push(Input {
+                Some(Ok((record, notes))) => runs.push(Input {
                     source: "<stdin>".into(),
                     record,
                     labels: BTreeMap::new(),
+                    notes,
                 }),
                 Some(Err(e)) => problems.push(e),
                 None => problems.push("<stdin>: nothing was read".into()),
@@ -130,12 +170,13 @@ pub async fn gather(req: &ReportRequest) -> Result<Gathered, SloError> {
             let before = runs.len();
             for f in files {
                 // Not a journal (the OTLP file beside it, a JUnit-less artefact): left out.
-                if let Ok(record) = read(&f) {
+                if let Ok((record, notes)) = read(&f) {
                     if take(&f, &mut seen) {
                         runs.push(Input {
                             source: f.display().to_string(),
                             record,
                             labels: BTreeMap::new(),
+                            notes,
                         });
                     }
                 }
@@ -148,12 +189,13 @@ pub async fn gather(req: &ReportRequest) -> Result<Gathered, SloError> {
             continue;
         }
         match read(path) {
-            Ok(record) => {
+            Ok((record, notes)) => {
                 if take(path, &mut seen) {
                     runs.push(Input {
                         source: given.clone(),
                         record,
                         labels: BTreeMap::new(),
+                        notes,
                     });
                 }
             }
@@ -205,12 +247,13 @@ pub async fn gather(req: &ReportRequest) -> Result<Gathered, SloError> {
             };
             let path = Path::new(journal);
             match read(path) {
-                Ok(record) => {
+                Ok((record, notes)) => {
                     if take(path, &mut seen) {
                         runs.push(Input {
                             source: journal.to_string(),
                             record,
                             labels: summary.labels.clone(),
+                            notes,
                         });
                     }
                 }

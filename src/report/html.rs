@@ -302,6 +302,9 @@ fn summary(out: &mut String, report: &Report, input: &Input, s: &Summary, prefix
         "Journal",
         format!("<span class=\"mono\">{}</span>", esc(&input.source)),
     );
+    for note in &input.notes {
+        row("Note", esc(note));
+    }
     out.push_str("</dl>");
     if !s.failures.is_empty() {
         let _ = write!(

@@ -238,6 +238,9 @@ fn run_section(out: &mut String, report: &Report, input: &Input, n: Option<usize
         row("Target", cell(&l.join(", ")));
     }
     row("Journal", code(&input.source));
+    for note in &input.notes {
+        row("Note", cell(note));
+    }
     out.push('\n');
     if !s.failures.is_empty() {
         out.push_str("### Failures\n\n");

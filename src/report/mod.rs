@@ -22,6 +22,8 @@ pub struct Input {
     pub record: RunRecord,
     /// Its target labels, when the run history gave them.
     pub labels: BTreeMap<String, String>,
+    /// What the reader should know of how the journal was read.
+    pub notes: Vec<String>,
 }
 
 /// What a report is made of.
@@ -171,6 +173,7 @@ mod render_tests {
                     source: format!("j{i}.json"),
                     record: ctk_journal(),
                     labels: BTreeMap::new(),
+                    notes: vec!["a note".into()],
                 })
                 .collect(),
             trace_url: Some("http://jaeger/trace/{trace_id}".into()),
@@ -195,6 +198,7 @@ mod render_tests {
         assert!(html.contains(">200<"), "the declared tolerance: {html}");
         assert!(html.contains("badge deviated"));
         assert!(html.contains("id=\"skipped\""));
+        assert!(html.contains("<dt>Note</dt><dd>a note</dd>"), "{html}");
     }
 
     #[test]
@@ -225,5 +229,45 @@ mod render_tests {
         assert_eq!(seconds_text(185.0), "3 min 5 s");
         assert_eq!(seconds_text(7260.0), "2 h 1 min");
         assert_eq!(seconds_text(f64::NAN), "–");
+    }
+}
+
+#[cfg(test)]
+mod ctk_journals {
+    use super::*;
+
+    /// Journals the real Chaos Toolkit wrote (tests/compat/journals): every one
+    /// renders, with the verdict its status gives.
+    #[test]
+    fn journals_written_by_the_chaos_toolkit_render() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/journals");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("the compat journals") {
+            let path = entry.expect("an entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let record =
+                RunRecord::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let verdict = model::Verdict::of(&record);
+            let report = Report {
+                runs: vec![Input {
+                    source: path.display().to_string(),
+                    record,
+                    labels: BTreeMap::new(),
+                    notes: Vec::new(),
+                }],
+                trace_url: None,
+                generated: chrono::Utc::now(),
+                skipped: Vec::new(),
+            };
+            let html = render(&report, Format::Html);
+            assert!(
+                html.contains(&format!("class=\"badge {}\"", verdict.as_str())),
+                "{}",
+                path.display()
+            );
+            assert!(render(&report, Format::Markdown).contains(verdict.as_str()));
+            seen += 1;
+        }
+        assert!(seen >= 3, "only {seen} journals");
     }
 }
