@@ -1,8 +1,9 @@
 //! `faultline serve` and `faultline token create`, assembled: flags and environment
-//! into a store, a kill switch file and a listener, with the refusals that protect a
-//! shared store (no auth only on loopback, no serving a remote store, TLS needs both
-//! files, a kill switch file that can be checked) decided here, before anything
-//! listens.
+//! into a store, an optional local kill switch file and a listener, with the refusals
+//! that protect a shared store (no auth only on loopback, no serving a remote store,
+//! TLS needs both files, a kill switch file that can be checked) decided here, before
+//! anything listens. The server's kill switch itself lives in the store
+//! ([`crate::server::kill`]).
 
 use crate::server::{self, Listen, ServerState};
 use crate::store::{Store, StoreSpec};
@@ -29,8 +30,8 @@ pub struct ServeRequest {
     /// `--remote-write`: forward every committed indicator to this Prometheus
     /// remote-write URL.
     pub remote_write: Option<String>,
-    /// `--kill-switch` / `FAULTLINE_KILL_SWITCH`: where the server's kill switch
-    /// (`/v1/kill`) is persisted (default: the machine's, see [`super::kill`]).
+    /// `--kill-switch` / `FAULTLINE_KILL_SWITCH`: a local switch file that engages
+    /// this server too while it exists (none by default: the store holds the switch).
     pub kill_switch: Option<PathBuf>,
 }
 
@@ -80,8 +81,8 @@ pub struct ServePlan {
     pub store: StoreSpec,
     /// Tokens checked.
     pub auth: bool,
-    /// Where `/v1/kill` is persisted.
-    pub kill_switch: crate::killswitch::Location,
+    /// The local switch file that engages this server too, if one was given.
+    pub kill_switch: Option<crate::killswitch::Location>,
 }
 
 /// Check a request: every refusal before anything is opened.
@@ -113,10 +114,14 @@ pub fn plan(req: &ServeRequest) -> Result<ServePlan, ServeError> {
     };
     let store = local_store(req.store.as_deref(), "faultline serve")?;
     // The flag already holds FAULTLINE_KILL_SWITCH (the CLI reads it); the settings
-    // file is the runs', not the server's.
-    let (kill_switch, _) = super::kill::location(req.kill_switch.as_deref(), None, &|k| {
+    // file is the runs', not the server's. No default file: the machine's default
+    // switch is the runs' on this machine, and the store is the server's.
+    let kill_switch = match super::kill::location(req.kill_switch.as_deref(), None, &|k| {
         (k != "FAULTLINE_KILL_SWITCH").then(|| env(k)).flatten()
-    });
+    }) {
+        (location, true) => Some(location),
+        (_, false) => None,
+    };
     Ok(ServePlan {
         listen: Listen { addr, tls },
         store,
@@ -127,8 +132,8 @@ pub fn plan(req: &ServeRequest) -> Result<ServePlan, ServeError> {
 
 /// Serve until `shutdown` completes (the CLI: SIGTERM or SIGINT), then finish the
 /// requests in flight and close the store. `on_ready` gets the bound address, the
-/// store (as shown: a path, or a database URL without its password) and the kill
-/// switch's file once listening.
+/// store (as shown: a path, or a database URL without its password) and where the
+/// kill switch is kept once listening.
 pub async fn serve(
     req: &ServeRequest,
     on_ready: impl FnOnce(SocketAddr, &str, &str),
@@ -137,9 +142,9 @@ pub async fn serve(
     let plan = plan(req)?;
     // A switch file that cannot be checked would read as engaged at every request:
     // refused now, with its reason, rather than stopping every attached run later.
-    if let Err(e) = plan.kill_switch.is_engaged() {
+    if let Some(Err(e)) = plan.kill_switch.as_ref().map(|l| l.is_engaged()) {
         return Err(ServeError::Failed(format!(
-            "{e}: give --kill-switch PATH (FAULTLINE_KILL_SWITCH), a file this server can create"
+            "{e}: give --kill-switch PATH (FAULTLINE_KILL_SWITCH) a file this server can check, or leave it out (the store holds the switch)"
         )));
     }
     let store = Store::open_with(&plan.store, req.remote_write.as_deref())
@@ -148,10 +153,12 @@ pub async fn serve(
             crate::store::StoreError::Invalid(m) => ServeError::Invalid(m),
             other => ServeError::Failed(other.to_string()),
         })?;
-    let state =
-        ServerState::new(store.clone(), plan.auth).with_kill_switch(plan.kill_switch.clone());
+    let mut state = ServerState::new(store.clone(), plan.auth);
+    if let Some(file) = &plan.kill_switch {
+        state = state.with_kill_switch_file(file.clone());
+    }
     let shown = plan.store.describe();
-    let switch = plan.kill_switch.describe();
+    let switch = state.kill.describe();
     let served = server::serve(
         state,
         plan.listen,
@@ -207,7 +214,7 @@ mod tests {
         r.kill_switch = Some("/srv/kill".into());
         assert_eq!(
             plan(&r).unwrap().kill_switch,
-            crate::killswitch::Location::file("/srv/kill")
+            Some(crate::killswitch::Location::file("/srv/kill"))
         );
     }
 

@@ -28,9 +28,10 @@ pub struct ServeArgs {
     /// (http(s)://host:port/api/v1/write).
     #[arg(long, env = "FAULTLINE_REMOTE_WRITE")]
     pub remote_write: Option<String>,
-    /// Where the server's kill switch (`/v1/kill`) is persisted; runs on this machine
-    /// obeying the same file stop too [default: $XDG_RUNTIME_DIR/faultline/kill-switch
-    /// and /tmp/faultline-<uid>/kill-switch].
+    /// A local kill switch file that engages this server too while it exists (`faultline
+    /// kill --kill-switch PATH` or `touch` on this machine); `DELETE /v1/kill` removes
+    /// it. The switch itself (`/v1/kill`) is kept in the store, shared by every server
+    /// over it [default: none].
     #[arg(long, env = "FAULTLINE_KILL_SWITCH", value_name = "PATH")]
     pub kill_switch: Option<PathBuf>,
 }
@@ -68,7 +69,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         );
         let _ = writeln!(
             out,
-            "faultline serve: kill switch at {scheme}://{addr}/v1/kill, persisted in {switch}"
+            "faultline serve: kill switch at {scheme}://{addr}/v1/kill, kept in {switch}"
         );
         if no_auth {
             let _ = writeln!(out, "faultline serve: no auth: every request is allowed");

@@ -11,7 +11,8 @@
 //! (the first reason stays); releasing removes it.
 //!
 //! Used by the composition root (runs, `faultline kill`) and by the server (its
-//! `/v1/kill` state, persisted in the same kind of file): it knows nothing of either.
+//! `/v1/kill` engagements, and its optional local switch file): it knows nothing of
+//! either.
 
 pub mod remote;
 

@@ -159,7 +159,7 @@ pub async fn track(State(st): State<ServerState>, req: Request, next: Next) -> R
 /// `GET /metrics`.
 pub async fn scrape(State(st): State<ServerState>) -> Response {
     let mut text = st.metrics.render();
-    text.push_str(&kill_switch(&st));
+    text.push_str(&kill_switch(st.kill.current().await.is_some()));
     match objectives(&st).await {
         Ok(t) => text.push_str(&t),
         Err(e) => return e.into_response(),
@@ -178,10 +178,9 @@ pub async fn scrape(State(st): State<ServerState>) -> Response {
         .into_response()
 }
 
-/// The kill switch's gauge, read now.
-fn kill_switch(st: &ServerState) -> String {
+/// The kill switch's gauge (`on`: read now, through the switch's cache).
+fn kill_switch(on: bool) -> String {
     let recorder = PrometheusBuilder::new().build_recorder();
-    let on = st.kill.current().is_some();
     metrics::with_local_recorder(&recorder, || {
         metrics::describe_gauge!(
             KILL_SWITCH,

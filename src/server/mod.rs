@@ -9,7 +9,7 @@
 //! - the native JSON API of `docs/store.md` ([`native`]), which
 //!   [`crate::store::remote`] speaks;
 //! - the kill switch, `/v1/kill` ([`kill`]): engaged, it stops every run attached to
-//!   this server and refuses new ones;
+//!   this server (and to every other server over the same store) and refuses new ones;
 //! - `/healthz` and `/metrics` ([`metrics`]).
 //!
 //! Bad input is refused before the store is touched: every body and query is parsed
@@ -53,22 +53,23 @@ impl ServerState {
     /// A state serving `store`, with tokens checked (`auth = true`) or not.
     pub fn new(store: Store, auth: bool) -> ServerState {
         ServerState {
-            store,
             auth: if auth {
                 auth::Auth::tokens()
             } else {
                 auth::Auth::Off
             },
             metrics: Arc::new(metrics::ServerMetrics::new()),
-            kill: Arc::default(),
+            kill: Arc::new(kill::KillState::new(store.clone(), None)),
+            store,
         }
     }
 
-    /// The same state, its kill switch persisted at `location` (without this, it is
-    /// kept in memory only).
-    pub fn with_kill_switch(self, location: crate::killswitch::Location) -> ServerState {
+    /// The same state, with a local kill switch file too (`--kill-switch`): while it
+    /// exists, this server's switch reads as engaged (the store's switch stays the
+    /// one `POST /v1/kill` engages).
+    pub fn with_kill_switch_file(self, location: crate::killswitch::Location) -> ServerState {
         ServerState {
-            kill: Arc::new(kill::KillState::persisted(location)),
+            kill: Arc::new(kill::KillState::new(self.store.clone(), Some(location))),
             ..self
         }
     }

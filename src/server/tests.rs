@@ -903,5 +903,15 @@ fn any_known_token_operates_the_kill_switch_and_metrics_show_it() {
                 .contains("faultline_kill_switch_engaged 0"),
             "{text}"
         );
+        // The store takes no more writes: engaging is a 503, never a success.
+        f.state.store.close().await;
+        let (s, v) = call(&f, "POST", "/v1/kill", Some(&f.acme), None).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("could not be engaged in the store")),
+            "{v}"
+        );
     });
 }

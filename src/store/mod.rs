@@ -8,6 +8,7 @@
 //! of a run and the server share one shape. Input arrives already checked by
 //! [`crate::slo`]: nothing here parses documents, so nothing malformed reaches a table.
 
+pub(crate) mod kill;
 pub mod postgres;
 pub mod remote;
 pub mod remote_write;
@@ -558,6 +559,40 @@ impl Store {
         }
     }
 
+    /// The server's kill switch: the engagement in force, if any (`faultline serve`
+    /// reads it; every replica over the same store sees the same row).
+    pub async fn kill_switch(&self) -> Result<Option<crate::killswitch::Engagement>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.kill_switch().await,
+            Store::Postgres(s) => s.kill_switch().await,
+            Store::Remote(_) => Err(remote_switch()),
+        }
+    }
+
+    /// Engage the server's kill switch with `e`, unless it is on (then the engagement
+    /// in force stays): one atomic statement, committed before it answers.
+    pub async fn engage_kill_switch(
+        &self,
+        e: &crate::killswitch::Engagement,
+    ) -> Result<crate::killswitch::Engaged, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.engage_kill_switch(e.clone()).await,
+            Store::Postgres(s) => s.engage_kill_switch(e.clone()).await,
+            Store::Remote(_) => Err(remote_switch()),
+        }
+    }
+
+    /// Release the server's kill switch: the engagement that was in force, if any.
+    pub async fn release_kill_switch(
+        &self,
+    ) -> Result<Option<crate::killswitch::Engagement>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.release_kill_switch().await,
+            Store::Postgres(s) => s.release_kill_switch().await,
+            Store::Remote(_) => Err(remote_switch()),
+        }
+    }
+
     /// Write everything acknowledged and close: later calls fail.
     pub async fn close(&self) {
         match self {
@@ -566,6 +601,12 @@ impl Store {
             Store::Remote(_) => {}
         }
     }
+}
+
+fn remote_switch() -> StoreError {
+    StoreError::Invalid(
+        "a remote store's kill switch is its server's: faultline kill --server URL".into(),
+    )
 }
 
 /// An organisation name, checked and lower-cased (Reliably lower-cases them).

@@ -11,6 +11,7 @@ use super::runs::{Overlap, Param, RunFilter, RunSummary, Where};
 use super::{
     entity_id, IndicatorRecord, ObjectiveRecord, Origin, ReportLine, ResultRecord, StoreError,
 };
+use crate::killswitch::{Engaged, Engagement};
 use crate::slo::model::API_VERSION;
 use crate::slo::{selects, Indicator, Labels, Objective, ObjectiveResult};
 use chrono::{DateTime, TimeZone, Utc};
@@ -105,6 +106,18 @@ const MIGRATIONS: &[&str] = &[
         org TEXT PRIMARY KEY,
         longest_us BIGINT NOT NULL
     );",
+    // 3: as SQLite's third migration (the server's kill switch).
+    "CREATE TABLE kill_switch (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        engaged BOOLEAN NOT NULL,
+        reason TEXT NOT NULL,
+        engaged_by TEXT,
+        org TEXT,
+        pid BIGINT,
+        engaged_at TEXT,
+        since_us BIGINT NOT NULL,
+        released_us BIGINT
+    );",
 ];
 
 /// Taken while migrating: one replica migrates, the others wait and find it done.
@@ -124,6 +137,8 @@ enum Write {
     Delete(String, Labels, Reply<usize>),
     Token(String, String, Reply<()>),
     Run(String, RunSummary, Reply<bool>),
+    Engage(Engagement, Reply<Engaged>),
+    Release(Reply<Option<Engagement>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -346,6 +361,19 @@ impl PgStore {
                 .map_err(|e| db("store read", e))?
                 .map(|r| r.get(0)),
         )
+    }
+
+    pub(super) async fn kill_switch(&self) -> Result<Option<Engagement>, StoreError> {
+        let c = self.reader().await;
+        select_kill(&*c, false).await
+    }
+
+    pub(super) async fn engage_kill_switch(&self, e: Engagement) -> Result<Engaged, StoreError> {
+        self.write(|tx| Write::Engage(e, tx)).await
+    }
+
+    pub(super) async fn release_kill_switch(&self) -> Result<Option<Engagement>, StoreError> {
+        self.write(Write::Release).await
     }
 
     pub(super) async fn put_run(&self, org: String, run: RunSummary) -> Result<bool, StoreError> {
@@ -718,6 +746,82 @@ async fn put_run(c: &impl GenericClient, org: &str, run: &RunSummary) -> Result<
     Ok(replaced == 0)
 }
 
+/// `?N` placeholders as PostgreSQL's `$N`.
+fn dollars(sql: &str) -> String {
+    (1..=9).rev().fold(sql.to_string(), |s, n| {
+        s.replace(&format!("?{n}"), &format!("${n}"))
+    })
+}
+
+/// The engagement in force, if any (`lock`: `FOR UPDATE`, inside a write).
+async fn select_kill(c: &impl GenericClient, lock: bool) -> Result<Option<Engagement>, StoreError> {
+    let sql = if lock {
+        format!("{} FOR UPDATE", super::kill::SELECT_SQL)
+    } else {
+        super::kill::SELECT_SQL.to_string()
+    };
+    let row = c
+        .query_opt(sql.as_str(), &[])
+        .await
+        .map_err(|e| db("store read (kill switch)", e))?;
+    Ok(row.map(|r| {
+        super::kill::Row {
+            reason: r.get(0),
+            by: r.get(1),
+            org: r.get(2),
+            pid: r.get(3),
+            at: r.get(4),
+        }
+        .engagement()
+    }))
+}
+
+/// Engage it unless it is on (one upsert: of two replicas engaging at once, the
+/// second waits for the first's row lock and then finds it engaged), then read what
+/// is in force.
+async fn engage_kill(
+    c: &impl GenericClient,
+    e: &Engagement,
+    now: DateTime<Utc>,
+) -> Result<Engaged, StoreError> {
+    let row = super::kill::Row::of(e);
+    let changed = c
+        .execute(
+            dollars(super::kill::ENGAGE_SQL).as_str(),
+            &[
+                &row.reason,
+                &row.by,
+                &row.org,
+                &row.pid,
+                &row.at,
+                &micros(now),
+            ],
+        )
+        .await
+        .map_err(|e| db("store write (kill switch)", e))?;
+    let there = select_kill(c, false).await?.ok_or_else(|| {
+        StoreError::Unavailable("the kill switch reads as released right after engaging it".into())
+    })?;
+    Ok(if changed > 0 {
+        Engaged::Now(there)
+    } else {
+        Engaged::Already(there)
+    })
+}
+
+/// Release it: the engagement that was in force, if any (its row locked, so of two
+/// releases at once only one reports it).
+async fn release_kill(
+    c: &impl GenericClient,
+    now: DateTime<Utc>,
+) -> Result<Option<Engagement>, StoreError> {
+    let before = select_kill(c, true).await?;
+    c.execute(dollars(super::kill::RELEASE_SQL).as_str(), &[&micros(now)])
+        .await
+        .map_err(|e| db("store write (kill switch)", e))?;
+    Ok(before)
+}
+
 /// The writer task: batch, apply each in a savepoint, commit once, answer.
 async fn writer_loop(
     mut c: Client,
@@ -787,6 +891,18 @@ async fn writer_loop(
                     Write::Run(org, run, reply) => {
                         let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
                         let r = put_run(&sp, &org, &run).await;
+                        finish(sp, r.is_ok()).await?;
+                        answers.push(answer(reply, r));
+                    }
+                    Write::Engage(e, reply) => {
+                        let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
+                        let r = engage_kill(&sp, &e, now).await;
+                        finish(sp, r.is_ok()).await?;
+                        answers.push(answer(reply, r));
+                    }
+                    Write::Release(reply) => {
+                        let sp = tx.savepoint("w").await.map_err(|e| db("store write", e))?;
+                        let r = release_kill(&sp, now).await;
                         finish(sp, r.is_ok()).await?;
                         answers.push(answer(reply, r));
                     }

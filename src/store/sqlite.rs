@@ -14,6 +14,7 @@ use super::runs::{Overlap, Param, RunFilter, RunSummary, Where};
 use super::{
     entity_id, IndicatorRecord, ObjectiveRecord, Origin, ReportLine, ResultRecord, StoreError,
 };
+use crate::killswitch::{Engaged, Engagement};
 use crate::slo::model::API_VERSION;
 use crate::slo::{selects, Indicator, Labels, Objective, ObjectiveResult};
 use chrono::{DateTime, TimeZone, Utc};
@@ -110,6 +111,18 @@ const MIGRATIONS: &[&str] = &[
         org TEXT PRIMARY KEY,
         longest_us INTEGER NOT NULL
     );",
+    // 3: the server's kill switch, one row (`super::kill`).
+    "CREATE TABLE kill_switch (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        engaged INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        engaged_by TEXT,
+        org TEXT,
+        pid INTEGER,
+        engaged_at TEXT,
+        since_us INTEGER NOT NULL,
+        released_us INTEGER
+    );",
 ];
 
 /// The most writes committed together.
@@ -138,6 +151,8 @@ enum Write {
         RunSummary,
         oneshot::Sender<Result<bool, StoreError>>,
     ),
+    Engage(Engagement, oneshot::Sender<Result<Engaged, StoreError>>),
+    Release(oneshot::Sender<Result<Option<Engagement>, StoreError>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -451,6 +466,18 @@ impl SqliteStore {
         self.write(|tx| Write::Run(org, run, tx)).await
     }
 
+    pub(super) async fn kill_switch(&self) -> Result<Option<Engagement>, StoreError> {
+        self.read(select_kill).await
+    }
+
+    pub(super) async fn engage_kill_switch(&self, e: Engagement) -> Result<Engaged, StoreError> {
+        self.write(|tx| Write::Engage(e, tx)).await
+    }
+
+    pub(super) async fn release_kill_switch(&self) -> Result<Option<Engagement>, StoreError> {
+        self.write(Write::Release).await
+    }
+
     pub(super) async fn runs(
         &self,
         org: String,
@@ -715,6 +742,52 @@ fn put_run(c: &Connection, org: &str, run: &RunSummary) -> Result<bool, StoreErr
     Ok(replaced == 0)
 }
 
+/// The engagement in force, if any.
+fn select_kill(c: &Connection) -> Result<Option<Engagement>, StoreError> {
+    c.prepare_cached(super::kill::SELECT_SQL)
+        .and_then(|mut st| {
+            st.query_row([], |r| {
+                Ok(super::kill::Row {
+                    reason: r.get(0)?,
+                    by: r.get(1)?,
+                    org: r.get(2)?,
+                    pid: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })
+            .optional()
+        })
+        .map(|row| row.map(super::kill::Row::engagement))
+        .map_err(|e| unavailable("store read (kill switch)", e))
+}
+
+/// Engage it unless it is on (one statement), then read what is in force.
+fn engage_kill(c: &Connection, e: &Engagement, now: DateTime<Utc>) -> Result<Engaged, StoreError> {
+    let row = super::kill::Row::of(e);
+    let changed = c
+        .execute(
+            super::kill::ENGAGE_SQL,
+            params![row.reason, row.by, row.org, row.pid, row.at, micros(now)],
+        )
+        .map_err(|e| unavailable("store write (kill switch)", e))?;
+    let there = select_kill(c)?.ok_or_else(|| {
+        StoreError::Unavailable("the kill switch reads as released right after engaging it".into())
+    })?;
+    Ok(if changed > 0 {
+        Engaged::Now(there)
+    } else {
+        Engaged::Already(there)
+    })
+}
+
+/// Release it: the engagement that was in force, if any.
+fn release_kill(c: &Connection, now: DateTime<Utc>) -> Result<Option<Engagement>, StoreError> {
+    let before = select_kill(c)?;
+    c.execute(super::kill::RELEASE_SQL, params![micros(now)])
+        .map_err(|e| unavailable("store write (kill switch)", e))?;
+    Ok(before)
+}
+
 /// The writer thread: batch, apply each in a savepoint, commit once, answer.
 fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>, forwarder: Option<Forwarder>) {
     while let Ok(first) = rx.recv() {
@@ -775,6 +848,14 @@ fn writer_loop(mut c: Connection, rx: mpsc::Receiver<Write>, forwarder: Option<F
                     }
                     Write::Run(org, run, reply) => {
                         let r = in_savepoint(&tx, |t| put_run(t, &org, &run));
+                        answers.push(answer(reply, r));
+                    }
+                    Write::Engage(e, reply) => {
+                        let r = in_savepoint(&tx, |t| engage_kill(t, &e, now));
+                        answers.push(answer(reply, r));
+                    }
+                    Write::Release(reply) => {
+                        let r = in_savepoint(&tx, |t| release_kill(t, now));
                         answers.push(answer(reply, r));
                     }
                     Write::Token(org, hash, reply) => {

@@ -420,13 +420,13 @@ fn post_v1_kill_stops_the_runs_attached_to_the_server_and_refuses_new_ones() {
         ],
     );
     assert!(!run_switch.exists());
-    // The server says it, persists it, and shows it to Prometheus.
+    // The server says it, keeps it in its store (not in its local switch file, which
+    // only adds a way to engage it), and shows it to Prometheus.
     let v = get(&http);
     assert_eq!(
         (v["engaged"].clone(), v["reason"].clone()),
         (json!(true), json!("incident 7 open"))
     );
-    assert!(server_switch.exists());
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -455,13 +455,13 @@ fn post_v1_kill_stops_the_runs_attached_to_the_server_and_refuses_new_ones() {
         ],
     );
 
-    // A restart keeps it on.
+    // A restart keeps it on: the store holds it (no --kill-switch this time).
     drop(served);
-    let served = Served::start(
-        &dir,
-        "b",
-        &store,
-        &["--kill-switch", server_switch.to_str().unwrap()],
+    let served = Served::start(&dir, "b", &store, &[]);
+    assert!(
+        served.output().contains("kept in the store"),
+        "{}",
+        served.output()
     );
     let base = served.base.clone();
     let status = kill_cmd(
@@ -487,7 +487,6 @@ fn post_v1_kill_stops_the_runs_attached_to_the_server_and_refuses_new_ones() {
         "{}",
         released.stdout
     );
-    assert!(!server_switch.exists());
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -529,6 +528,204 @@ fn post_v1_kill_stops_the_runs_attached_to_the_server_and_refuses_new_ones() {
         .unwrap();
     assert_eq!(v["reason"], "from the cli", "{v}");
     assert!(v["by"].as_str().is_some_and(|b| b.contains('@')), "{v}");
+}
+
+#[test]
+fn the_servers_local_switch_file_engages_it_and_delete_removes_the_file() {
+    let dir = TempDir::new("kill-serve-file");
+    let store = dir.join("store.db");
+    let tok = token(&dir, "chaos", &store);
+    let file = dir.join("server-kill-switch");
+    let served = Served::start(
+        &dir,
+        "a",
+        &store,
+        &["--kill-switch", file.to_str().unwrap()],
+    );
+    let status = |code: i32| {
+        let out = kill_cmd(
+            dir.path(),
+            &["--status", "--server", &served.base],
+            &[("FAULTLINE_TOKEN", &tok)],
+        );
+        assert_eq!(out.code, code, "{}", out.all_text());
+        out
+    };
+    status(0);
+    // `faultline kill --kill-switch FILE` on the server's machine engages it.
+    let engaged = kill_cmd(
+        dir.path(),
+        &[
+            "--kill-switch",
+            file.to_str().unwrap(),
+            "--reason",
+            "by file",
+        ],
+        &[],
+    );
+    assert_eq!(engaged.code, 0, "{}", engaged.all_text());
+    assert!(status(4).stdout.contains("by file"));
+    // Released through the server: the file is gone, the switch off.
+    let released = kill_cmd(
+        dir.path(),
+        &["--release", "--server", &served.base, "--token", &tok],
+        &[],
+    );
+    assert_eq!(released.code, 0, "{}", released.all_text());
+    assert!(!file.exists());
+    status(0);
+}
+
+/// `GET /v1/kill` of `base`.
+fn kill_status(http: &reqwest::blocking::Client, base: &str, tok: &str) -> Value {
+    let r = http
+        .get(format!("{base}/v1/kill"))
+        .bearer_auth(tok)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().unwrap()
+}
+
+/// `POST /v1/kill` on `base` with `reason`: the status and the answer.
+fn kill_post(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    tok: &str,
+    reason: &str,
+) -> (u16, Value) {
+    let r = http
+        .post(format!("{base}/v1/kill"))
+        .bearer_auth(tok)
+        .json(&json!({"reason": reason, "by": "oncall@laptop"}))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap_or_default())
+}
+
+#[test]
+fn replicas_over_one_postgresql_share_one_kill_switch_and_fail_closed_without_it() {
+    let Some(pg) = crate::store::Postgres::start() else {
+        return;
+    };
+    let url = pg.database(&crate::store::runtime());
+    let db = Path::new(&url);
+    let dir = TempDir::new("kill-replicas");
+    let _g = SleepGuard(vec![dir.join("long.sleep.pid")]);
+    let tok = token(&dir, "chaos", db);
+    let a = Served::start(&dir, "a", db, &[]);
+    let b = Served::start(&dir, "b", db, &[]);
+    faultline::tls::init();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let engaged = |base: &str| kill_status(&http, base, &tok)["engaged"] == json!(true);
+    assert!(!engaged(&a.base) && !engaged(&b.base));
+
+    // A run attached to B, stopped by an engagement through A.
+    let attached = [
+        "--store",
+        b.base.as_str(),
+        "--token",
+        tok.as_str(),
+        "--kill-switch",
+        dir.join("run-kill-switch").to_str().unwrap(),
+    ]
+    .map(str::to_string);
+    let attached: Vec<&str> = attached.iter().map(String::as_str).collect();
+    let guard = start_run(&dir, &long_experiment(), &attached, &[]);
+    wait_until(LIMIT, "the long action to start", || {
+        dir.join("long.ready").exists()
+    });
+    let (code, v) = kill_post(&http, &a.base, &tok, "engaged through a");
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["changed"], true, "{v}");
+    wait_until(LIMIT, "replica b to see the engagement", || {
+        engaged(&b.base)
+    });
+    assert_eq!(
+        kill_status(&http, &b.base, &tok)["reason"],
+        "engaged through a"
+    );
+    let out = finish(&dir, guard);
+    check_stopped(
+        &dir,
+        &out,
+        &[
+            "oncall@laptop",
+            "engaged through a",
+            &format!("(server {}/)", b.base),
+        ],
+    );
+
+    // Released through B: A says so.
+    let r = http
+        .delete(format!("{}/v1/kill", b.base))
+        .bearer_auth(&tok)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["released"], true, "{v}");
+    assert_eq!(v["previous"]["reason"], "engaged through a", "{v}");
+    wait_until(LIMIT, "replica a to see the release", || !engaged(&a.base));
+
+    // Both engage at once: one engagement wins, both answer it (no lost update).
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| kill_post(&http, &a.base, &tok, "race a"));
+        let tb = s.spawn(|| kill_post(&http, &b.base, &tok, "race b"));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!((ra.0, rb.0), (200, 200), "{ra:?} {rb:?}");
+    assert_eq!(ra.1["reason"], rb.1["reason"], "{ra:?} {rb:?}");
+    let changed = [&ra.1, &rb.1]
+        .iter()
+        .filter(|v| v["changed"] == json!(true))
+        .count();
+    assert_eq!(changed, 1, "{ra:?} {rb:?}");
+    let winner = ra.1["reason"].clone();
+
+    // A restarted replica finds it engaged at once.
+    drop(a);
+    let a = Served::start(&dir, "a2", db, &[]);
+    let v = kill_status(&http, &a.base, &tok);
+    assert_eq!(
+        (&v["engaged"], &v["reason"]),
+        (&json!(true), &winner),
+        "{v}"
+    );
+
+    // Released, then the database goes away: the switch reads as engaged, saying
+    // why, and an engagement that cannot be written is an error.
+    let r = http
+        .delete(format!("{}/v1/kill", a.base))
+        .bearer_auth(&tok)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_until(LIMIT, "replica b to see the release", || !engaged(&b.base));
+    pg.stop();
+    for served in [&a, &b] {
+        wait_until(LIMIT, "the switch to read as engaged", || {
+            engaged(&served.base)
+        });
+        let v = kill_status(&http, &served.base, &tok);
+        let reason = v["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("the store's switch cannot be checked"),
+            "{v}"
+        );
+    }
+    let (code, v) = kill_post(&http, &b.base, &tok, "no database");
+    assert!((500..600).contains(&code), "{code} {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not be engaged")),
+        "{v}"
+    );
+    drop((a, b));
 }
 
 #[test]

@@ -16,12 +16,15 @@
 //! - Hardening: images pinned, requests and limits, non-root, no privilege escalation,
 //!   read-only root file systems, no service account token; the CronJob's policy
 //!   (`Forbid`, deadlines, history limits, `backoffLimit: 0`, `restartPolicy: Never`).
+//! - The server scales out: several replicas, none with a kill switch of its own (no
+//!   switch file, no claim, no `Recreate`): the switch is the store's (two replicas
+//!   sharing it are run in `kill.rs`).
 //! - With the real binary: the settings and every experiment of the ConfigMaps pass
 //!   `faultline validate`, and the CronJob's own containers run as written (args and
 //!   env from the manifests, the mounts laid out as the kubelet lays out a ConfigMap),
 //!   against the server's Deployment container run as written too (over a real
 //!   PostgreSQL with the Secrets' user and database, when it is installed) and a
-//!   stand-in collector: the token made as README.md says, the kill-switch gate
+//!   stand-in collector: the token made and the switch engaged as README.md says, the kill-switch gate
 //!   refusing the placeholder token and an engaged switch, the run recording both
 //!   experiments in the server's history and sending its spans to the collector.
 
@@ -1121,9 +1124,21 @@ fn the_cronjobs_containers_run_as_written_against_a_real_server() {
     let (args, env) = container(&objs, pod, gate, &root, &in_cluster(&token));
     let out = run_container(&dir, &args, &env);
     assert_eq!(out.code, 0, "{args:?}: {}", out.all_text());
-    // Engaged as README.md says, in the server's container (its switch file, on the
-    // claim), and released over HTTP with the token (`faultline kill --server`).
-    let out = faultline(&dir, &["kill", "--reason", "incident 4711"], &engine.env());
+    // Engaged as README.md says, in the server's container, through the server (its
+    // switch is a row of the store, shared by every replica), and released the same way.
+    let out = faultline(
+        &dir,
+        &[
+            "kill",
+            "--server",
+            served,
+            "--token",
+            &token,
+            "--reason",
+            "incident 4711",
+        ],
+        &engine.env(),
+    );
     assert_eq!(out.code, 0, "{}", out.all_text());
     let out = run_container(&dir, &args, &env);
     assert_eq!(out.code, 4, "{}", out.all_text());
@@ -1194,6 +1209,28 @@ fn the_cronjobs_containers_run_as_written_against_a_real_server() {
         Some(r#"{"resourceSpans":[]}"#.to_string()),
         "the experiment's own export"
     );
+}
+
+#[test]
+fn the_server_scales_out_because_its_kill_switch_is_in_the_store() {
+    let objs = objects(&documents());
+    let deployment = &objs[&("Deployment".into(), "faultline".into())];
+    let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+    assert!(replicas >= 2, "the server runs {replicas} replica(s)");
+    // Nothing per replica holds the switch: no switch file, no claim for one.
+    let pod = &deployment["spec"]["template"]["spec"];
+    for c in pod["containers"].as_array().unwrap() {
+        let args = c["args"].to_string();
+        assert!(!args.contains("--kill-switch"), "{args}");
+        for e in c["env"].as_array().into_iter().flatten() {
+            assert_ne!(e["name"], "FAULTLINE_KILL_SWITCH", "{e}");
+        }
+    }
+    for v in pod["volumes"].as_array().into_iter().flatten() {
+        assert!(v.get("persistentVolumeClaim").is_none(), "{v}");
+    }
+    // A rolling update: two replicas never need to let go of a volume first.
+    assert_ne!(deployment["spec"]["strategy"]["type"], "Recreate");
 }
 
 #[test]

@@ -373,8 +373,10 @@ fn log(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
+impl Postgres {
+    /// Stop the server now (immediate shutdown: the clients' connections drop), as a
+    /// database that goes away under `faultline serve`. Dropping it stops it too.
+    pub(crate) fn stop(&self) {
         let _ = self
             .command("pg_ctl")
             .arg("-D")
@@ -383,6 +385,12 @@ impl Drop for Postgres {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
