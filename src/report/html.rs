@@ -277,33 +277,16 @@ fn summary(out: &mut String, report: &Report, input: &Input, s: &Summary, prefix
         }
     );
     row("Steady state", hypothesis);
-    if let Some(by) = &s.interrupted_by {
-        let latency = s
-            .abort_latency_ms
-            .map(|ms| format!(" (rollbacks began {ms:.0} ms after)"))
-            .unwrap_or_default();
-        row("Interrupted by", esc(&format!("{by}{latency}")));
-    }
-    if !s.node.is_empty() {
-        row("Host", esc(&s.node));
-    }
-    if !s.tags.is_empty() {
-        row("Tags", esc(&s.tags.join(", ")));
-    }
-    if !input.labels.is_empty() {
-        let labels: Vec<String> = input
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        row("Target", esc(&labels.join(", ")));
+    let (before_journal, after_journal) = input.facts(s);
+    for (k, v) in before_journal {
+        row(k, esc(&v));
     }
     row(
         "Journal",
         format!("<span class=\"mono\">{}</span>", esc(&input.source)),
     );
-    for note in &input.notes {
-        row("Note", esc(note));
+    for (k, v) in after_journal {
+        row(k, esc(&v));
     }
     out.push_str("</dl>");
     if !s.failures.is_empty() {

@@ -216,30 +216,13 @@ fn run_section(out: &mut String, report: &Report, input: &Input, n: Option<usize
             checked(s.after)
         ),
     );
-    if let Some(by) = &s.interrupted_by {
-        let latency = s
-            .abort_latency_ms
-            .map(|ms| format!(" (rollbacks began {ms:.0} ms after)"))
-            .unwrap_or_default();
-        row("Interrupted by", cell(&format!("{by}{latency}")));
-    }
-    if !s.node.is_empty() {
-        row("Host", cell(&s.node));
-    }
-    if !s.tags.is_empty() {
-        row("Tags", cell(&s.tags.join(", ")));
-    }
-    if !input.labels.is_empty() {
-        let l: Vec<String> = input
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        row("Target", cell(&l.join(", ")));
+    let (before_journal, after_journal) = input.facts(&s);
+    for (k, v) in before_journal {
+        row(k, cell(&v));
     }
     row("Journal", code(&input.source));
-    for note in &input.notes {
-        row("Note", cell(note));
+    for (k, v) in after_journal {
+        row(k, cell(&v));
     }
     out.push('\n');
     if !s.failures.is_empty() {

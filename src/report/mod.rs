@@ -26,6 +26,40 @@ pub struct Input {
     pub notes: Vec<String>,
 }
 
+impl Input {
+    /// The summary's plain facts, as (name, text), before the journal's path and after
+    /// it: what interrupted the run, host, tags, target labels; then the notes.
+    pub fn facts(
+        &self,
+        s: &model::Summary,
+    ) -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
+        let mut before = Vec::new();
+        if let Some(by) = &s.interrupted_by {
+            let latency = s
+                .abort_latency_ms
+                .map(|ms| format!(" (rollbacks began {ms:.0} ms after)"))
+                .unwrap_or_default();
+            before.push(("Interrupted by", format!("{by}{latency}")));
+        }
+        if !s.node.is_empty() {
+            before.push(("Host", s.node.clone()));
+        }
+        if !s.tags.is_empty() {
+            before.push(("Tags", s.tags.join(", ")));
+        }
+        if !self.labels.is_empty() {
+            let labels: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            before.push(("Target", labels.join(", ")));
+        }
+        let after = self.notes.iter().map(|n| ("Note", n.clone())).collect();
+        (before, after)
+    }
+}
+
 /// What a report is made of.
 #[derive(Debug, Clone)]
 pub struct Report {
