@@ -26,13 +26,13 @@ pub struct Input {
     pub notes: Vec<String>,
 }
 
+/// Facts of a summary, as (name, text).
+pub type Facts = Vec<(&'static str, String)>;
+
 impl Input {
     /// The summary's plain facts, as (name, text), before the journal's path and after
     /// it: what interrupted the run, host, tags, target labels; then the notes.
-    pub fn facts(
-        &self,
-        s: &model::Summary,
-    ) -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
+    pub fn facts(&self, s: &model::Summary) -> (Facts, Facts) {
         let mut before = Vec::new();
         if let Some(by) = &s.interrupted_by {
             let latency = s
