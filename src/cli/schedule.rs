@@ -39,7 +39,7 @@ pub struct ScheduleArgs {
     #[arg(long)]
     pub token: Option<String>,
     /// Run nothing: check the file, print each entry's next N firings inside its
-    /// windows (UTC, RFC 3339) and exit (N from 1 to 10000).
+    /// windows (in UTC, RFC 3339, whatever the zones) and exit (N from 1 to 10000).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=10000))]
     pub next: Option<u16>,
     #[command(flatten)]

@@ -5,7 +5,7 @@
 use crate::experiment::config::parse_var;
 use crate::experiment::labels::parse_label;
 use crate::run::{HypothesisStrategy, RollbackStrategy};
-use chrono::{DateTime, Datelike, FixedOffset, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday};
 use serde_json::Value;
 use std::str::FromStr;
 
@@ -20,6 +20,9 @@ pub struct Entry {
     pub cron: String,
     /// The parsed expression.
     pub schedule: cron::Schedule,
+    /// The zone its cron expression is read in: its `timezone`, else the file's, else
+    /// UTC.
+    pub timezone: Zone,
     /// Target labels, `key=value`.
     pub labels: Vec<String>,
     /// Configuration overrides, `key=value` or `key:type=value` (as `--var`).
@@ -38,20 +41,95 @@ pub struct Entry {
     pub windows: Vec<Window>,
 }
 
-/// A business-hours window: days of the week, a time range in a fixed offset.
+/// A time zone: UTC, a fixed offset (`+02:00`) or an IANA zone (`Europe/Paris`),
+/// whose offset follows its daylight-saving rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    Fixed(FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone::Fixed(FixedOffset::east_opt(0).expect("a zero offset"))
+    }
+}
+
+impl FromStr for Zone {
+    type Err = String;
+
+    /// `UTC` (or `Z`), an offset `+HH:MM`/`-HH:MM`, or an IANA name (exact case).
+    fn from_str(t: &str) -> Result<Self, String> {
+        match t {
+            "UTC" | "Z" => Ok(Zone::default()),
+            _ => t
+                .parse::<FixedOffset>()
+                .map(Zone::Fixed)
+                .or_else(|_| t.parse::<chrono_tz::Tz>().map(Zone::Named))
+                .map_err(|_| {
+                    format!(
+                        "{t:?} is not a time zone (an IANA name like Europe/Paris, UTC, or an offset like +02:00)"
+                    )
+                }),
+        }
+    }
+}
+
+impl Zone {
+    /// The wall-clock time of `at` in this zone.
+    pub fn local(&self, at: DateTime<Utc>) -> NaiveDateTime {
+        match self {
+            Zone::Fixed(z) => at.with_timezone(z).naive_local(),
+            Zone::Named(z) => at.with_timezone(z).naive_local(),
+        }
+    }
+
+    /// The instant of the wall-clock time `local` in this zone: none if a
+    /// daylight-saving change skips it (spring forward), the first of the two if it
+    /// is repeated (fall back).
+    pub fn instant(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+        match self {
+            Zone::Fixed(z) => z.from_local_datetime(&local).earliest().map(|t| t.to_utc()),
+            Zone::Named(z) => z.from_local_datetime(&local).earliest().map(|t| t.to_utc()),
+        }
+    }
+
+    /// The firings of `schedule`, read in this zone, strictly after `after`, in order.
+    /// The expression is matched against wall-clock times: one that a spring-forward
+    /// change skips does not fire; one that a fall-back change repeats fires once, at
+    /// its first occurrence.
+    pub fn firings<'a>(
+        &self,
+        schedule: &'a cron::Schedule,
+        after: DateTime<Utc>,
+    ) -> impl Iterator<Item = DateTime<Utc>> + 'a {
+        // The cron crate, given a zone with daylight saving, returns both instants of a
+        // repeated wall-clock time (out of order among the hour's other firings): it
+        // runs here on wall-clock times written as UTC, which each map to one instant.
+        let zone = *self;
+        schedule
+            .after(&Utc.from_utc_datetime(&zone.local(after)))
+            .filter_map(move |wall| zone.instant(wall.naive_utc()))
+            // After a fall-back, wall-clock times already passed once come again.
+            .filter(move |t| *t > after)
+    }
+}
+
+/// A business-hours window: days of the week, a time range in a zone (wall-clock
+/// times, so one in a named zone follows its daylight-saving changes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
     pub days: Vec<Weekday>,
     pub from: NaiveTime,
     pub to: NaiveTime,
-    pub tz: FixedOffset,
+    pub tz: Zone,
 }
 
 impl Window {
     /// Whether `at` is inside: its day (in the window's zone) is one of `days` and its
     /// time is in `[from, to)`.
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
-        let local = at.with_timezone(&self.tz);
+        let local = self.tz.local(at);
         self.days.contains(&local.weekday()) && local.time() >= self.from && local.time() < self.to
     }
 }
@@ -89,8 +167,8 @@ impl Schedule {
     /// ends the list early rather than looping.
     pub fn upcoming(&self, entry: &Entry, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
         entry
-            .schedule
-            .after(&after)
+            .timezone
+            .firings(&entry.schedule, after)
             .take(SCAN_LIMIT)
             .filter(|t| self.in_window(entry, *t))
             .take(n)
@@ -109,9 +187,9 @@ pub fn jitter_delay(max: std::time::Duration, random: u128) -> std::time::Durati
     }
 }
 
-/// The next firing of `entry` strictly after `after`.
+/// The next firing of `entry` strictly after `after` (its cron read in its zone).
 pub fn next_firing(entry: &Entry, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    entry.schedule.after(&after).next()
+    entry.timezone.firings(&entry.schedule, after).next()
 }
 
 /// Resolves a file named in a schedule (an experiment's path, a settings or var
@@ -133,13 +211,14 @@ pub fn parse_in(text: &str, resolve: Resolve) -> Result<Schedule, Vec<String>> {
         return Err(vec!["$: expected a mapping with `experiments`".into()]);
     };
     for k in top.keys() {
-        if !["experiments", "windows", "settings"].contains(&k.as_str()) {
+        if !["experiments", "windows", "settings", "timezone"].contains(&k.as_str()) {
             p.push(format!(
-                "$.{k}: unknown key (expected experiments, windows, settings)"
+                "$.{k}: unknown key (expected experiments, windows, settings, timezone)"
             ));
         }
     }
-    let windows = windows(top.get("windows"), "$.windows", &mut p);
+    let timezone = zone(top.get("timezone"), "$.timezone", &mut p).unwrap_or_default();
+    let windows = windows(top.get("windows"), "$.windows", timezone, &mut p);
     let settings = file(top.get("settings"), "$.settings", resolve, &mut p);
     let mut entries: Vec<Entry> = Vec::new();
     match top.get("experiments").and_then(|e| e.as_array()) {
@@ -148,7 +227,7 @@ pub fn parse_in(text: &str, resolve: Resolve) -> Result<Schedule, Vec<String>> {
         Some(list) => {
             for (i, e) in list.iter().enumerate() {
                 let path = format!("$.experiments[{i}]");
-                if let Some(entry) = entry(e, &path, resolve, &mut p) {
+                if let Some(entry) = entry(e, &path, resolve, timezone, &mut p) {
                     if entries.iter().any(|x| x.name == entry.name) {
                         p.push(format!("{path}.name: {:?} is used twice", entry.name));
                     }
@@ -207,7 +286,22 @@ fn file(v: Option<&Value>, path: &str, resolve: Resolve, p: &mut Vec<String>) ->
     resolve(&s).map_err(|e| p.push(format!("{path}: {e}"))).ok()
 }
 
-fn entry(v: &Value, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option<Entry> {
+/// A zone (`timezone`, a window's `tz`), if given.
+fn zone(v: Option<&Value>, path: &str, p: &mut Vec<String>) -> Option<Zone> {
+    let s = string(v, path, p)?;
+    s.parse::<Zone>()
+        .map_err(|e| p.push(format!("{path}: {e}")))
+        .ok()
+}
+
+/// An entry; `timezone` is the file's.
+fn entry(
+    v: &Value,
+    path: &str,
+    resolve: Resolve,
+    timezone: Zone,
+    p: &mut Vec<String>,
+) -> Option<Entry> {
     let Some(m) = v.as_object() else {
         p.push(format!("{path}: expected a mapping"));
         return None;
@@ -224,6 +318,7 @@ fn entry(v: &Value, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option
         "hypothesis_strategy",
         "jitter",
         "windows",
+        "timezone",
     ];
     for k in m.keys() {
         if !KEYS.contains(&k.as_str()) {
@@ -310,7 +405,8 @@ fn entry(v: &Value, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option
             }
         },
     };
-    let windows = windows(m.get("windows"), &format!("{path}.windows"), p);
+    let timezone = zone(m.get("timezone"), &format!("{path}.timezone"), p).unwrap_or(timezone);
+    let windows = windows(m.get("windows"), &format!("{path}.windows"), timezone, p);
     if p.len() > before {
         return None;
     }
@@ -319,6 +415,7 @@ fn entry(v: &Value, path: &str, resolve: Resolve, p: &mut Vec<String>) -> Option
         experiment: experiment?,
         cron: cron_text?,
         schedule: schedule?,
+        timezone,
         labels,
         vars,
         var_files,
@@ -370,7 +467,8 @@ pub fn cron_schedule(text: &str) -> Result<cron::Schedule, String> {
     cron::Schedule::from_str(text).map_err(|e| format!("{text:?}: {e}"))
 }
 
-fn windows(v: Option<&Value>, path: &str, p: &mut Vec<String>) -> Vec<Window> {
+/// Windows; one without `tz` is in `timezone` (that of the file or entry holding it).
+fn windows(v: Option<&Value>, path: &str, timezone: Zone, p: &mut Vec<String>) -> Vec<Window> {
     let Some(v) = v else { return Vec::new() };
     let Some(list) = v.as_array() else {
         p.push(format!("{path}: expected a list of windows"));
@@ -410,16 +508,9 @@ fn windows(v: Option<&Value>, path: &str, p: &mut Vec<String>) -> Vec<Window> {
         };
         let from = time("from", p);
         let to = time("to", p);
-        let tz = match m.get("tz").and_then(|t| t.as_str()).unwrap_or("UTC") {
-            "UTC" | "Z" => FixedOffset::east_opt(0),
-            t => t
-                .parse::<FixedOffset>()
-                .map_err(|_| {
-                    p.push(format!(
-                        "{wp}.tz: {t:?}: expected UTC or an offset like +02:00"
-                    ))
-                })
-                .ok(),
+        let tz = match m.get("tz") {
+            None => Some(timezone),
+            v => zone(v, &format!("{wp}.tz"), p),
         };
         if let (Some(f), Some(t)) = (from, to) {
             if f >= t {
@@ -657,5 +748,211 @@ experiments:
         let day = |d| Utc.with_ymd_and_hms(2026, 12, d, 12, 0, 0).unwrap();
         assert_eq!(noon, [day(7), day(8), day(9)], "the weekend skipped");
         assert!(s.upcoming(&s.entries[1], fri, 3).is_empty(), "never inside");
+    }
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    #[test]
+    fn a_window_in_a_named_zone_follows_its_daylight_saving() {
+        let s = parse(
+            r#"
+experiments:
+  - name: paris
+    experiment: a.json
+    cron: "0 0 * * * *"
+    windows: [{days: mon-fri, from: "09:00", to: "17:00", tz: Europe/Paris}]
+  - name: new-york
+    experiment: a.json
+    cron: "0 0 * * * *"
+    windows: [{days: mon-fri, from: "09:00", to: "17:00", tz: America/New_York}]
+"#,
+        )
+        .unwrap();
+        let (paris, ny) = (&s.entries[0], &s.entries[1]);
+        let inside = |e: &Entry, t| s.in_window(e, t);
+        // Summer (CEST, UTC+2), Monday 6 July 2026: 07:00–15:00 UTC.
+        assert!(!inside(paris, utc(2026, 7, 6, 6, 59, 59)));
+        assert!(inside(paris, utc(2026, 7, 6, 7, 0, 0)));
+        assert!(inside(paris, utc(2026, 7, 6, 14, 59, 59)));
+        assert!(!inside(paris, utc(2026, 7, 6, 15, 0, 0)));
+        // Winter (CET, UTC+1), Monday 7 December 2026: 08:00–16:00 UTC.
+        assert!(!inside(paris, utc(2026, 12, 7, 7, 59, 59)));
+        assert!(inside(paris, utc(2026, 12, 7, 8, 0, 0)));
+        assert!(inside(paris, utc(2026, 12, 7, 15, 59, 59)));
+        assert!(!inside(paris, utc(2026, 12, 7, 16, 0, 0)));
+        // The days are Paris's: Saturday 00:30 in Paris is Friday 23:30 UTC.
+        assert!(!inside(paris, utc(2026, 12, 11, 23, 30, 0)));
+        // New York: EDT (UTC-4) in July, EST (UTC-5) in December.
+        assert!(inside(ny, utc(2026, 7, 6, 13, 0, 0)));
+        assert!(!inside(ny, utc(2026, 7, 6, 21, 0, 0)));
+        assert!(!inside(ny, utc(2026, 12, 7, 13, 59, 59)));
+        assert!(inside(ny, utc(2026, 12, 7, 21, 59, 59)));
+        // The same window across the change of 29 March 2026 (02:00 CET → 03:00 CEST):
+        // hourly firings from Friday 27 to Monday 30 March.
+        let hours: Vec<u32> = s
+            .upcoming(paris, utc(2026, 3, 27, 0, 0, 0), 16)
+            .iter()
+            .map(|t| t.format("%d%H").to_string().parse().unwrap())
+            .collect();
+        assert_eq!(
+            hours,
+            [
+                2708, 2709, 2710, 2711, 2712, 2713, 2714, 2715, // CET: 09:00–16:00 Paris
+                3007, 3008, 3009, 3010, 3011, 3012, 3013, 3014, // CEST
+            ]
+        );
+    }
+
+    #[test]
+    fn zones_parse_and_an_unknown_one_is_a_problem_with_its_path() {
+        for (t, z) in [
+            ("UTC", Zone::default()),
+            ("Z", Zone::default()),
+            ("+02:00", Zone::Fixed(FixedOffset::east_opt(7200).unwrap())),
+            ("-05:30", Zone::Fixed(FixedOffset::west_opt(19800).unwrap())),
+            ("Europe/Paris", Zone::Named(chrono_tz::Europe::Paris)),
+            (
+                "America/New_York",
+                Zone::Named(chrono_tz::America::New_York),
+            ),
+            ("Etc/UTC", Zone::Named(chrono_tz::Etc::UTC)),
+        ] {
+            assert_eq!(t.parse::<Zone>(), Ok(z), "{t}");
+        }
+        let bad = r#"
+timezone: Mars/Olympus
+windows: [{days: mon-fri, from: "09:00", to: "17:00", tz: 2}]
+experiments:
+  - experiment: a.json
+    cron: "0 0 9 * * *"
+    timezone: europe/paris
+    windows:
+      - {days: mon-fri, from: "09:00", to: "17:00", tz: Europe/Paris}
+      - {days: sat, from: "09:00", to: "12:00", tz: "Europe/Pariss"}
+      - {days: sun, from: "09:00", to: "12:00", tz: "+25:00"}
+"#;
+        let p = parse(bad).unwrap_err();
+        let zone = |path: &str, t: &str| {
+            format!("{path}: {t:?} is not a time zone (an IANA name like Europe/Paris, UTC, or an offset like +02:00)")
+        };
+        assert_eq!(
+            p,
+            [
+                zone("$.timezone", "Mars/Olympus"),
+                "$.windows[0].tz: expected a non-empty string".to_string(),
+                zone("$.experiments[0].timezone", "europe/paris"),
+                zone("$.experiments[0].windows[1].tz", "Europe/Pariss"),
+                zone("$.experiments[0].windows[2].tz", "+25:00"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cron_is_read_in_its_entry_s_zone_else_the_file_s_else_utc() {
+        let s = parse(
+            r#"
+timezone: Europe/Paris
+windows: [{days: mon-fri, from: "09:00", to: "10:00"}]
+experiments:
+  - {name: file, experiment: a.json, cron: "0 0 9 * * *"}
+  - {name: own, experiment: a.json, cron: "0 0 9 * * *", timezone: America/New_York,
+     windows: [{days: daily, from: "09:00", to: "10:00"}]}
+  - {name: offset, experiment: a.json, cron: "0 0 9 * * *", timezone: "+02:00",
+     windows: [{days: daily, from: "00:00", to: "23:59", tz: UTC}]}
+"#,
+        )
+        .unwrap();
+        let (file, own, offset) = (&s.entries[0], &s.entries[1], &s.entries[2]);
+        assert_eq!(file.timezone, Zone::Named(chrono_tz::Europe::Paris));
+        assert_eq!(
+            s.windows[0].tz, file.timezone,
+            "a window without tz: the file's timezone"
+        );
+        assert_eq!(
+            own.windows[0].tz,
+            Zone::Named(chrono_tz::America::New_York),
+            "an entry's window without tz: the entry's timezone"
+        );
+        let first = |e, t| s.upcoming(e, t, 1)[0];
+        let (summer, winter) = (utc(2026, 7, 5, 12, 0, 0), utc(2026, 12, 6, 12, 0, 0));
+        assert_eq!(first(file, summer), utc(2026, 7, 6, 7, 0, 0));
+        assert_eq!(first(file, winter), utc(2026, 12, 7, 8, 0, 0));
+        assert_eq!(first(own, summer), utc(2026, 7, 5, 13, 0, 0));
+        assert_eq!(first(own, winter), utc(2026, 12, 6, 14, 0, 0));
+        assert_eq!(first(offset, winter), utc(2026, 12, 7, 7, 0, 0));
+        assert_eq!(next_firing(offset, summer), Some(utc(2026, 7, 6, 7, 0, 0)));
+        // No timezone anywhere: UTC, as before.
+        let s = parse("experiments: [{experiment: a, cron: \"0 0 9 * * *\"}]").unwrap();
+        assert_eq!(s.entries[0].timezone, Zone::default());
+        assert_eq!(
+            next_firing(&s.entries[0], summer),
+            Some(utc(2026, 7, 6, 9, 0, 0))
+        );
+    }
+
+    #[test]
+    fn a_skipped_local_time_does_not_fire_and_a_repeated_one_fires_once() {
+        let paris = Zone::Named(chrono_tz::Europe::Paris);
+        let daily = cron_schedule("0 30 2 * * *").unwrap();
+        let list =
+            |s: &cron::Schedule, after, n| paris.firings(s, after).take(n).collect::<Vec<_>>();
+        // Spring forward, 29 March 2026: 02:00 CET is 03:00 CEST, no 02:30 that day.
+        assert_eq!(
+            list(&daily, utc(2026, 3, 27, 12, 0, 0), 3),
+            [
+                utc(2026, 3, 28, 1, 30, 0), // CET
+                utc(2026, 3, 30, 0, 30, 0), // CEST
+                utc(2026, 3, 31, 0, 30, 0),
+            ]
+        );
+        // Fall back, 25 October 2026: 03:00 CEST is 02:00 CET, 02:30 comes twice; the
+        // first one fires.
+        assert_eq!(
+            list(&daily, utc(2026, 10, 24, 12, 0, 0), 2),
+            [utc(2026, 10, 25, 0, 30, 0), utc(2026, 10, 26, 1, 30, 0)]
+        );
+        // Every half hour through the fall-back: the repeated hour fires once.
+        let half = cron_schedule("0 */30 * * * *").unwrap();
+        assert_eq!(
+            list(&half, utc(2026, 10, 24, 23, 45, 0), 5),
+            [
+                utc(2026, 10, 25, 0, 0, 0),  // 02:00 CEST
+                utc(2026, 10, 25, 0, 30, 0), // 02:30 CEST
+                utc(2026, 10, 25, 2, 0, 0),  // 03:00 CET (02:00 and 02:30 CET not again)
+                utc(2026, 10, 25, 2, 30, 0),
+                utc(2026, 10, 25, 3, 0, 0),
+            ]
+        );
+        // From inside the second pass (02:10 CET): the next is 03:00 CET.
+        assert_eq!(
+            paris.firings(&half, utc(2026, 10, 25, 1, 10, 0)).next(),
+            Some(utc(2026, 10, 25, 2, 0, 0))
+        );
+        // What the cron crate does by itself with a zone (why `firings` does not pass
+        // it the zone): it skips the gap too, but gives both 02:30s of the fall-back.
+        let tz = chrono_tz::Europe::Paris;
+        let raw: Vec<DateTime<Utc>> = daily
+            .after(&utc(2026, 10, 24, 12, 0, 0).with_timezone(&tz))
+            .take(3)
+            .map(|t| t.to_utc())
+            .collect();
+        assert_eq!(
+            raw,
+            [
+                utc(2026, 10, 25, 0, 30, 0),
+                utc(2026, 10, 25, 1, 30, 0),
+                utc(2026, 10, 26, 1, 30, 0)
+            ]
+        );
+        let raw: Vec<DateTime<Utc>> = daily
+            .after(&utc(2026, 3, 27, 12, 0, 0).with_timezone(&tz))
+            .take(2)
+            .map(|t| t.to_utc())
+            .collect();
+        assert_eq!(
+            raw,
+            [utc(2026, 3, 28, 1, 30, 0), utc(2026, 3, 30, 0, 30, 0)]
+        );
     }
 }

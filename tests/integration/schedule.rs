@@ -429,6 +429,138 @@ fn next_lists_the_firings_inside_the_windows_and_runs_nothing() {
     );
 }
 
+/// The next `n` hours (on the hour, strictly after `now`) that are Monday to Friday
+/// 09:00–17:00 in Paris, and the next `n` 09:00s in Paris: computed hour by hour and
+/// day by day from chrono-tz, not with the scheduler's own code.
+fn paris_expected(now: chrono::DateTime<chrono::Utc>, n: usize) -> (Vec<String>, Vec<String>) {
+    use chrono::{Datelike, Duration, TimeZone, Timelike};
+    let paris = chrono_tz::Europe::Paris;
+    let fmt =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let start = now
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap();
+    let hourly = (1..)
+        .map(|h| start + Duration::hours(h))
+        .filter(|t| {
+            let local = t.with_timezone(&paris);
+            local.weekday().number_from_monday() <= 5 && (9..17).contains(&local.hour())
+        })
+        .take(n)
+        .map(fmt)
+        .collect();
+    let today = now.with_timezone(&paris).date_naive();
+    let nine = (0..)
+        .filter_map(|d| {
+            let day = today + Duration::days(d);
+            paris
+                .with_ymd_and_hms(day.year(), day.month(), day.day(), 9, 0, 0)
+                .single()
+        })
+        .map(|t| t.to_utc())
+        .filter(|t| *t > now)
+        .take(n)
+        .map(fmt)
+        .collect();
+    (hourly, nine)
+}
+
+#[test]
+fn next_follows_named_time_zones_and_an_unknown_one_is_refused() {
+    let dir = TempDir::new("schedule-next-tz");
+    dir.write("a.json", "{}");
+    dir.write(
+        "s.yaml",
+        "windows: [{days: mon-fri, from: \"09:00\", to: \"17:00\", tz: Europe/Paris}]\nexperiments:\n  - {name: hourly, experiment: a.json, cron: \"0 0 * * * *\"}\n  - {name: nine, experiment: a.json, cron: \"0 0 9 * * *\", timezone: Europe/Paris, windows: [{days: daily, from: \"09:00\", to: \"09:01\"}]}\n",
+    );
+    // 1300 hourly firings inside the window span more than 32 weeks, so wherever in
+    // the year this runs, both lists cross at least one daylight-saving change.
+    let n = 1300;
+    let before = chrono::Utc::now();
+    let out = faultline(&dir, &["schedule", "s.yaml", "--next", "1300"], &[]);
+    let after = chrono::Utc::now();
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let listed = |name: &str| -> Vec<String> {
+        out.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{name}\t")))
+            .map(str::to_string)
+            .collect()
+    };
+    let (hourly, nine) = (listed("hourly"), listed("nine"));
+    // The binary's "now" is between `before` and `after`: either's expectation.
+    let expected = [paris_expected(before, n), paris_expected(after, n)];
+    let first_difference = |got: &[String], want: &[String]| {
+        let i = (0..got.len().max(want.len()))
+            .find(|&i| got.get(i) != want.get(i))
+            .unwrap_or(0);
+        format!(
+            "{} listed, {} expected; first difference at {i}: {:?} listed, {:?} expected",
+            got.len(),
+            want.len(),
+            got.get(i),
+            want.get(i)
+        )
+    };
+    assert!(
+        expected.iter().any(|(h, _)| *h == hourly),
+        "hourly: {}",
+        first_difference(&hourly, &expected[0].0)
+    );
+    assert!(
+        expected.iter().any(|(_, d)| *d == nine),
+        "nine: {}",
+        first_difference(&nine, &expected[0].1)
+    );
+    // Both offsets are there: 09:00 in Paris is 07:00 UTC in summer, 08:00 in winter.
+    for hour in ["T07:00:00Z", "T08:00:00Z"] {
+        assert!(
+            nine.iter().any(|t| t.ends_with(hour)),
+            "no {hour} in {nine:?}"
+        );
+        assert!(hourly.iter().any(|t| t.ends_with(hour)), "no {hour}");
+    }
+    assert!(
+        hourly.iter().any(|t| t.ends_with("T15:00:00Z")),
+        "CET's last hour"
+    );
+    assert!(
+        !hourly
+            .iter()
+            .any(|t| t.ends_with("T06:00:00Z") || t.ends_with("T16:00:00Z")),
+        "never outside 07:00–16:00 UTC"
+    );
+    assert!(!dir.join("journals").exists(), "nothing ran");
+
+    // An unknown zone: every problem with its path, exit 3, nothing run.
+    dir.write(
+        "bad.yaml",
+        "experiments:\n  - experiment: a.json\n    cron: \"0 0 9 * * *\"\n    timezone: Moon/Tranquility\n    windows:\n      - {days: mon-fri, from: \"09:00\", to: \"17:00\", tz: Europe/Paris}\n      - {days: sat, from: \"09:00\", to: \"12:00\", tz: Europe/Pariss}\n",
+    );
+    let expected = [
+        "bad.yaml: $.experiments[0].timezone: \"Moon/Tranquility\" is not a time zone (an IANA name like Europe/Paris, UTC, or an offset like +02:00)",
+        "bad.yaml: $.experiments[0].windows[1].tz: \"Europe/Pariss\" is not a time zone (an IANA name like Europe/Paris, UTC, or an offset like +02:00)",
+    ];
+    for args in [
+        &["schedule", "bad.yaml", "--next", "3"][..],
+        &["schedule", "bad.yaml"],
+    ] {
+        let out = faultline(&dir, args, &[]);
+        assert_eq!(out.code, 3, "{args:?}: {}", out.all_text());
+        for e in expected {
+            assert!(
+                out.all_text().contains(e),
+                "{args:?}: {e} not in {}",
+                out.all_text()
+            );
+        }
+        assert!(!out.stdout.contains("a.json\t"), "{}", out.stdout);
+    }
+    assert!(!dir.join("journals").exists(), "nothing ran");
+}
+
 #[test]
 fn a_jittered_run_waits_busy_and_a_shutdown_during_the_wait_starts_nothing() {
     let dir = TempDir::new("schedule-jitter");
