@@ -212,6 +212,8 @@ struct Connector {
     shown: String,
     /// The last attempt's failure, while it is recent.
     failed: tokio::sync::Mutex<Option<(Instant, StoreError)>>,
+    /// Connection attempts made again since the store was opened.
+    attempts: std::sync::atomic::AtomicU64,
 }
 
 impl Connector {
@@ -224,6 +226,8 @@ impl Connector {
                 return Err(e.clone());
             }
         }
+        self.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let made = match tokio::time::timeout(CONNECT_LIMIT, connect(&self.url, &self.shown)).await
         {
             Ok(r) => r,
@@ -383,6 +387,7 @@ impl PgStore {
             url: url.to_string(),
             shown: shown.clone(),
             failed: tokio::sync::Mutex::new(None),
+            attempts: std::sync::atomic::AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer_loop(
@@ -405,6 +410,15 @@ impl PgStore {
     /// The database, without its password.
     pub fn shown(&self) -> &str {
         &self.inner.shown
+    }
+
+    /// How many times a lost connection was tried again since the store was opened
+    /// (successful or not): at most one attempt a second while the database is away.
+    pub fn reconnect_attempts(&self) -> u64 {
+        self.inner
+            .connector
+            .attempts
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What the remote-write forwarder sent and dropped, when there is one.

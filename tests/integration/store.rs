@@ -479,7 +479,24 @@ fn a_restarted_postgresql_is_reconnected_to_and_the_outage_fails_fast() {
     // The database goes away: every read and write fails as unavailable, at once
     // (not after some timeout of the database's), again and again.
     pg.stop();
+    let Store::Postgres(pg_store) = &store else {
+        unreachable!()
+    };
+    let before = pg_store.reconnect_attempts();
+    let outage = std::time::Instant::now();
     rt.block_on(async {
+        // Many callers at once: they share one attempt (and its backoff), they do
+        // not each try to connect.
+        let mut calls = Vec::new();
+        for _ in 0..64 {
+            let s = store.clone();
+            calls.push(tokio::spawn(async move {
+                s.objectives("acme", &Labels::new()).await
+            }));
+        }
+        for c in calls {
+            assert!(answers(c).await.unwrap().is_err());
+        }
         for _ in 0..3 {
             let e = answers(store.objectives("acme", &Labels::new()))
                 .await
@@ -503,6 +520,20 @@ fn a_restarted_postgresql_is_reconnected_to_and_the_outage_fails_fast() {
             assert!(answers(store.ready()).await.is_err());
         }
     });
+
+    // At most one attempt per backoff (1 s) for the whole process, whatever the
+    // number of requests (64 + 3 × 4 here).
+    let attempts = pg_store.reconnect_attempts() - before;
+    assert!(
+        attempts <= 2 + outage.elapsed().as_secs(),
+        "{attempts} attempts in {:?}",
+        outage.elapsed()
+    );
+    eprintln!(
+        "outage: {} requests, {attempts} connection attempts in {:?}",
+        64 + 12,
+        outage.elapsed()
+    );
 
     // It comes back on the same port and data: the same handle works again, reads
     // and writes, without being opened anew.
