@@ -4,7 +4,10 @@
 //! transaction (group commit, a savepoint per write, answers only after the commit);
 //! reads use their own connections; the schema version lives in `faultline_schema`
 //! and migrations run under an advisory lock, so replicas starting together migrate
-//! once. Labels are JSONB, so a selector is a containment query (`@>`).
+//! once. Labels are JSONB, so a selector is a containment query (`@>`). A connection
+//! lost to a database restart is made again on its next use ([`Connector`]: one
+//! attempt at a time, bounded, with a backoff); a read retries once on the new
+//! connection, a write never does (docs/store.md, "A lost connection").
 
 use super::remote_write::{Forwarded, Forwarder};
 use super::runs::{Overlap, Param, RunFilter, RunSummary, Where};
@@ -299,7 +302,8 @@ async fn connect(url: &str, shown: &str) -> Result<Client, StoreError> {
         .map_err(|e| db(&format!("cannot connect to the store {shown}"), e))?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; requests then fail
-        // with their own errors.
+        // with their own errors, and the client reads as closed, so its slot is
+        // connected again on its next use.
         let _ = connection.await;
     });
     Ok(client)
