@@ -10,7 +10,10 @@
 //!   [`crate::store::remote`] speaks;
 //! - the kill switch, `/v1/kill` ([`kill`]): engaged, it stops every run attached to
 //!   this server (and to every other server over the same store) and refuses new ones;
-//! - `/healthz` and `/metrics` ([`metrics`]).
+//! - `/healthz` (liveness: the process answers; never the store, so a database
+//!   outage does not get every replica restarted), `/readyz` (readiness: the store
+//!   answers a trivial read within [`READY_LIMIT`], else 503) and `/metrics`
+//!   ([`metrics`]).
 //!
 //! Bad input is refused before the store is touched: every body and query is parsed
 //! and checked by [`crate::slo`] first, every problem named by its field.
@@ -35,6 +38,27 @@ use std::sync::Arc;
 
 /// The largest body accepted (1 MiB): larger ones get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// How long `/readyz` waits for the store.
+pub const READY_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `/readyz`: 200 `ok` when the store answers a trivial read within [`READY_LIMIT`],
+/// else 503 saying why (a load balancer then sends the requests elsewhere, and the
+/// server keeps running: it reconnects by itself when the database is back).
+async fn ready(
+    axum::extract::State(state): axum::extract::State<ServerState>,
+) -> Result<&'static str, ApiError> {
+    match tokio::time::timeout(READY_LIMIT, state.store.ready()).await {
+        Ok(Ok(())) => Ok("ok\n"),
+        Ok(Err(e)) => Err(ApiError::Unavailable(format!(
+            "the store is not ready: {e}"
+        ))),
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "the store is not ready: no answer within {}s",
+            READY_LIMIT.as_secs()
+        ))),
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -80,6 +104,7 @@ impl ServerState {
 pub fn router(state: ServerState) -> Router {
     let mut r = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics::scrape));
     r = reliably::routes(r);
     r = native::routes(r);

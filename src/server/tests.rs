@@ -118,10 +118,14 @@ async fn stored_results(f: &Fixture, org: &str) -> usize {
 }
 
 #[test]
-fn healthz_answers_without_a_token_and_unknown_routes_are_json_404() {
+fn healthz_and_readyz_answer_without_a_token_and_unknown_routes_are_json_404() {
     rt().block_on(async {
         let f = fixture(true).await;
         let (s, v) = call(&f, "GET", "/healthz", None, None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v, "ok\n");
+        // Readiness reads the store (without a token too).
+        let (s, v) = call(&f, "GET", "/readyz", None, None).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v, "ok\n");
         let (s, v) = call(&f, "GET", "/nope", None, None).await;

@@ -559,6 +559,17 @@ impl Store {
         }
     }
 
+    /// Whether the store answers now: a trivial read (`faultline serve`'s
+    /// `/readyz`). A PostgreSQL store whose connection was lost connects again
+    /// first (within its backoff).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.kill_switch().await.map(|_| ()),
+            Store::Postgres(s) => s.ping().await,
+            Store::Remote(_) => Ok(()),
+        }
+    }
+
     /// The server's kill switch: the engagement in force, if any (`faultline serve`
     /// reads it; every replica over the same store sees the same row).
     pub async fn kill_switch(&self) -> Result<Option<crate::killswitch::Engagement>, StoreError> {

@@ -4,7 +4,10 @@
 //! transaction (group commit, a savepoint per write, answers only after the commit);
 //! reads use their own connections; the schema version lives in `faultline_schema`
 //! and migrations run under an advisory lock, so replicas starting together migrate
-//! once. Labels are JSONB, so a selector is a containment query (`@>`).
+//! once. Labels are JSONB, so a selector is a containment query (`@>`). A connection
+//! lost to a database restart is made again on its next use ([`Connector`]: one
+//! attempt at a time, bounded, with a backoff); a read retries once on the new
+//! connection, a write never does (docs/store.md, "A lost connection").
 
 use super::remote_write::{Forwarded, Forwarder};
 use super::runs::{Overlap, Param, RunFilter, RunSummary, Where};
@@ -18,6 +21,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
@@ -128,6 +132,16 @@ const MAX_BATCH: usize = 512;
 const BACKFILL: i64 = 100;
 /// Read connections per process.
 const READERS: usize = 4;
+/// The longest wait for a new connection (TCP, TLS-less handshake, authentication).
+const CONNECT_LIMIT: Duration = Duration::from_secs(5);
+/// After a failed connection attempt, the next one waits this long: meanwhile every
+/// caller fails at once with that attempt's error (a dead database is tried about once
+/// a second by the whole process, not once per request).
+const BACKOFF: Duration = Duration::from_secs(1);
+/// The longest a read, or a batch of writes, may take before it fails as
+/// unavailable (its connection is then dropped: a database that stopped answering
+/// without closing the connection does not hold a request forever).
+const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -142,6 +156,40 @@ enum Write {
     Close(oneshot::Sender<()>),
 }
 
+/// Run a read (`body`, an expression of type `Result<T, StoreError>` using the
+/// connection `c`) on a read connection, made again first if it was lost. A read that
+/// fails because its connection closed under it (the database restarted) runs once
+/// more on a new connection: reads change nothing, so that is safe. Every other
+/// failure, and a second one, is the answer (`Unavailable`: a 503). A macro, not a
+/// function taking an async closure: the futures of such closures are not provably
+/// `Send` for every lifetime (the server's handlers need them to be).
+macro_rules! read {
+    ($store:expr, |$c:ident| $body:expr) => {{
+        let store = $store;
+        let mut slot = store.reader().await;
+        let mut fresh = store.inner.connector.ensure(&mut slot).await?;
+        loop {
+            let Some($c) = slot.as_ref() else {
+                break Err(StoreError::Unavailable(
+                    "the store has no connection".into(),
+                ));
+            };
+            match tokio::time::timeout(REQUEST_LIMIT, async { $body }).await {
+                Ok(Err(_)) if !fresh && slot.as_ref().is_some_and(Client::is_closed) => {
+                    store.inner.connector.ensure(&mut slot).await?;
+                    fresh = true;
+                }
+                Ok(r) => break r,
+                Err(_) => {
+                    // Dropping it closes it: whatever it waited for is abandoned.
+                    *slot = None;
+                    break Err(timed_out("store read"));
+                }
+            }
+        }
+    }};
+}
+
 /// The PostgreSQL store. Cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
@@ -152,8 +200,75 @@ struct Inner {
     /// The URL without its password, to name the store.
     shown: String,
     writes: Mutex<Option<mpsc::UnboundedSender<Write>>>,
-    readers: Vec<tokio::sync::Mutex<Client>>,
+    /// The read connections; `None` once one was found lost and could not be made
+    /// again yet.
+    readers: Vec<tokio::sync::Mutex<Option<Client>>>,
+    connector: Arc<Connector>,
     forwarder: Option<Forwarder>,
+}
+
+/// Makes the connections again after the database went away (a restart, a
+/// failover, a network cut): one attempt at a time for the whole process, each
+/// bounded by [`CONNECT_LIMIT`], and none within [`BACKOFF`] of a failed one.
+struct Connector {
+    url: String,
+    shown: String,
+    /// The last attempt's failure, while it is recent.
+    failed: tokio::sync::Mutex<Option<(Instant, StoreError)>>,
+    /// Connection attempts made again since the store was opened.
+    attempts: std::sync::atomic::AtomicU64,
+}
+
+impl Connector {
+    async fn connect(&self) -> Result<Client, StoreError> {
+        // Callers queue here: the first tries, the others wait for its outcome and
+        // then either connect too (their own slot) or fail at once with its error.
+        let mut failed = self.failed.lock().await;
+        if let Some((at, e)) = &*failed {
+            if at.elapsed() < BACKOFF {
+                return Err(e.clone());
+            }
+        }
+        self.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let made = match tokio::time::timeout(CONNECT_LIMIT, connect(&self.url, &self.shown)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "cannot connect to the store {}: no answer within {}s",
+                self.shown,
+                CONNECT_LIMIT.as_secs()
+            ))),
+        };
+        match made {
+            Ok(c) => {
+                *failed = None;
+                Ok(c)
+            }
+            Err(e) => {
+                *failed = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// The slot's connection, made again first when there is none or it is closed;
+    /// whether it is new.
+    async fn ensure(&self, slot: &mut Option<Client>) -> Result<bool, StoreError> {
+        if slot.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(false);
+        }
+        *slot = None;
+        *slot = Some(self.connect().await?);
+        Ok(true)
+    }
+}
+
+fn timed_out(what: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "{what}: the store did not answer within {}s",
+        REQUEST_LIMIT.as_secs()
+    ))
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -187,7 +302,8 @@ async fn connect(url: &str, shown: &str) -> Result<Client, StoreError> {
         .map_err(|e| db(&format!("cannot connect to the store {shown}"), e))?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; requests then fail
-        // with their own errors.
+        // with their own errors, and the client reads as closed, so its slot is
+        // connected again on its next use.
         let _ = connection.await;
     });
     Ok(client)
@@ -269,15 +385,27 @@ impl PgStore {
         let mut readers = Vec::new();
         while let Some(r) = connecting.join_next().await {
             let client = r.map_err(|e| unavailable("connecting to the store", e))??;
-            readers.push(tokio::sync::Mutex::new(client));
+            readers.push(tokio::sync::Mutex::new(Some(client)));
         }
+        let connector = Arc::new(Connector {
+            url: url.to_string(),
+            shown: shown.clone(),
+            failed: tokio::sync::Mutex::new(None),
+            attempts: std::sync::atomic::AtomicU64::new(0),
+        });
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer_loop(writer, rx, forwarder.clone()));
+        tokio::spawn(writer_loop(
+            writer,
+            connector.clone(),
+            rx,
+            forwarder.clone(),
+        ));
         Ok(PgStore {
             inner: Arc::new(Inner {
                 shown,
                 writes: Mutex::new(Some(tx)),
                 readers,
+                connector,
                 forwarder,
             }),
         })
@@ -286,6 +414,15 @@ impl PgStore {
     /// The database, without its password.
     pub fn shown(&self) -> &str {
         &self.inner.shown
+    }
+
+    /// How many times a lost connection was tried again since the store was opened
+    /// (successful or not): at most one attempt a second while the database is away.
+    pub fn reconnect_attempts(&self) -> u64 {
+        self.inner
+            .connector
+            .attempts
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What the remote-write forwarder sent and dropped, when there is one.
@@ -308,13 +445,23 @@ impl PgStore {
             .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
     }
 
-    async fn reader(&self) -> tokio::sync::MutexGuard<'_, Client> {
+    async fn reader(&self) -> tokio::sync::MutexGuard<'_, Option<Client>> {
         for r in &self.inner.readers {
             if let Ok(g) = r.try_lock() {
                 return g;
             }
         }
         self.inner.readers[0].lock().await
+    }
+
+    /// Whether the store answers a trivial read now (`/readyz`).
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        read!(self, |c| {
+            c.simple_query("SELECT 1")
+                .await
+                .map(|_| ())
+                .map_err(|e| db("store read", e))
+        })
     }
 
     pub(super) async fn put_objective(
@@ -354,18 +501,18 @@ impl PgStore {
     }
 
     pub(super) async fn token_org(&self, hash: String) -> Result<Option<String>, StoreError> {
-        let c = self.reader().await;
-        Ok(
-            c.query_opt("SELECT org FROM tokens WHERE hash = $1", &[&hash])
-                .await
-                .map_err(|e| db("store read", e))?
-                .map(|r| r.get(0)),
-        )
+        read!(self, |c| {
+            Ok(
+                c.query_opt("SELECT org FROM tokens WHERE hash = $1", &[&hash])
+                    .await
+                    .map_err(|e| db("store read", e))?
+                    .map(|r| r.get(0)),
+            )
+        })
     }
 
     pub(super) async fn kill_switch(&self) -> Result<Option<Engagement>, StoreError> {
-        let c = self.reader().await;
-        select_kill(&*c, false).await
+        read!(self, |c| select_kill(c, false).await)
     }
 
     pub(super) async fn engage_kill_switch(&self, e: Engagement) -> Result<Engaged, StoreError> {
@@ -385,9 +532,10 @@ impl PgStore {
         org: String,
         filter: RunFilter,
     ) -> Result<Vec<RunSummary>, StoreError> {
-        let c = self.reader().await;
-        let w = Where::new(true, &org).filter(&org, &filter);
-        select_runs(&*c, w, filter.limit).await
+        read!(self, |c| {
+            let w = Where::new(true, &org).filter(&org, &filter);
+            select_runs(c, w, filter.limit).await
+        })
     }
 
     pub(super) async fn run(
@@ -395,10 +543,11 @@ impl PgStore {
         org: String,
         run_id: String,
     ) -> Result<Option<RunSummary>, StoreError> {
-        let c = self.reader().await;
-        let mut w = Where::new(true, &org);
-        w.and("r.run_id = ?", Param::Text(run_id));
-        Ok(select_runs(&*c, w, 1).await?.pop())
+        read!(self, |c| {
+            let mut w = Where::new(true, &org);
+            w.and("r.run_id = ?", Param::Text(run_id.clone()));
+            Ok(select_runs(c, w, 1).await?.pop())
+        })
     }
 
     pub(super) async fn overlapping(
@@ -406,27 +555,29 @@ impl PgStore {
         org: String,
         o: Overlap,
     ) -> Result<Vec<RunSummary>, StoreError> {
-        let c = self.reader().await;
-        let longest: Option<i64> = c
-            .query_opt("SELECT longest_us FROM run_orgs WHERE org = $1", &[&org])
-            .await
-            .map_err(|e| db("store read", e))?
-            .map(|r| r.get(0));
-        let Some(longest) = longest else {
-            return Ok(Vec::new());
-        };
-        let w = Where::new(true, &org).overlap(&org, &o, longest);
-        select_runs(&*c, w, o.limit).await
+        read!(self, |c| {
+            let longest: Option<i64> = c
+                .query_opt("SELECT longest_us FROM run_orgs WHERE org = $1", &[&org])
+                .await
+                .map_err(|e| db("store read", e))?
+                .map(|r| r.get(0));
+            let Some(longest) = longest else {
+                return Ok(Vec::new());
+            };
+            let w = Where::new(true, &org).overlap(&org, &o, longest);
+            select_runs(c, w, o.limit).await
+        })
     }
 
     pub(super) async fn run_organisations(&self) -> Result<Vec<String>, StoreError> {
-        let c = self.reader().await;
-        Ok(c.query("SELECT org FROM run_orgs ORDER BY org", &[])
-            .await
-            .map_err(|e| db("store read", e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        read!(self, |c| {
+            Ok(c.query("SELECT org FROM run_orgs ORDER BY org", &[])
+                .await
+                .map_err(|e| db("store read", e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
     }
 
     pub(super) async fn latest_runs(
@@ -434,45 +585,48 @@ impl PgStore {
         org: String,
         n: usize,
     ) -> Result<Vec<RunSummary>, StoreError> {
-        let c = self.reader().await;
-        let sql = super::runs::LATEST_SQL
-            .replace("?1", "$1")
-            .replace("?2", "$2");
-        let rows = c
-            .query(sql.as_str(), &[&org, &(n as i64)])
-            .await
-            .map_err(|e| db("store read", e))?;
-        records(&rows)
+        read!(self, |c| {
+            let sql = super::runs::LATEST_SQL
+                .replace("?1", "$1")
+                .replace("?2", "$2");
+            let rows = c
+                .query(sql.as_str(), &[&org, &(n as i64)])
+                .await
+                .map_err(|e| db("store read", e))?;
+            records(&rows)
+        })
     }
 
     pub(super) async fn run_counts(
         &self,
         org: String,
     ) -> Result<Vec<super::runs::RunCount>, StoreError> {
-        let c = self.reader().await;
-        let sql = super::runs::COUNTS_SQL.replace("?1", "$1");
-        Ok(c.query(sql.as_str(), &[&org])
-            .await
-            .map_err(|e| db("store read", e))?
-            .iter()
-            .map(|r| super::runs::RunCount {
-                status: r.get(0),
-                deviated: r.get(1),
-                count: r.get::<_, i64>(2).max(0) as u64,
-            })
-            .collect())
-    }
-
-    pub(super) async fn organisations(&self) -> Result<Vec<String>, StoreError> {
-        let c = self.reader().await;
-        Ok(
-            c.query("SELECT DISTINCT org FROM objectives ORDER BY org", &[])
+        read!(self, |c| {
+            let sql = super::runs::COUNTS_SQL.replace("?1", "$1");
+            Ok(c.query(sql.as_str(), &[&org])
                 .await
                 .map_err(|e| db("store read", e))?
                 .iter()
-                .map(|r| r.get(0))
-                .collect(),
-        )
+                .map(|r| super::runs::RunCount {
+                    status: r.get(0),
+                    deviated: r.get(1),
+                    count: r.get::<_, i64>(2).max(0) as u64,
+                })
+                .collect())
+        })
+    }
+
+    pub(super) async fn organisations(&self) -> Result<Vec<String>, StoreError> {
+        read!(self, |c| {
+            Ok(
+                c.query("SELECT DISTINCT org FROM objectives ORDER BY org", &[])
+                    .await
+                    .map_err(|e| db("store read", e))?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect(),
+            )
+        })
     }
 
     pub(super) async fn objectives(
@@ -480,12 +634,13 @@ impl PgStore {
         org: String,
         selector: Labels,
     ) -> Result<Vec<ObjectiveRecord>, StoreError> {
-        let c = self.reader().await;
-        Ok(load_objectives(&*c, &org)
-            .await?
-            .into_iter()
-            .filter(|o| selects(&selector, &o.labels))
-            .collect())
+        read!(self, |c| {
+            Ok(load_objectives(c, &org)
+                .await?
+                .into_iter()
+                .filter(|o| selects(&selector, &o.labels))
+                .collect())
+        })
     }
 
     pub(super) async fn results_by_indicator_selector(
@@ -494,18 +649,19 @@ impl PgStore {
         selector: Labels,
         limit: usize,
     ) -> Result<Vec<ResultRecord>, StoreError> {
-        let c = self.reader().await;
-        let mut all = Vec::new();
-        for o in load_objectives(&*c, &org)
-            .await?
-            .iter()
-            .filter(|o| selects(&selector, &o.indicator_selector))
-        {
-            all.extend(newest_results(&c, o, limit).await?);
-        }
-        all.sort_by(|a, b| b.to.cmp(&a.to).then(b.created_at.cmp(&a.created_at)));
-        all.truncate(limit);
-        Ok(all)
+        read!(self, |c| {
+            let mut all = Vec::new();
+            for o in load_objectives(c, &org)
+                .await?
+                .iter()
+                .filter(|o| selects(&selector, &o.indicator_selector))
+            {
+                all.extend(newest_results(c, o, limit).await?);
+            }
+            all.sort_by(|a, b| b.to.cmp(&a.to).then(b.created_at.cmp(&a.created_at)));
+            all.truncate(limit);
+            Ok(all)
+        })
     }
 
     pub(super) async fn report(
@@ -514,20 +670,21 @@ impl PgStore {
         selector: Labels,
         limit: usize,
     ) -> Result<Vec<ReportLine>, StoreError> {
-        let c = self.reader().await;
-        let mut out = Vec::new();
-        for o in load_objectives(&*c, &org)
-            .await?
-            .into_iter()
-            .filter(|o| selects(&selector, &o.labels))
-        {
-            let results = newest_results(&c, &o, limit).await?;
-            out.push(ReportLine {
-                objective: o,
-                results,
-            });
-        }
-        Ok(out)
+        read!(self, |c| {
+            let mut out = Vec::new();
+            for o in load_objectives(c, &org)
+                .await?
+                .into_iter()
+                .filter(|o| selects(&selector, &o.labels))
+            {
+                let results = newest_results(c, &o, limit).await?;
+                out.push(ReportLine {
+                    objective: o,
+                    results,
+                });
+            }
+            Ok(out)
+        })
     }
 
     pub(super) async fn window_results(
@@ -537,17 +694,17 @@ impl PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<ResultRecord>, StoreError> {
-        let c = self.reader().await;
-        let Some(o) = load_objectives(&*c, &org)
-            .await?
-            .into_iter()
-            .find(|o| o.id == objective_id)
-        else {
-            return Err(StoreError::NotFound(format!(
-                "no objective with id {objective_id}"
-            )));
-        };
-        let rows = c
+        read!(self, |c| {
+            let Some(o) = load_objectives(c, &org)
+                .await?
+                .into_iter()
+                .find(|o| o.id == objective_id)
+            else {
+                return Err(StoreError::NotFound(format!(
+                    "no objective with id {objective_id}"
+                )));
+            };
+            let rows = c
             .query(
                 "SELECT id, indicator_id, indicator_selector, objective_percent, actual_percent,
                         from_us, to_us, created_us, good, total
@@ -558,7 +715,8 @@ impl PgStore {
             )
             .await
             .map_err(|e| db("store read", e))?;
-        Ok(rows.iter().map(|r| result_row(r, &o)).collect())
+            Ok(rows.iter().map(|r| result_row(r, &o)).collect())
+        })
     }
 
     /// Commit what is waiting, stop the writer; later writes fail.
@@ -822,12 +980,37 @@ async fn release_kill(
     Ok(before)
 }
 
-/// The writer task: batch, apply each in a savepoint, commit once, answer.
+/// Answer a write that was not tried (the store cannot be reached): `Close` is
+/// handed back, to be answered once the batch is done.
+fn refuse(w: Write, e: &StoreError) -> Option<oneshot::Sender<()>> {
+    fn no<T>(reply: Reply<T>, e: &StoreError) {
+        let _ = reply.send(Err(e.clone()));
+    }
+    match w {
+        Write::Objective(_, _, r) => no(r, e),
+        Write::Indicator(_, _, _, r) => no(r, e),
+        Write::Delete(_, _, r) => no(r, e),
+        Write::Token(_, _, r) => no(r, e),
+        Write::Run(_, _, r) => no(r, e),
+        Write::Engage(_, r) => no(r, e),
+        Write::Release(r) => no(r, e),
+        Write::Close(done) => return Some(done),
+    }
+    None
+}
+
+/// The writer task: batch, apply each in a savepoint, commit once, answer. Its
+/// connection is made again before a batch when it was lost; a batch whose
+/// connection breaks under it fails as a whole (nothing of it is committed unless
+/// the break came during the commit itself, when the outcome is unknown) and is
+/// never retried here: see docs/store.md, "A lost connection".
 async fn writer_loop(
-    mut c: Client,
+    c: Client,
+    connector: Arc<Connector>,
     mut rx: mpsc::UnboundedReceiver<Write>,
     forwarder: Option<Forwarder>,
 ) {
+    let mut slot = Some(c);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -837,9 +1020,20 @@ async fn writer_loop(
             }
         }
         let mut closing = None;
+        if let Err(e) = connector.ensure(&mut slot).await {
+            for w in batch.drain(..) {
+                closing = refuse(w, &e).or(closing);
+            }
+        }
         let mut answers: Vec<Answer> = Vec::new();
         let mut forwards: Vec<Forwarded> = Vec::new();
-        let outcome: Result<(), StoreError> = async {
+        let work = async {
+            let Some(c) = slot.as_mut() else {
+                return Ok(());
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
             let mut tx = c.transaction().await.map_err(|e| db("store write", e))?;
             // Microseconds: what the tables keep, so an answer equals a later read.
             let now = time(micros(Utc::now()));
@@ -922,8 +1116,20 @@ async fn writer_loop(
                 }
             }
             tx.commit().await.map_err(|e| db("store commit", e))
+        };
+        // A connection that broke, or one left mid-transaction by the time limit, is
+        // dropped (which closes it, and PostgreSQL rolls back what it had open): the
+        // next batch connects anew.
+        let (outcome, lost) = match tokio::time::timeout(REQUEST_LIMIT, work).await {
+            Ok(r) => {
+                let lost = r.is_err() && slot.as_ref().is_none_or(Client::is_closed);
+                (r, lost)
+            }
+            Err(_) => (Err(timed_out("store write")), true),
+        };
+        if lost {
+            slot = None;
         }
-        .await;
         // Nothing is acknowledged before the commit returned.
         for a in answers {
             a(outcome.as_ref().err());

@@ -604,7 +604,7 @@ fn kill_post(
 }
 
 #[test]
-fn replicas_over_one_postgresql_share_one_kill_switch_and_fail_closed_without_it() {
+fn replicas_over_one_postgresql_share_one_kill_switch_fail_closed_without_it_and_recover() {
     let Some(pg) = crate::store::Postgres::start() else {
         return;
     };
@@ -724,6 +724,49 @@ fn replicas_over_one_postgresql_share_one_kill_switch_and_fail_closed_without_it
             .as_str()
             .is_some_and(|e| e.contains("could not be engaged")),
         "{v}"
+    );
+    // Meanwhile a request answers at once, 503 (within the client's 30 s: it does
+    // not hang), and each replica says it is not ready while it stays alive.
+    let ready = |base: &str| {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for served in [&a, &b] {
+        let r = http
+            .get(format!("{}/api/v1/orgs/chaos/objectives", served.base))
+            .bearer_auth(&tok)
+            .send()
+            .expect("an answer within the client's limit");
+        assert_eq!(r.status(), 503, "{:?}", r.text());
+        assert_eq!(ready(&served.base), 503);
+        let r = http.get(format!("{}/healthz", served.base)).send().unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    // The database comes back (same port, same data): both replicas reconnect by
+    // themselves, the switch reads as it is in the store (released), they are
+    // ready again, and an engagement works again, seen by both.
+    pg.start_again();
+    for served in [&a, &b] {
+        wait_until(LIMIT, "the replica to be ready again", || {
+            ready(&served.base) == 200
+        });
+        wait_until(LIMIT, "the switch to read as released again", || {
+            !engaged(&served.base)
+        });
+    }
+    let (code, v) = kill_post(&http, &b.base, &tok, "after the restart");
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["changed"], true, "{v}");
+    wait_until(LIMIT, "replica a to see the engagement", || {
+        engaged(&a.base)
+    });
+    assert_eq!(
+        kill_status(&http, &a.base, &tok)["reason"],
+        "after the restart"
     );
     drop((a, b));
 }

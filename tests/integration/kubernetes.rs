@@ -1078,6 +1078,29 @@ fn the_cronjobs_containers_run_as_written_against_a_real_server() {
     let dir = TempDir::new("k8s-cronjob");
     let engine = Engine::start(&dir, &objs);
     let served = &engine.base;
+    // The server's probes ask real paths of it, and answer 200 while the store
+    // answers; readiness reads the store (within its probe's timeout), liveness does
+    // not (a database outage must not restart every replica).
+    let deployment = &objs[&("Deployment".into(), "faultline".into())];
+    let server = &deployment["spec"]["template"]["spec"]["containers"][0];
+    faultline::tls::init();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let get = &server[probe]["httpGet"];
+        assert_eq!(get["port"], "http", "{probe}");
+        let path = get["path"].as_str().unwrap();
+        let r = http.get(format!("{served}{path}")).send().unwrap();
+        assert_eq!(r.status(), 200, "{probe} {path}");
+    }
+    assert_eq!(server["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(server["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert!(
+        server["readinessProbe"]["timeoutSeconds"].as_u64().unwrap()
+            > faultline::server::READY_LIMIT.as_secs()
+    );
     // What `kubectl exec deploy/faultline -- faultline token create --org chaos` does
     // (README.md, "The runner's token"): the server container's environment.
     let out = faultline(&dir, &["token", "create", "--org", "chaos"], &engine.env());

@@ -322,19 +322,27 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let socket = pg._dir.path().to_path_buf();
-        let status = pg
+        pg.start_again();
+        Some(pg)
+    }
+
+    /// Start the server (again, after [`Postgres::stop`]) on the same port and data
+    /// folder, waiting until it accepts connections: a database that comes back
+    /// after a restart or a failover.
+    pub(crate) fn start_again(&self) {
+        let socket = self._dir.path().to_path_buf();
+        let status = self
             .command("pg_ctl")
             .arg("-D")
-            .arg(&pg.data)
+            .arg(&self.data)
             .arg("-o")
             .arg(format!(
                 "-k {} -h 127.0.0.1 -p {} -c fsync=on",
                 socket.display(),
-                pg.port
+                self.port
             ))
             .arg("-l")
-            .arg(pg._dir.join("log"))
+            .arg(self._dir.join("log"))
             .args(["-w", "-t", "60", "start"])
             .stdout(Stdio::null())
             .status()
@@ -342,9 +350,8 @@ impl Postgres {
         assert!(
             status.success(),
             "pg_ctl start: {}",
-            log(&pg._dir.join("log"))
+            log(&self._dir.join("log"))
         );
-        Some(pg)
     }
 
     /// Its port on 127.0.0.1 (the superuser `faultline` connects without a password).
@@ -439,4 +446,134 @@ fn replicas_starting_together_migrate_once_and_share_one_database() {
     // A password in the URL never shows in what names the store.
     let shown = StoreSpec::Postgres("postgres://u:s3cret@127.0.0.1:1/db".into()).describe();
     assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+/// Waits for `what` to answer within `limit`: a store call that hangs fails the test
+/// instead of holding it.
+async fn answers<T>(what: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(60), what)
+        .await
+        .expect("the store answered within 60 s (it must fail fast, not hang)")
+}
+
+#[test]
+fn a_restarted_postgresql_is_reconnected_to_and_the_outage_fails_fast() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let rt = runtime();
+    let url = pg.database(&rt);
+    let spec = StoreSpec::Postgres(url);
+    let avail = [("category", "Availability")];
+    let store = rt.block_on(async {
+        let store = Store::open(&spec).await.unwrap();
+        store
+            .put_objective("acme", &objective("avail", &avail, 99.0))
+            .await
+            .unwrap();
+        assert!(store.kill_switch().await.unwrap().is_none());
+        store.ready().await.unwrap();
+        store
+    });
+
+    // The database goes away: every read and write fails as unavailable, at once
+    // (not after some timeout of the database's), again and again.
+    pg.stop();
+    let Store::Postgres(pg_store) = &store else {
+        unreachable!()
+    };
+    let before = pg_store.reconnect_attempts();
+    let outage = std::time::Instant::now();
+    rt.block_on(async {
+        // Many callers at once: they share one attempt (and its backoff), they do
+        // not each try to connect.
+        let mut calls = Vec::new();
+        for _ in 0..64 {
+            let s = store.clone();
+            calls.push(tokio::spawn(async move {
+                s.objectives("acme", &Labels::new()).await
+            }));
+        }
+        for c in calls {
+            assert!(answers(c).await.unwrap().is_err());
+        }
+        for _ in 0..3 {
+            let e = answers(store.objectives("acme", &Labels::new()))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(e, faultline::store::StoreError::Unavailable(_)),
+                "{e:?}"
+            );
+            let e = answers(store.put_indicator(
+                "acme",
+                &indicator(&avail, 50.0, "2026-01-01T00:00:00Z"),
+                &Origin::default(),
+            ))
+            .await
+            .unwrap_err();
+            assert!(
+                matches!(e, faultline::store::StoreError::Unavailable(_)),
+                "{e:?}"
+            );
+            assert!(answers(store.kill_switch()).await.is_err());
+            assert!(answers(store.ready()).await.is_err());
+        }
+    });
+
+    // At most one attempt per backoff (1 s) for the whole process, whatever the
+    // number of requests (64 + 3 × 4 here).
+    let attempts = pg_store.reconnect_attempts() - before;
+    assert!(
+        attempts <= 2 + outage.elapsed().as_secs(),
+        "{attempts} attempts in {:?}",
+        outage.elapsed()
+    );
+    eprintln!(
+        "outage: {} requests, {attempts} connection attempts in {:?}",
+        64 + 12,
+        outage.elapsed()
+    );
+
+    // It comes back on the same port and data: the same handle works again, reads
+    // and writes, without being opened anew.
+    pg.start_again();
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let read = answers(store.objectives("acme", &Labels::new())).await;
+            let write = answers(store.put_indicator(
+                "acme",
+                &indicator(&avail, 100.0, "2026-01-01T00:01:00Z"),
+                &Origin::default(),
+            ))
+            .await;
+            if let (Ok(objectives), Ok(r)) = (&read, &write) {
+                assert_eq!(objectives.len(), 1);
+                assert_eq!(r.results, 1);
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the store did not come back: {read:?} {write:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        // Every read connection is made again as it is used: many reads at once all
+        // work (none is handed a dead connection).
+        let mut reads = Vec::new();
+        for _ in 0..16 {
+            let s = store.clone();
+            reads.push(tokio::spawn(async move {
+                s.report("acme", &Labels::new(), 5).await
+            }));
+        }
+        for r in reads {
+            let lines = answers(r).await.unwrap().unwrap();
+            assert_eq!(lines[0].results.len(), 1);
+        }
+        assert!(store.kill_switch().await.unwrap().is_none());
+        store.ready().await.unwrap();
+        store.close().await;
+    });
 }
