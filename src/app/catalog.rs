@@ -19,9 +19,22 @@ pub struct CatalogRequest {
     pub journal_path: PathBuf,
     /// Where the JUnit report goes, if anywhere.
     pub junit: Option<PathBuf>,
+    /// Where the report of the runs goes (`--report`), if anywhere.
+    pub report: Option<ReportTarget>,
     /// The running experiment's interrupt (the signal handler triggers it); once an
     /// interrupt is triggered (signal, kill switch), the catalog stops after its run.
     pub current: Arc<Mutex<Interrupt>>,
+}
+
+/// `--report FILE`: the report of the runs just made, as `faultline report` makes it.
+#[derive(Debug, Clone)]
+pub struct ReportTarget {
+    /// The file.
+    pub path: PathBuf,
+    /// HTML or Markdown.
+    pub format: crate::report::Format,
+    /// The trace link template, checked.
+    pub trace_url: Option<String>,
 }
 
 /// Run the catalog; `console` makes each run's narrator from its run id.
@@ -48,6 +61,7 @@ pub async fn run_catalog(
     let mut codes = Vec::new();
     let mut cases = Vec::new();
     let mut stopped: Option<String> = None;
+    let mut reported: Vec<crate::report::Input> = Vec::new();
     for (i, exp) in req.experiments.iter().enumerate() {
         if let Some(why) = &stopped {
             cases.push(Case {
@@ -134,6 +148,14 @@ pub async fn run_catalog(
             .as_ref()
             .map(|j| j.display().to_string())
             .unwrap_or_else(|| "none".into());
+        if let (Some(o), Some(_)) = (&end.outcome, &req.report) {
+            reported.push(crate::report::Input {
+                source: journal_text.clone(),
+                record: o.record.clone(),
+                labels: end.labels.clone(),
+                notes: Vec::new(),
+            });
+        }
         cases.push(Case {
             name: title,
             classname: exp.clone(),
@@ -142,7 +164,39 @@ pub async fn run_catalog(
             system_out: format!("run id: {run_id}\ntrace id: {trace}\njournal: {journal_text}\n"),
         });
     }
-    let code = crate::catalog::worst(codes);
+    let mut code = crate::catalog::worst(codes);
+    if let Some(target) = &req.report {
+        let report = crate::report::Report {
+            runs: reported,
+            trace_url: target.trace_url.clone(),
+            generated: chrono::Utc::now(),
+            skipped: Vec::new(),
+        };
+        let text = crate::report::render(&report, target.format);
+        let out = console("catalog");
+        match super::report::write(&target.path, &text) {
+            Ok(()) => out.line(
+                Level::Info,
+                "catalog.report",
+                &format!(
+                    "Report on {} run(s) written to {}",
+                    report.runs.len(),
+                    target.path.display()
+                ),
+            ),
+            Err(e) => {
+                out.line(
+                    Level::Error,
+                    "catalog.report",
+                    &format!(
+                        "--report {}: cannot write the report: {e}",
+                        target.path.display()
+                    ),
+                );
+                code = crate::catalog::worst([code, ExitCode::Failed]);
+            }
+        }
+    }
     if let Some(path) = &req.junit {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())

@@ -109,16 +109,35 @@ fn read(path: &Path) -> Result<(RunRecord, Vec<String>), String> {
 }
 
 /// The trace link template: the flag (or its variable), else the settings'
-/// `tracing.trace_url`; checked either way.
-fn trace_url(req: &ReportRequest) -> Result<Option<String>, SloError> {
-    if let Some(t) = req.trace_url.as_deref().filter(|t| !t.trim().is_empty()) {
-        crate::settings::check_trace_url(t)
-            .map_err(|e| invalid(vec![format!("--trace-url: {e}")]))?;
+/// `tracing.trace_url`; checked either way. The problems name the flag or the
+/// setting.
+pub fn trace_url(
+    flag: Option<&str>,
+    settings: Option<&Path>,
+) -> Result<Option<String>, Vec<String>> {
+    if let Some(t) = flag.filter(|t| !t.trim().is_empty()) {
+        crate::settings::check_trace_url(t).map_err(|e| vec![format!("--trace-url: {e}")])?;
         return Ok(Some(t.to_string()));
     }
-    let settings = crate::settings::load(req.settings.as_deref())
-        .map_err(|problems| invalid(problems.iter().map(ToString::to_string).collect()))?;
+    let settings = crate::settings::load(settings)
+        .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     Ok(settings.tracing.trace_url)
+}
+
+/// Writes a report whole: a temporary file beside it, renamed.
+pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "report".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Whether a journal is seen for the first time (a file given twice, or named and
@@ -134,7 +153,8 @@ pub async fn gather(req: &ReportRequest) -> Result<Gathered, SloError> {
             "nothing to report on: give journals (files, directories, - for standard input), or --since/--label to take recorded runs from the run history".into(),
         ]));
     }
-    let trace_url = trace_url(req)?;
+    let trace_url =
+        trace_url(req.trace_url.as_deref(), req.settings.as_deref()).map_err(invalid)?;
     let mut problems = Vec::new();
     let mut runs: Vec<Input> = Vec::new();
     let mut skipped = Vec::new();

@@ -114,6 +114,8 @@ pub struct RunEnd {
     pub outcome: Option<Outcome>,
     /// Where the journal is, when one was written.
     pub journal: Option<PathBuf>,
+    /// The run's target labels (empty when nothing ran).
+    pub labels: crate::experiment::labels::TargetLabels,
 }
 
 impl RunEnd {
@@ -122,6 +124,7 @@ impl RunEnd {
             code: ExitCode::InvalidInput,
             outcome: None,
             journal: None,
+            labels: Default::default(),
         }
     }
 }
@@ -278,6 +281,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
                 code: ExitCode::KillSwitch,
                 outcome: None,
                 journal: None,
+                labels: Default::default(),
             };
         }
     };
@@ -690,6 +694,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
             code: ExitCode::Failed,
             outcome: Some(outcome),
             journal,
+            labels,
         };
     }
     out.line(
@@ -714,6 +719,7 @@ pub async fn run(req: RunRequest, console: Arc<dyn Narrator>) -> RunEnd {
         code,
         outcome: Some(outcome),
         journal,
+        labels,
     }
 }
 

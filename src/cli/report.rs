@@ -58,34 +58,16 @@ fn format_of(a: &ReportArgs) -> Format {
     match a.format {
         Some(FormatArg::Html) => Format::Html,
         Some(FormatArg::Markdown) => Format::Markdown,
-        None => match a
-            .output
-            .as_ref()
-            .and_then(|o| o.extension())
-            .and_then(|x| x.to_str())
-        {
-            Some("md" | "markdown") => Format::Markdown,
-            _ => Format::Html,
-        },
+        None => a.output.as_deref().map_or(Format::Html, format_for),
     }
 }
 
-/// Writes the file whole: a temporary file beside it, renamed.
-fn write(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.unwrap_or_else(|| "report".into()),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+/// A report file's format by its extension: `.md`/`.markdown` is Markdown, else HTML.
+pub fn format_for(path: &std::path::Path) -> Format {
+    match path.extension().and_then(|x| x.to_str()) {
+        Some("md" | "markdown") => Format::Markdown,
+        _ => Format::Html,
+    }
 }
 
 /// Run `faultline report`.
@@ -123,7 +105,7 @@ pub async fn report(a: ReportArgs) -> ExitCode {
     }
     let text = faultline::report::render(&gathered.report, format);
     match &a.output {
-        Some(path) => match write(path, &text) {
+        Some(path) => match report::write(path, &text) {
             Ok(()) => {
                 eprintln!(
                     "report on {} run(s) written to {}",

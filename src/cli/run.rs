@@ -25,6 +25,19 @@ pub struct RunArgs {
     /// Write a JUnit XML report of the run(s) to this file.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Write a report of the run(s) to this file, as `faultline report` makes it:
+    /// Markdown when it ends in .md, else one self-contained HTML file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// The report's trace links: a template with {trace_id} (and {run_id}) [default:
+    /// the settings' tracing.trace_url].
+    #[arg(
+        long,
+        env = "FAULTLINE_TRACE_URL",
+        value_name = "TEMPLATE",
+        requires = "report"
+    )]
+    pub trace_url: Option<String>,
     /// Do not execute these activities (or skip pauses).
     #[arg(long, value_parser = names::<Dry>(Dry::NAMES))]
     pub dry: Option<Dry>,
@@ -144,11 +157,34 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let (format, verbose, no_color) = (c.log_format, c.verbose, c.no_color);
     let first = Arc::new(Console::new(format, verbose, no_color, String::new()));
     let signals = spawn_signal_handler(current.clone(), template.processes.clone(), first);
+    // The report's trace links are checked before anything runs.
+    let report = match &args.report {
+        None => None,
+        Some(path) => match faultline::app::report::trace_url(
+            args.trace_url.as_deref(),
+            c.settings.as_deref(),
+        ) {
+            Ok(trace_url) => Some(faultline::app::catalog::ReportTarget {
+                path: path.clone(),
+                format: super::report::format_for(path),
+                trace_url,
+            }),
+            Err(e) => {
+                let console = Console::new(format, verbose, no_color, String::new());
+                for p in e {
+                    console.line(Level::Error, "input.invalid", &p);
+                }
+                signals.abort();
+                return ExitCode::InvalidInput;
+            }
+        },
+    };
     let request = CatalogRequest {
         template,
         experiments,
         journal_path,
         junit: args.junit,
+        report,
         current,
     };
     let code = faultline::app::run_catalog(request, |run_id| {

@@ -86,6 +86,10 @@ fn a_catalog_runs_each_experiment_with_its_journal_and_one_junit_report() {
             "journals",
             "--junit",
             "report.xml",
+            "--report",
+            "report.md",
+            "--label",
+            "team=payments",
         ],
         &[],
     );
@@ -162,6 +166,85 @@ fn a_catalog_runs_each_experiment_with_its_journal_and_one_junit_report() {
         }
         assert!(xml.contains(&format!("journal: {file}\n")), "{xml}");
     }
+
+    // --report: the three runs made (the refused one made none), as `faultline report`
+    // makes it, with their target labels.
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.starts_with("# Chaos report: 3 runs"), "{md}");
+    assert!(
+        md.contains("checkout &lt;deviates&gt; & more — ❌ deviated"),
+        "{md}"
+    );
+    assert_eq!(md.matches("| Target | team=payments |").count(), 3, "{md}");
+    assert!(md.contains("| Journal | `journals/a_pass.json` |"), "{md}");
+    assert!(
+        out.stdout
+            .contains("Report on 3 run(s) written to report.md")
+            || out
+                .stderr
+                .contains("Report on 3 run(s) written to report.md"),
+        "{}",
+        out.all_text()
+    );
+}
+
+#[test]
+fn run_report_writes_html_and_checks_its_trace_links_before_running() {
+    let dir = TempDir::new("catalog-report");
+    write_catalog(&dir);
+    // A wrong template: refused before anything runs.
+    let bad = faultline(
+        &dir,
+        &[
+            "run",
+            "cat/a_pass.json",
+            "--report",
+            "r.html",
+            "--trace-url",
+            "http://jaeger/trace",
+        ],
+        &[],
+    );
+    assert_eq!(bad.code, 3, "{}", bad.all_text());
+    assert!(bad.all_text().contains("--trace-url"), "{}", bad.all_text());
+    assert!(lines(&dir, "trace").is_empty(), "nothing ran");
+    assert!(!dir.join("r.html").exists());
+    // One experiment, HTML, trace links from the template.
+    let out = faultline(
+        &dir,
+        &[
+            "run",
+            "cat/a_pass.json",
+            "--report",
+            "r.html",
+            "--trace-url",
+            "http://jaeger:16686/trace/{trace_id}",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all_text());
+    let html = std::fs::read_to_string(dir.join("r.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("Chaos report: first passes"), "{html}");
+    let trace = out.journal()["extensions"][0]["trace_id"].as_str().unwrap();
+    assert!(
+        html.contains(&format!("href=\"http://jaeger:16686/trace/{trace}\"")),
+        "{html}"
+    );
+    // A report that cannot be written: the run's code is kept worse (2), the journal is there.
+    let out = faultline(
+        &dir,
+        &["run", "cat/a_pass.json", "--report", "no-such-dir/r.md"],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.all_text());
+    assert!(
+        out.all_text()
+            .contains("--report no-such-dir/r.md: cannot write the report"),
+        "{}",
+        out.all_text()
+    );
+    assert!(dir.join("journal.json").exists());
 }
 
 #[test]
