@@ -189,7 +189,7 @@ pub async fn gather(req: &ReportRequest) -> Result<Gathered, SloError> {
             files.sort();
             let before = runs.len();
             for f in files {
-                // Not a journal (the OTLP file beside it, a JUnit-less artefact): left out.
+                // Not a journal (the OTLP file written beside each journal, other JSON): left out.
                 if let Ok((record, notes)) = read(&f) {
                     if take(&f, &mut seen) {
                         runs.push(Input {
