@@ -136,34 +136,7 @@ impl Gateway {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<(), String> {
-        let shown = self.shown();
-        // reqwest's timeout covers the request; this one also covers resolving the
-        // host, which runs on a thread of its own.
-        let resp = match tokio::time::timeout(LIMIT, req.send()).await {
-            Err(_) => return Err(format!("no answer from {shown} within {LIMIT:?}")),
-            Ok(Err(e)) => return Err(describe(&shown, e)),
-            Ok(Ok(r)) => r,
-        };
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        // The Pushgateway says why it refused a push (an invalid label name, a metric
-        // inconsistent with others) in the body's first line.
-        let why = tokio::time::timeout(LIMIT, resp.text())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .and_then(|t| {
-                t.lines()
-                    .next()
-                    .map(|l| l.chars().take(200).collect::<String>())
-            })
-            .filter(|l| !l.trim().is_empty());
-        Err(match why {
-            Some(why) => format!("{shown} answered {}: {why}", status.as_u16()),
-            None => format!("{shown} answered {}", status.as_u16()),
-        })
+        send(req, &self.shown()).await
     }
 
     /// The client every request shares (building one is not free: sharing it took a
@@ -176,6 +149,38 @@ impl Gateway {
         let c = client()?;
         Ok(self.client.get_or_init(|| c).clone())
     }
+}
+
+/// Sends `req` within [`LIMIT`] (resolving the host included); a refusal says the
+/// status and the first line of the receiver's body (a Pushgateway or a remote-write
+/// receiver says there why it refused: an invalid label name, an out-of-order
+/// sample). `shown` names the receiver without credentials.
+pub async fn send(req: reqwest::RequestBuilder, shown: &str) -> Result<(), String> {
+    // reqwest's timeout covers the request; this one also covers resolving the host,
+    // which runs on a thread of its own.
+    let resp = match tokio::time::timeout(LIMIT, req.send()).await {
+        Err(_) => return Err(format!("no answer from {shown} within {LIMIT:?}")),
+        Ok(Err(e)) => return Err(describe(shown, e)),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let why = tokio::time::timeout(LIMIT, resp.text())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|t| {
+            t.lines()
+                .next()
+                .map(|l| l.chars().take(200).collect::<String>())
+        })
+        .filter(|l| !l.trim().is_empty());
+    Err(match why {
+        Some(why) => format!("{shown} answered {}: {why}", status.as_u16()),
+        None => format!("{shown} answered {}", status.as_u16()),
+    })
 }
 
 /// An HTTP client for one request at a time, limited to [`LIMIT`], keeping no idle

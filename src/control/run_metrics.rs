@@ -529,29 +529,7 @@ async fn remote_write_post(url: &str, samples: &[remote_write::Sample]) -> Resul
         req = req.header(k, v);
     }
     let req = req.body(remote_write::encode_samples(samples));
-    let resp = match tokio::time::timeout(LIMIT, req.send()).await {
-        Err(_) => return Err(format!("no answer from {shown} within {LIMIT:?}")),
-        Ok(Err(e)) => return Err(pushgateway::describe(&shown, e)),
-        Ok(Ok(r)) => r,
-    };
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let why = tokio::time::timeout(LIMIT, resp.text())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .and_then(|t| {
-            t.lines()
-                .next()
-                .map(|l| l.chars().take(200).collect::<String>())
-        })
-        .filter(|l| !l.trim().is_empty());
-    Err(match why {
-        Some(why) => format!("{shown} answered {}: {why}", status.as_u16()),
-        None => format!("{shown} answered {}", status.as_u16()),
-    })
+    pushgateway::send(req, &shown).await
 }
 
 /// The `/metrics` server of the listen delivery: a thread with a runtime of its own
