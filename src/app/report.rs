@@ -46,13 +46,6 @@ impl ReportRequest {
     }
 }
 
-/// What was gathered: the report, and what was left out (also in the report).
-#[derive(Debug)]
-pub struct Gathered {
-    /// The report to render.
-    pub report: Report,
-}
-
 fn invalid(problems: Vec<String>) -> SloError {
     SloError::Invalid(problems)
 }
@@ -146,8 +139,9 @@ fn take(path: &Path, seen: &mut HashSet<PathBuf>) -> bool {
     seen.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
-/// Reads every journal and recorded run the request names.
-pub async fn gather(req: &ReportRequest) -> Result<Gathered, SloError> {
+/// Reads every journal and recorded run the request names; what could not be shown
+/// is in the report's `skipped`.
+pub async fn gather(req: &ReportRequest) -> Result<Report, SloError> {
     if req.journals.is_empty() && !req.from_store() {
         return Err(invalid(vec![
             "nothing to report on: give journals (files, directories, - for standard input), or --since/--label to take recorded runs from the run history".into(),
@@ -289,12 +283,10 @@ pub async fn gather(req: &ReportRequest) -> Result<Gathered, SloError> {
         ));
     }
     runs.sort_by_key(|r| r.record.started_at());
-    Ok(Gathered {
-        report: Report {
-            runs,
-            trace_url,
-            generated: chrono::Utc::now(),
-            skipped,
-        },
+    Ok(Report {
+        runs,
+        trace_url,
+        generated: chrono::Utc::now(),
+        skipped,
     })
 }

@@ -96,20 +96,20 @@ pub async fn report(a: ReportArgs) -> ExitCode {
         settings: a.settings.clone(),
         stdin,
     };
-    let gathered = match report::gather(&req).await {
+    let made = match report::gather(&req).await {
         Ok(g) => g,
         Err(e) => return failed(&e),
     };
-    for s in &gathered.report.skipped {
+    for s in &made.skipped {
         eprintln!("warning: not in the report: {s}");
     }
-    let text = faultline::report::render(&gathered.report, format);
+    let text = faultline::report::render(&made, format);
     match &a.output {
         Some(path) => match report::write(path, &text) {
             Ok(()) => {
                 eprintln!(
                     "report on {} run(s) written to {}",
-                    gathered.report.runs.len(),
+                    made.runs.len(),
                     path.display()
                 );
                 ExitCode::Success
