@@ -333,12 +333,24 @@ fn listen_serves_metrics_during_the_run_and_stops_after() {
     exp["tags"] = json!(["team:sre", "status:prod"]);
     let child = start(&dir, &exp, &svc);
     let mut body = String::new();
-    wait_until(Duration::from_secs(30), "/metrics during the run", || {
-        body = get(port, "/metrics").unwrap_or_default();
-        body.lines().any(|l| {
-            l.starts_with("faultline_experiment_active{") && l.contains(&svc) && l.ends_with(" 1")
-        })
-    });
+    // Active from the start; the hypothesis probe's duration once it has run (the
+    // method then waits for `go`, so both hold together while the run goes on).
+    wait_until(
+        Duration::from_secs(30),
+        "/metrics during the run, after the hypothesis",
+        || {
+            body = get(port, "/metrics").unwrap_or_default();
+            body.lines().any(|l| {
+                l.starts_with("faultline_experiment_active{")
+                    && l.contains(&svc)
+                    && l.ends_with(" 1")
+            }) && body.lines().any(|l| {
+                l.starts_with("faultline_activity_duration_seconds_count{")
+                    && l.contains("phase=\"before\"")
+                    && l.ends_with(" 1")
+            })
+        },
+    );
     let active = body
         .lines()
         .find(|l| l.starts_with("faultline_experiment_active{"))
